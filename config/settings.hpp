@@ -1,0 +1,62 @@
+// The service's settings as plain data. Parsing lives in config/config.hpp.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ces {
+
+struct settings {
+  // -- Kafka -----------------------------------------------------------------
+  /// Bootstrap servers; the special value "embedded" starts librdkafka's mock
+  /// cluster inside the process (local runs and demos only).
+  std::string kafka_bootstrap_servers = "localhost:9092";
+  std::vector<std::string> kafka_topics = {"apexflow.leads.created",
+                                           "apexflow.jobs.created"};
+  std::string kafka_group_id = "crm-events-sink";
+  /// Extra librdkafka properties, "key=value" each (SASL, TLS, ...).
+  std::vector<std::string> kafka_properties;
+  int kafka_session_timeout_ms = 45000;
+  /// Partitions per topic created by the embedded broker.
+  int embedded_partitions = 6;
+
+  // -- PostgreSQL ------------------------------------------------------------
+  /// libpq URI, e.g. postgresql://user:pw@host:5432/db. Required.
+  std::string database_url;
+
+  // -- Ports -----------------------------------------------------------------
+  std::string http_address = "0.0.0.0";
+  uint16_t http_port = 9106;
+  std::string metrics_address = "0.0.0.0";
+  uint16_t metrics_port = 9105;
+
+  // -- Ingestion -------------------------------------------------------------
+  /// A batch closes at this many records ...
+  size_t batch_max_records = 5000;
+  /// ... or this long after its first record, whichever comes first.
+  int batch_linger_ms = 50;
+  /// Batches sent to the persister and not yet acknowledged.
+  size_t max_in_flight_batches = 2;
+  size_t max_payload_bytes = 1024 * 1024;
+  size_t max_json_depth = 512;
+
+  // -- Supervision -----------------------------------------------------------
+  int restart_backoff_initial_ms = 200;
+  int restart_backoff_max_ms = 10000;
+  /// More than this many restarts within restart_window_s stops the process.
+  int max_restarts = 10;
+  int restart_window_s = 60;
+  /// PostgreSQL retry backoff for a batch that hit an infrastructure error.
+  int db_retry_initial_ms = 200;
+  int db_retry_max_ms = 5000;
+  /// Upper bound for a graceful shutdown.
+  int shutdown_timeout_ms = 10000;
+
+  // -- Logging ---------------------------------------------------------------
+  std::string log_format = "text"; // text | json
+  std::string log_level = "info";  // trace|debug|info|warn|error
+};
+
+} // namespace ces

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages crm-events-sink needs to build, run and test.
+# Idempotent: does nothing when everything is already installed.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  cmake ninja-build g++ pkg-config git
+  # libraries (headers + shared objects)
+  libcaf-dev librdkafka-dev libpqxx-dev libpq-dev
+  librestinio-dev libasio-dev libhttp-parser-dev libfmt-dev
+  prometheus-cpp-dev libspdlog-dev nlohmann-json3-dev catch2
+  # real components used by the local run and the tests
+  postgresql kcat prometheus curl procps
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=()
+[ "$(id -u)" -ne 0 ] && SUDO=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq
+"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,60 @@
+// PostgreSQL access for the ingestion path. No CAF. pqxx stays behind a pimpl
+// so that including this header is cheap.
+#pragma once
+
+#include "storage/model.hpp"
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace ces::storage {
+
+/// An infrastructure failure (connection lost, server shutting down,
+/// serialization failure, ...): the batch must be retried as a whole, and
+/// nothing may be acknowledged.
+class infra_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Applies the numbered migrations of sql/ (embedded in the binary) that are
+/// not yet recorded in schema_migrations, each in its own transaction, under a
+/// PostgreSQL advisory lock. Returns the versions it applied (empty when the
+/// schema was already current). Throws infra_error when PostgreSQL is
+/// unreachable, std::runtime_error when a migration fails.
+std::vector<int> migrate(const std::string& database_url);
+
+/// Writes batches: one transaction per batch holding the journal rows (COPY),
+/// the DLQ rows and the consumer group's next offsets.
+class journal_writer {
+public:
+  /// Connects. Throws infra_error when PostgreSQL is unreachable.
+  journal_writer(const std::string& database_url, std::string group_id);
+  ~journal_writer();
+  journal_writer(const journal_writer&) = delete;
+  journal_writer& operator=(const journal_writer&) = delete;
+
+  /// Persists one batch in one transaction; see persist_outcome. Records of a
+  /// partition whose stored next offset is already past them are skipped
+  /// (another member of the group journalled them). Rows PostgreSQL refuses
+  /// are isolated and dead-lettered as db_rejected. Throws infra_error on
+  /// infrastructure failures (after which the writer reconnects on next use).
+  persist_outcome write(const std::vector<checked_record>& batch);
+
+  /// True when the connection is open.
+  bool connected() const;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+/// Reads the stored next offsets of `group_id` for `topics` (all partitions).
+/// Throws infra_error when PostgreSQL is unreachable.
+std::vector<partition_offset> load_offsets(const std::string& database_url,
+                                           const std::string& group_id,
+                                           const std::vector<std::string>& topics);
+
+} // namespace ces::storage

@@ -1,0 +1,86 @@
+// Plain data types shared by every layer. No CAF, no pqxx, no librdkafka here:
+// this header is included everywhere and must stay cheap.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ces {
+
+/// One Kafka header. Kafka allows a null header value (`has_value == false`).
+struct kafka_header {
+  std::string key;
+  std::string value;
+  bool has_value = true;
+};
+
+/// One Kafka message, copied out of librdkafka.
+struct kafka_record {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  bool has_key = false;
+  std::string key; // raw bytes
+  std::vector<kafka_header> headers;
+  int64_t timestamp_ms = -1; // -1: no timestamp
+  int8_t timestamp_type = 0; // 0 none, 1 create time, 2 log-append time
+  bool has_value = false;    // false: null value (tombstone)
+  std::string value;         // raw bytes
+};
+
+/// Why a record went to the DLQ instead of the journal.
+enum class reject_reason : uint8_t {
+  none = 0,       // accepted
+  empty_value,    // null or zero-length value
+  too_large,      // value larger than the configured maximum
+  invalid_json,   // not JSON, or JSON that PostgreSQL's jsonb refuses
+  missing_tenant, // no string tenant_id in the payload nor in a header
+  db_rejected,    // PostgreSQL refused the row (found by isolating it)
+};
+
+/// The stable text of a reason, as stored in event_dlq.error_class and used as
+/// the `reason` metric label.
+const char* to_string(reject_reason r) noexcept;
+
+/// A record after validation: either accepted (reason == none, tenant_id set)
+/// or rejected (reason and error set).
+struct checked_record {
+  kafka_record rec;
+  reject_reason reason = reject_reason::none;
+  std::string error;     // human message when rejected
+  std::string tenant_id; // set when accepted
+  int64_t replay_of = 0; // journal id from an `x-replay-of` header, 0 if none
+};
+
+/// (topic, partition) -> next offset to read.
+struct partition_offset {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t next_offset = 0;
+};
+
+/// A count per topic (reason empty) or per topic and reason.
+struct topic_count {
+  std::string topic;
+  std::string reason;
+  uint64_t count = 0;
+};
+
+/// What one persisted batch did, as committed in one transaction.
+struct persist_outcome {
+  /// Next offset stored for every partition of the batch.
+  std::vector<partition_offset> offsets;
+  /// Rows written to event_journal, per topic.
+  std::vector<topic_count> journalled;
+  /// Rows written to event_dlq, per topic and reason.
+  std::vector<topic_count> dead_lettered;
+  /// Records not written because the stored offset of their partition was
+  /// already past them (another consumer of the group journalled them).
+  std::vector<topic_count> skipped;
+  /// How many extra COPY attempts were needed to isolate rejected rows.
+  uint32_t isolation_rounds = 0;
+};
+
+} // namespace ces
