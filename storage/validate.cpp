@@ -1,0 +1,2 @@
+#include "storage/validate.hpp"
+// Implementation pending (validation helper).
