@@ -5,10 +5,20 @@
 
 #include "storage/model.hpp"
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace ces {
+
+/// Longest tenant_id accepted (payload or header), in bytes.
+inline constexpr size_t max_tenant_id_bytes = 256;
+
+/// Kind of a JSON value, as reported for the top-level "tenant_id".
+enum class json_type : uint8_t { none, object, array, string, number, boolean, null };
+
+/// "object", "array", "string", "number", "boolean", "null" ("none" for none).
+const char* to_string(json_type t) noexcept;
 
 struct validation_limits {
   /// Values larger than this go to the DLQ as `too_large`.
@@ -17,24 +27,42 @@ struct validation_limits {
   size_t max_depth = 512;
 };
 
-/// Result of checking one JSON text.
+/// Result of checking one JSON text. When !ok only `error` is meaningful.
 struct json_check {
   bool ok = false;           // valid JSON that jsonb accepts
-  std::string error;         // why not, when !ok
+  std::string error;         // why not, when !ok; "byte N" is a 0-based offset
   bool is_object = false;    // top-level value is an object
   bool has_tenant = false;   // top-level object has a "tenant_id" key
   bool tenant_is_string = false;
+  json_type tenant_type = json_type::none; // type of the last "tenant_id" value
   std::string tenant_id;     // unescaped value of the last "tenant_id" key
 };
 
 /// Validates `text` as RFC 8259 JSON under PostgreSQL jsonb's extra rules
-/// (valid UTF-8, no \u0000, no unpaired surrogate escapes) and `max_depth`,
-/// and extracts the top-level "tenant_id".
+/// (valid UTF-8, no \u0000, no unpaired surrogate escapes) and `max_depth`
+/// (containers nested `max_depth` deep pass, one more fails), and extracts the
+/// top-level "tenant_id" (keys compared unescaped, the last duplicate wins, as
+/// jsonb keeps it). Single pass, iterative (no recursion), no DOM.
+/// Assumes a UTF8 database (with another server encoding PostgreSQL also
+/// refuses \u escapes above U+007F). Numbers follow the JSON grammar at any
+/// size: PostgreSQL may still refuse absurd exponents (numeric overflow).
 json_check check_json(std::string_view text, size_t max_depth);
 
+/// True when `s` is well-formed UTF-8 (no overlongs, no encoded surrogates,
+/// nothing above U+10FFFF, no truncated sequence). NUL bytes are allowed here.
+bool is_valid_utf8(std::string_view s) noexcept;
+
 /// Classifies one record: accepted (tenant_id and replay_of filled in) or
-/// rejected with its reason and a message. The tenant comes from the payload's
-/// top-level string "tenant_id", else from a "tenant_id" header.
+/// rejected with its reason and a message. The record is moved into the result.
+/// - null or zero-length value: empty_value; larger than max_payload_bytes:
+///   too_large (checked before parsing); check_json failure: invalid_json.
+/// - tenant: the payload's top-level string "tenant_id"; only when the payload
+///   has no such key (or is not an object), the last "tenant_id" header (valid
+///   UTF-8, no NUL). A payload tenant_id that is not a string, is empty or is
+///   longer than max_tenant_id_bytes is missing_tenant, with no header
+///   fallback; so is an empty or too long header value.
+/// - replay_of: the last "x-replay-of" header when it is a positive decimal
+///   int64 (digits only), else 0; filled in for rejected records too.
 checked_record check_record(kafka_record rec, const validation_limits& limits);
 
 } // namespace ces
