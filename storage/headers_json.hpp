@@ -1,0 +1,56 @@
+// Kafka headers <-> the JSON array stored in event_journal.headers and
+// event_dlq.headers, and the small text helpers that form needs. Pure
+// functions, no I/O.
+//
+// Format: an array in Kafka order, one object per header:
+//   {"key": "<name>", "value": "<text>"}  value is UTF-8 text without NUL
+//   {"key": "<name>", "value_b64": "..."} any other bytes, base64 (RFC 4648)
+//   {"key": "<name>", "value": null}      null value (has_value == false)
+// A key that is not UTF-8 text without NUL is stored as "key_b64" instead.
+#pragma once
+
+#include "storage/model.hpp"
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ces::storage {
+
+/// True when `s` is well-formed UTF-8 as PostgreSQL checks it (no overlong
+/// forms, no surrogates, nothing above U+10FFFF). NUL bytes are well-formed
+/// UTF-8 but PostgreSQL's text cannot hold them: see `is_pg_text`.
+bool is_valid_utf8(std::string_view s) noexcept;
+
+/// True when `s` can be stored as PostgreSQL text/jsonb string: valid UTF-8
+/// without NUL.
+bool is_pg_text(std::string_view s) noexcept;
+
+/// `s` with every NUL and every invalid UTF-8 sequence replaced by U+FFFD, so
+/// that PostgreSQL accepts it as text.
+std::string to_pg_text(std::string_view s);
+
+/// Appends standard base64 (with padding) of `bytes`.
+void append_base64(std::string& out, std::string_view bytes);
+
+/// Decodes standard base64 (padding optional, no whitespace). Returns false
+/// on malformed input.
+bool decode_base64(std::string_view text, std::string& out);
+
+/// Appends `s` as a JSON string literal (quotes included). `s` must be UTF-8;
+/// control characters are escaped.
+void append_json_string(std::string& out, std::string_view s);
+
+/// Appends the JSON array form of `headers` (`[]` when empty).
+void append_headers_json(std::string& out,
+                         const std::vector<kafka_header>& headers);
+
+/// The JSON array form of `headers`.
+std::string headers_to_json(const std::vector<kafka_header>& headers);
+
+/// The inverse of headers_to_json. Accepts any JSON layout (as PostgreSQL's
+/// jsonb prints it: spaces, any key order); ignores unknown members. Throws
+/// std::invalid_argument when `json` is not such an array.
+std::vector<kafka_header> headers_from_json(std::string_view json);
+
+} // namespace ces::storage

@@ -1,0 +1,447 @@
+// journal_writer: one transaction per batch holding the journal rows (COPY),
+// the DLQ rows and the group's offsets, fenced by those offsets.
+#include "storage/journal.hpp"
+
+#include "storage/copy_text.hpp"
+#include "storage/pg_util.hpp"
+
+#include <algorithm>
+#include <map>
+#include <string_view>
+#include <tuple>
+#include <utility>
+
+namespace ces::storage::detail {
+
+/// Lines of COPY text data, sent as they are (without per-field escaping).
+struct copy_lines {
+  const std::string* text; // one or more lines, without the final newline
+};
+
+} // namespace ces::storage::detail
+
+namespace pqxx {
+
+// libpqxx 6.4 keeps stream_to::write_raw_line private. This explicit
+// specialization of the public `operator<<` template is a member of
+// stream_to and may call it: it sends pre-encoded lines with one
+// PQputCopyData call (libpqxx appends the final newline).
+template <>
+stream_to& stream_to::operator<< <ces::storage::detail::copy_lines>(
+  const ces::storage::detail::copy_lines& lines) {
+  write_raw_line(*lines.text);
+  return *this;
+}
+
+} // namespace pqxx
+
+namespace ces::storage {
+
+namespace {
+
+/// Largest piece of COPY data sent in one call (whole rows; a single larger
+/// row goes alone).
+constexpr size_t max_copy_chunk = 256 * 1024;
+
+/// Keep at most this much buffer capacity between batches.
+constexpr size_t max_kept_capacity = 64 * 1024 * 1024;
+
+using partition_key = std::pair<std::string, int32_t>;
+
+/// Orders partition keys; also compares with (string_view, partition)
+/// without building a key.
+struct key_less {
+  using is_transparent = void;
+  using ref = std::pair<std::string_view, int32_t>;
+  static ref as_ref(const partition_key& k) {
+    return {k.first, k.second};
+  }
+  static ref as_ref(const ref& k) {
+    return k;
+  }
+  template <class A, class B>
+  bool operator()(const A& a, const B& b) const {
+    return as_ref(a) < as_ref(b);
+  }
+};
+
+struct partition_state {
+  int64_t fence = 0;      // next offset still to accept in this batch
+  int64_t end = 0;        // last offset of the batch + 1
+  uint64_t journalled = 0;
+  uint64_t skipped = 0;
+};
+
+using partition_map = std::map<partition_key, partition_state, key_less>;
+
+struct dlq_item {
+  size_t index;         // into the batch
+  reject_reason reason;
+  std::string db_error; // for db_rejected
+};
+
+/// Per-topic sums of a per-partition counter (zeros left out).
+std::vector<topic_count> per_topic(const partition_map& parts,
+                                   uint64_t partition_state::*counter) {
+  std::vector<topic_count> out;
+  for (auto& [k, st] : parts) {
+    if (st.*counter == 0)
+      continue;
+    if (out.empty() || out.back().topic != k.first)
+      out.push_back(topic_count{k.first, "", 0});
+    out.back().count += st.*counter;
+  }
+  return out;
+}
+
+/// Finds the state of `r`'s partition, starting with the previous record's.
+partition_state& state_of(partition_map& parts, const kafka_record& r,
+                          partition_map::iterator& last) {
+  if (last == parts.end() || last->first.second != r.partition
+      || last->first.first != r.topic)
+    last = parts.find(key_less::ref{r.topic, r.partition});
+  return last->second;
+}
+
+} // namespace
+
+struct journal_writer::impl {
+  std::string url;
+  std::string group;
+  std::unique_ptr<detail::pg_session> db;
+
+  // Reused between batches.
+  std::string rows;              // COPY text of the accepted records
+  std::vector<size_t> row_start; // offset of each row in `rows`, + end
+  std::vector<size_t> row_index; // batch index of each row
+  std::vector<partition_state*> row_part; // partition of each row
+  std::string chunk;
+  std::string scratch;
+  std::string dlq_rows;
+
+  persist_outcome write(const std::vector<checked_record>& batch);
+
+  /// Sends rows [lo, hi) of `rows` as COPY data on `s`.
+  void send_rows(pqxx::stream_to& s, size_t lo, size_t hi);
+
+  /// COPYs rows [lo, hi) into event_journal inside a savepoint. Returns
+  /// nullptr on success, the data error otherwise (savepoint rolled back).
+  /// Other errors propagate.
+  std::unique_ptr<pqxx::sql_error> try_copy(pqxx::dbtransaction& tx,
+                                            size_t lo, size_t hi);
+
+  /// Journals all rows, isolating the ones PostgreSQL refuses (appended to
+  /// `rejected` as db_rejected). Returns the extra COPY attempts.
+  uint32_t copy_journal(pqxx::dbtransaction& tx, std::vector<dlq_item>& rejected);
+};
+
+void journal_writer::impl::send_rows(pqxx::stream_to& s, size_t lo,
+                                     size_t hi) {
+  while (lo < hi) {
+    auto end = lo + 1;
+    while (end < hi && row_start[end + 1] - row_start[lo] <= max_copy_chunk)
+      ++end;
+    // Without the last newline: libpqxx appends one.
+    chunk.assign(rows, row_start[lo], row_start[end] - row_start[lo] - 1);
+    s << detail::copy_lines{&chunk};
+    lo = end;
+  }
+}
+
+std::unique_ptr<pqxx::sql_error>
+journal_writer::impl::try_copy(pqxx::dbtransaction& tx, size_t lo,
+                               size_t hi) {
+  pqxx::subtransaction sp{tx, "ces_copy"};
+  try {
+    pqxx::stream_to s{sp, "event_journal",
+                      std::vector<std::string>{copy_text::journal_columns}};
+    send_rows(s, lo, hi);
+    s.complete();
+  } catch (const pqxx::sql_error& e) {
+    if (!detail::is_data_error(e))
+      throw;
+    auto err = std::make_unique<pqxx::sql_error>(e);
+    sp.abort(); // ROLLBACK TO SAVEPOINT
+    return err;
+  }
+  sp.commit(); // RELEASE SAVEPOINT
+  return nullptr;
+}
+
+uint32_t journal_writer::impl::copy_journal(pqxx::dbtransaction& tx,
+                                            std::vector<dlq_item>& rejected) {
+  auto n = row_index.size();
+  if (n == 0)
+    return 0;
+  struct range {
+    size_t lo, hi;
+  };
+  std::vector<range> todo{{0, n}}; // LIFO; keeps the rows in order
+  uint32_t rounds = 0;
+  bool first = true;
+  std::vector<size_t> bad; // row numbers, with their messages below
+  std::vector<std::string> bad_msg;
+  while (!todo.empty()) {
+    auto r = todo.back();
+    todo.pop_back();
+    if (!first)
+      ++rounds;
+    first = false;
+    auto err = try_copy(tx, r.lo, r.hi);
+    if (!err)
+      continue;
+    if (r.hi - r.lo == 1) {
+      bad.push_back(r.lo);
+      bad_msg.push_back(detail::describe(*err));
+      continue;
+    }
+    // PostgreSQL names the line it refused: split around it (each part is
+    // still verified by its own COPY, so a wrong guess costs only rounds).
+    // Without a line number, split in halves.
+    auto line = detail::copy_error_line(*err, "event_journal");
+    if (line >= 1 && line <= r.hi - r.lo) {
+      auto k = r.lo + line - 1;
+      if (k + 1 < r.hi)
+        todo.push_back({k + 1, r.hi});
+      todo.push_back({k, k + 1});
+      if (r.lo < k)
+        todo.push_back({r.lo, k});
+    } else {
+      auto mid = r.lo + (r.hi - r.lo) / 2;
+      todo.push_back({mid, r.hi});
+      todo.push_back({r.lo, mid});
+    }
+  }
+  for (size_t i = 0; i < bad.size(); ++i)
+    rejected.push_back(
+      dlq_item{row_index[bad[i]], reject_reason::db_rejected, std::move(bad_msg[i])});
+  return rounds;
+}
+
+persist_outcome
+journal_writer::impl::write(const std::vector<checked_record>& batch) {
+  persist_outcome out;
+  auto& conn = *db->conn;
+
+  // The partitions of the batch, sorted: rows are locked in this order.
+  partition_map parts;
+  {
+    auto last = parts.end();
+    for (auto& r : batch) {
+      if (last == parts.end() || last->first.second != r.rec.partition
+          || last->first.first != r.rec.topic) {
+        last = parts.find(key_less::ref{r.rec.topic, r.rec.partition});
+        if (last == parts.end())
+          last = parts.emplace(partition_key{r.rec.topic, r.rec.partition},
+                               partition_state{})
+                   .first;
+      }
+      last->second.end = std::max(last->second.end, r.rec.offset + 1);
+    }
+  }
+
+  pqxx::work tx{conn, "journal_batch"};
+
+  // 1. Create missing offset rows, then lock them all.
+  auto group = tx.quote(this->group);
+  std::string keys;   // ('topic', partition), ...
+  std::string values; // (group, 'topic', partition, 0), ...
+  std::string ends;   // ('topic', partition, end), ...
+  for (auto& [k, st] : parts) {
+    auto topic = tx.quote(k.first);
+    auto partition = pqxx::to_string(k.second);
+    auto sep = keys.empty() ? "" : ", ";
+    keys += sep + ("(" + topic + ", " + partition + ")");
+    values += sep + ("(" + group + ", " + topic + ", " + partition + ", 0)");
+    ends += sep + ("(" + topic + ", " + partition + ", "
+                   + pqxx::to_string(st.end) + "::bigint)");
+  }
+  auto locked = tx.exec(
+    "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
+    " VALUES " + values + " ON CONFLICT DO NOTHING;"
+    " SELECT topic, partition, next_offset FROM consumer_offsets"
+    " WHERE group_id = " + group + " AND (topic, partition) IN (" + keys + ")"
+    " ORDER BY topic COLLATE \"C\", partition FOR UPDATE");
+  if (locked.size() != parts.size())
+    throw infra_error("consumer_offsets: locked "
+                      + std::to_string(locked.size()) + " rows, expected "
+                      + std::to_string(parts.size()));
+  for (auto row : locked) {
+    auto topic = row[0].as<std::string>();
+    auto it = parts.find(key_less::ref{topic, row[1].as<int32_t>()});
+    if (it != parts.end())
+      it->second.fence = row[2].as<int64_t>();
+  }
+
+  // 2. Fence (records below the stored offset, or repeated in the batch, are
+  // skipped), and encode the accepted records.
+  std::vector<dlq_item> dlq;
+  rows.clear();
+  row_start.clear();
+  row_index.clear();
+  row_part.clear();
+  {
+    auto last = parts.end();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      auto& r = batch[i];
+      auto& st = state_of(parts, r.rec, last);
+      if (r.rec.offset < st.fence) {
+        ++st.skipped;
+        continue;
+      }
+      st.fence = r.rec.offset + 1;
+      if (r.reason != reject_reason::none) {
+        dlq.push_back(dlq_item{i, r.reason, {}});
+        continue;
+      }
+      if (rows.empty())
+        rows.reserve(batch.size() * (r.rec.value.size() + 160));
+      row_start.push_back(rows.size());
+      row_index.push_back(i);
+      row_part.push_back(&st);
+      copy_text::append_journal_row(rows, r, scratch);
+    }
+    row_start.push_back(rows.size());
+  }
+
+  // 3./4. COPY into event_journal, isolating refused rows.
+  auto first_rejected = dlq.size();
+  out.isolation_rounds = copy_journal(tx, dlq);
+  {
+    std::sort(dlq.begin() + first_rejected, dlq.end(),
+              [](auto& a, auto& b) { return a.index < b.index; });
+    auto bad = first_rejected;
+    for (size_t row = 0; row < row_index.size(); ++row) {
+      if (bad < dlq.size() && dlq[bad].index == row_index[row])
+        ++bad;
+      else
+        ++row_part[row]->journalled;
+    }
+  }
+
+  // 5. Dead letters.
+  std::map<std::pair<std::string, std::string>, uint64_t> dead;
+  if (!dlq.empty()) {
+    dlq_rows.clear();
+    for (auto& d : dlq) {
+      auto& r = batch[d.index];
+      copy_text::append_dlq_row(dlq_rows, r, d.reason,
+                                d.reason == reject_reason::db_rejected
+                                  ? d.db_error
+                                  : r.error,
+                                scratch);
+      ++dead[{r.rec.topic, to_string(d.reason)}];
+    }
+    dlq_rows.pop_back(); // libpqxx appends the last newline
+    pqxx::stream_to s{tx, "event_dlq",
+                      std::vector<std::string>{copy_text::dlq_columns}};
+    s << detail::copy_lines{&dlq_rows};
+    s.complete();
+  }
+
+  // 6. Advance the offsets of every partition of the batch.
+  auto stored = tx.exec(
+    "UPDATE consumer_offsets AS c"
+    " SET next_offset = greatest(c.next_offset, v.next_offset),"
+    " updated_at = now()"
+    " FROM (VALUES " + ends + ") AS v (topic, partition, next_offset)"
+    " WHERE c.group_id = " + group + " AND c.topic = v.topic"
+    " AND c.partition = v.partition"
+    " RETURNING c.topic, c.partition, c.next_offset");
+  if (stored.size() != parts.size())
+    throw infra_error("consumer_offsets: updated "
+                      + std::to_string(stored.size()) + " rows, expected "
+                      + std::to_string(parts.size()));
+
+  // 7. Commit.
+  tx.commit();
+
+  for (auto row : stored)
+    out.offsets.push_back(partition_offset{row[0].as<std::string>(),
+                                           row[1].as<int32_t>(),
+                                           row[2].as<int64_t>()});
+  std::sort(out.offsets.begin(), out.offsets.end(), [](auto& a, auto& b) {
+    return std::tie(a.topic, a.partition) < std::tie(b.topic, b.partition);
+  });
+  out.journalled = per_topic(parts, &partition_state::journalled);
+  out.skipped = per_topic(parts, &partition_state::skipped);
+  for (auto& [k, n] : dead)
+    out.dead_lettered.push_back(topic_count{k.first, k.second, n});
+
+  if (rows.capacity() > max_kept_capacity)
+    std::string{}.swap(rows);
+  if (dlq_rows.capacity() > max_kept_capacity)
+    std::string{}.swap(dlq_rows);
+  return out;
+}
+
+journal_writer::journal_writer(const std::string& database_url,
+                               std::string group_id)
+  : impl_(std::make_unique<impl>()) {
+  impl_->url = database_url;
+  impl_->group = std::move(group_id);
+  impl_->db = detail::connect(impl_->url);
+}
+
+journal_writer::~journal_writer() = default;
+
+persist_outcome journal_writer::write(const std::vector<checked_record>& batch) {
+  if (batch.empty())
+    return {};
+  if (!connected()) {
+    impl_->db.reset();
+    impl_->db = detail::connect(impl_->url);
+  }
+  try {
+    return impl_->write(batch);
+  } catch (const infra_error&) {
+    impl_->db.reset();
+    throw;
+  } catch (const pqxx::in_doubt_error& e) {
+    impl_->db.reset();
+    throw detail::to_infra_error(e, "journal: commit outcome unknown");
+  } catch (const pqxx::failure& e) {
+    // Includes data errors outside the isolated COPY (offsets, DLQ rows):
+    // those are not the records' fault either.
+    impl_->db.reset();
+    throw detail::to_infra_error(e, "journal");
+  } catch (...) {
+    impl_->db.reset();
+    throw;
+  }
+}
+
+bool journal_writer::connected() const {
+  return impl_->db != nullptr && impl_->db->conn->is_open();
+}
+
+std::vector<partition_offset>
+load_offsets(const std::string& database_url, const std::string& group_id,
+             const std::vector<std::string>& topics) {
+  std::vector<partition_offset> out;
+  if (topics.empty())
+    return out;
+  auto db = detail::connect(database_url);
+  try {
+    pqxx::read_transaction tx{*db->conn, "load_offsets"};
+    std::string list;
+    for (auto& t : topics) {
+      if (!list.empty())
+        list += ", ";
+      list += tx.quote(t);
+    }
+    auto res = tx.exec("SELECT topic, partition, next_offset"
+                       " FROM consumer_offsets WHERE group_id = "
+                       + tx.quote(group_id) + " AND topic IN (" + list + ")"
+                       " ORDER BY topic COLLATE \"C\", partition");
+    for (auto row : res)
+      out.push_back(partition_offset{row[0].as<std::string>(),
+                                     row[1].as<int32_t>(),
+                                     row[2].as<int64_t>()});
+  } catch (const pqxx::failure& e) {
+    throw detail::to_infra_error(e, "load_offsets");
+  }
+  return out;
+}
+
+} // namespace ces::storage

@@ -1,0 +1,81 @@
+#include "storage/pg_util.hpp"
+
+namespace ces::storage::detail {
+
+std::unique_ptr<pg_session> connect(const std::string& url) {
+  auto s = std::make_unique<pg_session>();
+  try {
+    s->conn = std::make_unique<pqxx::connection>(url);
+  } catch (const std::exception& e) {
+    throw to_infra_error(e, "cannot connect to PostgreSQL");
+  }
+  s->quiet = std::make_unique<pqxx::quiet_errorhandler>(*s->conn);
+  return s;
+}
+
+bool is_data_sqlstate(const std::string& st) noexcept {
+  if (st.size() != 5)
+    return false;
+  return (st[0] == '2' && (st[1] == '2' || st[1] == '3'))
+         || (st[0] == '5' && st[1] == '4');
+}
+
+bool is_infra_sqlstate(const std::string& st) noexcept {
+  if (st.size() != 5)
+    return false;
+  auto cls = st.substr(0, 2);
+  return cls == "08" || cls == "40" || cls == "53" || cls == "57"
+         || cls == "58" || cls == "XX";
+}
+
+bool is_data_error(const std::exception& e) noexcept {
+  auto se = dynamic_cast<const pqxx::sql_error*>(&e);
+  return se != nullptr && is_data_sqlstate(se->sqlstate());
+}
+
+std::string describe(const std::exception& e) {
+  std::string msg = e.what();
+  // libpq: "ERROR:  primary\nDETAIL:  ...\nHINT:  ...\nCONTEXT:  ...\n".
+  if (auto ctx = msg.find("\nCONTEXT:"); ctx != std::string::npos)
+    msg.erase(ctx);
+  if (msg.compare(0, 8, "ERROR:  ") == 0)
+    msg.erase(0, 8);
+  else if (msg.compare(0, 8, "FATAL:  ") == 0)
+    msg.erase(0, 8);
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' '))
+    msg.pop_back();
+  for (auto field : {"\nDETAIL:  ", "\nHINT:  "})
+    if (auto i = msg.find(field); i != std::string::npos)
+      msg.erase(i + std::char_traits<char>::length(field) - 1, 1);
+  for (size_t i = 0; (i = msg.find('\n', i)) != std::string::npos;)
+    msg.replace(i, 1, "; ");
+  if (msg.size() > 2000) { // e.g. a DETAIL quoting a long JSON token
+    msg.resize(2000);
+    msg += "...";
+  }
+  if (auto se = dynamic_cast<const pqxx::sql_error*>(&e);
+      se != nullptr && !se->sqlstate().empty())
+    msg += " (SQLSTATE " + se->sqlstate() + ")";
+  return msg;
+}
+
+size_t copy_error_line(const std::exception& e, const std::string& table) {
+  std::string msg = e.what();
+  auto needle = "COPY " + table + ", line ";
+  auto pos = msg.find(needle);
+  if (pos == std::string::npos)
+    return 0;
+  size_t line = 0;
+  for (pos += needle.size(); pos < msg.size() && msg[pos] >= '0'
+                             && msg[pos] <= '9' && line < 100000000;
+       ++pos)
+    line = line * 10 + static_cast<size_t>(msg[pos] - '0');
+  return line;
+}
+
+infra_error to_infra_error(const std::exception& e,
+                           const std::string& what_failed) {
+  return infra_error(what_failed + ": " + describe(e));
+}
+
+} // namespace ces::storage::detail

@@ -1,0 +1,50 @@
+// Internal to storage/: connecting with libpqxx and classifying its errors.
+// Includes pqxx, so only storage/*.cpp include it.
+#pragma once
+
+#include "storage/journal.hpp"
+
+#include <pqxx/pqxx>
+
+#include <exception>
+#include <memory>
+#include <string>
+
+namespace ces::storage::detail {
+
+/// A connection whose notices are swallowed (storage/ does no logging:
+/// otherwise libpqxx prints server notices to stderr).
+struct pg_session {
+  std::unique_ptr<pqxx::connection> conn;
+  std::unique_ptr<pqxx::quiet_errorhandler> quiet; // destroyed before conn
+};
+
+/// Connects to `url`. Throws infra_error when PostgreSQL is unreachable.
+std::unique_ptr<pg_session> connect(const std::string& url);
+
+/// True for SQLSTATE classes 22 (data exception), 23 (integrity constraint
+/// violation) and 54 (program limit exceeded): the row is at fault, not the
+/// infrastructure.
+bool is_data_sqlstate(const std::string& sqlstate) noexcept;
+
+/// True for SQLSTATE classes that say the server, not the statement, failed:
+/// 08 (connection), 40 (rollback: serialization, deadlock), 53 (resources),
+/// 57 (operator intervention), 58 (system error), XX (internal error).
+bool is_infra_sqlstate(const std::string& sqlstate) noexcept;
+
+/// True when `e` is a pqxx::sql_error with a data SQLSTATE.
+bool is_data_error(const std::exception& e) noexcept;
+
+/// The server's message in one line: primary message and DETAIL/HINT, without
+/// the CONTEXT (which repeats the row), followed by " (SQLSTATE xxxxx)" for
+/// SQL errors.
+std::string describe(const std::exception& e);
+
+/// For an error raised by `COPY <table>`: the line of the COPY data that
+/// PostgreSQL blamed (1-based), 0 when the message does not say.
+size_t copy_error_line(const std::exception& e, const std::string& table);
+
+/// An infra_error for `e`, prefixed with `what_failed`.
+infra_error to_infra_error(const std::exception& e, const std::string& what_failed);
+
+} // namespace ces::storage::detail

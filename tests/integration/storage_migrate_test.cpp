@@ -1,0 +1,119 @@
+// storage::migrate against a throwaway PostgreSQL.
+#include "storage/dlq_store.hpp"
+#include "storage/journal.hpp"
+#include "storage/migrations.hpp"
+#include "tests/integration/storage_test_util.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <exception>
+#include <thread>
+
+using namespace ces;
+using namespace ces::test;
+
+namespace {
+
+std::vector<int> all_versions() {
+  std::vector<int> out;
+  for (auto& m : storage::embedded_migrations())
+    out.push_back(m.version);
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("embedded migrations are numbered and ordered", "[migrate]") {
+  auto& all = storage::embedded_migrations();
+  REQUIRE_FALSE(all.empty());
+  CHECK(all.front().version == 1);
+  CHECK(std::string(all.front().name) == "0001_initial.sql");
+  CHECK(std::string(all.front().sql).find("CREATE TABLE event_journal")
+        != std::string::npos);
+  for (size_t i = 1; i < all.size(); ++i)
+    CHECK(all[i - 1].version < all[i].version);
+}
+
+TEST_CASE("migrate applies each migration once", "[migrate]") {
+  auto url = shared_pg().create_database();
+  auto first = storage::migrate(url);
+  CHECK(first == all_versions());
+  auto second = storage::migrate(url);
+  CHECK(second.empty());
+  CHECK(count(url, "SELECT count(*) FROM schema_migrations")
+        == static_cast<long>(all_versions().size()));
+  CHECK(scalar(url, "SELECT name FROM schema_migrations WHERE version = 1")
+        == "0001_initial.sql");
+  CHECK(scalar(url, "SELECT applied_at IS NOT NULL FROM schema_migrations"
+                    " WHERE version = 1")
+        == "t");
+  for (auto table : {"event_journal", "event_dlq", "consumer_offsets"})
+    CHECK(scalar(url, std::string("SELECT to_regclass('") + table
+                        + "') IS NOT NULL")
+          == "t");
+  // The advisory lock was released.
+  CHECK(count(url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        == 0);
+}
+
+TEST_CASE("concurrent migrate calls apply migrations exactly once",
+          "[migrate]") {
+  for (int round = 0; round < 3; ++round) {
+    auto url = shared_pg().create_database();
+    std::vector<int> a, b;
+    std::exception_ptr ea, eb;
+    std::thread ta{[&] {
+      try {
+        a = storage::migrate(url);
+      } catch (...) {
+        ea = std::current_exception();
+      }
+    }};
+    std::thread tb{[&] {
+      try {
+        b = storage::migrate(url);
+      } catch (...) {
+        eb = std::current_exception();
+      }
+    }};
+    ta.join();
+    tb.join();
+    REQUIRE_FALSE(ea);
+    REQUIRE_FALSE(eb);
+    // One of them applied everything, the other nothing.
+    CHECK(((a == all_versions() && b.empty())
+           || (b == all_versions() && a.empty())));
+    CHECK(count(url, "SELECT count(*) FROM schema_migrations")
+          == static_cast<long>(all_versions().size()));
+  }
+}
+
+TEST_CASE("a failing migration names its file", "[migrate]") {
+  auto url = shared_pg().create_database();
+  // A table in the way of 0001.
+  exec(url, "CREATE TABLE event_journal (x int)");
+  try {
+    storage::migrate(url);
+    FAIL("migrate succeeded");
+  } catch (const storage::infra_error& e) {
+    FAIL("infra_error: " << e.what());
+  } catch (const std::runtime_error& e) {
+    CHECK_THAT(e.what(), Catch::Contains("0001_initial.sql")
+                           && Catch::Contains("already exists"));
+  }
+  // Nothing of 0001 was kept.
+  CHECK(count(url, "SELECT count(*) FROM schema_migrations") == 0);
+  CHECK(scalar(url, "SELECT to_regclass('event_dlq') IS NULL") == "t");
+}
+
+TEST_CASE("an unreachable server is an infra_error", "[migrate]") {
+  // Port 1 on 127.0.0.1: connection refused.
+  std::string url = "postgresql://postgres@127.0.0.1:1/nowhere";
+  CHECK_THROWS_AS(storage::migrate(url), storage::infra_error);
+  CHECK_THROWS_AS(storage::journal_writer(url, "g"), storage::infra_error);
+  CHECK_THROWS_AS(storage::load_offsets(url, "g", {"t"}),
+                  storage::infra_error);
+  CHECK_THROWS_AS(storage::dlq_store(url), storage::infra_error);
+  CHECK_THROWS_WITH(storage::migrate(url),
+                    Catch::Contains("cannot connect to PostgreSQL"));
+}
