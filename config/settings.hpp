@@ -21,6 +21,9 @@ struct settings {
   int kafka_session_timeout_ms = 45000;
   /// Partitions per topic created by the embedded broker.
   int embedded_partitions = 6;
+  /// With the embedded broker: write its bootstrap address to this file
+  /// (for sample-traffic generators and kcat). Empty: don't.
+  std::string embedded_bootstrap_file;
 
   // -- PostgreSQL ------------------------------------------------------------
   /// libpq URI, e.g. postgresql://user:pw@host:5432/db. Required.

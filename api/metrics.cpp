@@ -1,0 +1,218 @@
+#include "api/metrics.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <mutex>
+#include <set>
+#include <stdexcept>
+
+namespace ces {
+
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+const prometheus::Histogram::BucketBoundaries& persist_buckets() {
+  static const prometheus::Histogram::BucketBoundaries xs = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
+  return xs;
+}
+
+const prometheus::Histogram::BucketBoundaries& record_buckets() {
+  static const prometheus::Histogram::BucketBoundaries xs = {
+    1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000};
+  return xs;
+}
+
+} // namespace
+
+struct metrics::impl {
+  std::shared_ptr<prometheus::Registry> registry
+    = std::make_shared<prometheus::Registry>();
+
+  prometheus::Family<prometheus::Counter>& ingested
+    = BuildCounter()
+        .Name("crm_events_ingested_total")
+        .Help("CRM events read from Kafka, by topic")
+        .Register(*registry);
+  prometheus::Family<prometheus::Counter>& persisted
+    = BuildCounter()
+        .Name("crm_events_persisted_total")
+        .Help("CRM events written to the event_journal table, by topic")
+        .Register(*registry);
+  prometheus::Family<prometheus::Counter>& dlq
+    = BuildCounter()
+        .Name("crm_events_dlq_total")
+        .Help("CRM events written to the dead-letter queue, by topic and "
+              "reason")
+        .Register(*registry);
+  prometheus::Family<prometheus::Counter>& skipped
+    = BuildCounter()
+        .Name("crm_events_skipped_total")
+        .Help("CRM events skipped because another consumer group member had "
+              "already journalled them, by topic")
+        .Register(*registry);
+  prometheus::Family<prometheus::Counter>& restarts
+    = BuildCounter()
+        .Name("crm_actor_restarts_total")
+        .Help("Restarts of supervised actors after a crash, by actor")
+        .Register(*registry);
+  prometheus::Histogram& persist_seconds
+    = BuildHistogram()
+        .Name("crm_batch_persist_seconds")
+        .Help("Time to persist one batch in PostgreSQL (one transaction)")
+        .Register(*registry)
+        .Add({}, persist_buckets());
+  prometheus::Histogram& batch_records
+    = BuildHistogram()
+        .Name("crm_batch_records")
+        .Help("Records per persisted batch")
+        .Register(*registry)
+        .Add({}, record_buckets());
+  prometheus::Gauge& in_flight
+    = BuildGauge()
+        .Name("crm_batches_in_flight")
+        .Help("Batches sent to the persister and not yet acknowledged")
+        .Register(*registry)
+        .Add({});
+  prometheus::Gauge& dlq_pending
+    = BuildGauge()
+        .Name("crm_dlq_pending")
+        .Help("Dead-letter queue entries not yet replayed or resolved")
+        .Register(*registry)
+        .Add({});
+  prometheus::Gauge& db_up
+    = BuildGauge()
+        .Name("crm_db_up")
+        .Help("1 when the persister's last PostgreSQL transaction succeeded, "
+              "0 while it retries after an infrastructure error")
+        .Register(*registry)
+        .Add({});
+
+  // Only for declare_*: the data path never takes this lock.
+  std::mutex declared_mtx;
+  std::set<std::string> declared_topics;
+  std::set<std::string> declared_reasons;
+
+  // Last: stops serving before the registry goes away.
+  std::unique_ptr<prometheus::Exposer> exposer;
+  std::mutex exposer_mtx;
+};
+
+metrics::metrics() : impl_(std::make_unique<impl>()) {
+  // nop
+}
+
+metrics::~metrics() {
+  // Stop the HTTP threads before the families they read are destroyed.
+  std::lock_guard<std::mutex> guard{impl_->exposer_mtx};
+  impl_->exposer.reset();
+}
+
+void metrics::expose(const std::string& address, uint16_t port) {
+  std::lock_guard<std::mutex> guard{impl_->exposer_mtx};
+  if (impl_->exposer)
+    throw std::logic_error("metrics are already exposed");
+  auto host = address.find(':') != std::string::npos
+                  && address.front() != '['
+                ? "[" + address + "]"
+                : address;
+  auto endpoint = host + ":" + std::to_string(port);
+  try {
+    auto exposer = std::make_unique<prometheus::Exposer>(endpoint, 2);
+    exposer->RegisterCollectable(impl_->registry);
+    impl_->exposer = std::move(exposer);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot serve metrics on " + endpoint
+                             + ": port in use or address not available ("
+                             + e.what() + ")");
+  }
+}
+
+uint16_t metrics::exposed_port() const {
+  std::lock_guard<std::mutex> guard{impl_->exposer_mtx};
+  if (!impl_->exposer)
+    return 0;
+  auto ports = impl_->exposer->GetListeningPorts();
+  return ports.empty() ? 0 : static_cast<uint16_t>(ports.front());
+}
+
+void metrics::add_ingested(const std::string& topic, uint64_t n) {
+  impl_->ingested.Add({{"topic", topic}}).Increment(static_cast<double>(n));
+}
+
+void metrics::add_persisted(const std::string& topic, uint64_t n) {
+  impl_->persisted.Add({{"topic", topic}}).Increment(static_cast<double>(n));
+}
+
+void metrics::add_dlq(const std::string& topic, const std::string& reason,
+                      uint64_t n) {
+  impl_->dlq.Add({{"topic", topic}, {"reason", reason}})
+    .Increment(static_cast<double>(n));
+}
+
+void metrics::add_skipped(const std::string& topic, uint64_t n) {
+  impl_->skipped.Add({{"topic", topic}}).Increment(static_cast<double>(n));
+}
+
+void metrics::observe_batch_persist(double seconds, uint64_t records) {
+  impl_->persist_seconds.Observe(seconds);
+  impl_->batch_records.Observe(static_cast<double>(records));
+}
+
+void metrics::add_actor_restart(const std::string& actor) {
+  impl_->restarts.Add({{"actor", actor}}).Increment();
+}
+
+void metrics::set_in_flight_batches(int64_t n) {
+  impl_->in_flight.Set(static_cast<double>(n));
+}
+
+void metrics::set_dlq_pending(int64_t n) {
+  impl_->dlq_pending.Set(static_cast<double>(n));
+}
+
+void metrics::set_db_up(bool up) {
+  impl_->db_up.Set(up ? 1.0 : 0.0);
+}
+
+void metrics::declare_topics(const std::vector<std::string>& topics) {
+  std::lock_guard<std::mutex> guard{impl_->declared_mtx};
+  for (auto& t : topics) {
+    impl_->ingested.Add({{"topic", t}});
+    impl_->persisted.Add({{"topic", t}});
+    impl_->skipped.Add({{"topic", t}});
+    for (auto& r : impl_->declared_reasons)
+      impl_->dlq.Add({{"topic", t}, {"reason", r}});
+    impl_->declared_topics.insert(t);
+  }
+}
+
+void metrics::declare_dlq_reasons(const std::vector<std::string>& reasons) {
+  std::lock_guard<std::mutex> guard{impl_->declared_mtx};
+  for (auto& r : reasons) {
+    for (auto& t : impl_->declared_topics)
+      impl_->dlq.Add({{"topic", t}, {"reason", r}});
+    impl_->declared_reasons.insert(r);
+  }
+}
+
+void metrics::declare_actors(const std::vector<std::string>& actors) {
+  for (auto& a : actors)
+    impl_->restarts.Add({{"actor", a}});
+}
+
+std::string metrics::text() const {
+  return prometheus::TextSerializer{}.Serialize(impl_->registry->Collect());
+}
+
+} // namespace ces

@@ -1,0 +1,82 @@
+// Prometheus metrics of the service. prometheus-cpp stays behind a pimpl, so
+// actors can include this header cheaply. All methods are thread-safe; call
+// the add_* methods once per batch with counts rather than once per record.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ces {
+
+class metrics {
+public:
+  metrics();
+  ~metrics();
+
+  metrics(const metrics&) = delete;
+  metrics& operator=(const metrics&) = delete;
+
+  /// Serves GET /metrics on address:port (address "0.0.0.0" for all IPv4
+  /// interfaces). Throws std::runtime_error naming address and port when the
+  /// port is taken or the address is unusable, std::logic_error when called
+  /// twice.
+  void expose(const std::string& address, uint16_t port);
+
+  /// The port actually listened on (useful after expose(addr, 0) in tests);
+  /// 0 before expose().
+  uint16_t exposed_port() const;
+
+  /// crm_events_ingested_total{topic}: records read from Kafka.
+  void add_ingested(const std::string& topic, uint64_t n);
+
+  /// crm_events_persisted_total{topic}: records written to event_journal.
+  void add_persisted(const std::string& topic, uint64_t n);
+
+  /// crm_events_dlq_total{topic,reason}: records written to event_dlq.
+  /// `reason` must come from a small fixed set (it is a label).
+  void add_dlq(const std::string& topic, const std::string& reason,
+               uint64_t n);
+
+  /// crm_events_skipped_total{topic}: records another group member had
+  /// already journalled.
+  void add_skipped(const std::string& topic, uint64_t n);
+
+  /// crm_batch_persist_seconds (histogram, 1 ms .. 10 s) and
+  /// crm_batch_records (histogram of records per batch).
+  void observe_batch_persist(double seconds, uint64_t records);
+
+  /// crm_actor_restarts_total{actor}.
+  void add_actor_restart(const std::string& actor);
+
+  /// crm_batches_in_flight: batches sent to the persister, not yet acked.
+  void set_in_flight_batches(int64_t n);
+
+  /// crm_dlq_pending: DLQ entries not yet replayed or resolved.
+  void set_dlq_pending(int64_t n);
+  /// crm_db_up: 1 after a successful batch transaction, 0 while the
+  /// persister retries after an infrastructure error.
+  void set_db_up(bool up);
+
+  /// Creates the zero-valued per-topic series (ingested, persisted, skipped,
+  /// and dlq for every reason declared so far) so dashboards see them
+  /// before the first event.
+  void declare_topics(const std::vector<std::string>& topics);
+
+  /// Creates zero-valued crm_events_dlq_total series for each reason and
+  /// every topic declared so far (or later).
+  void declare_dlq_reasons(const std::vector<std::string>& reasons);
+
+  /// Creates zero-valued crm_actor_restarts_total series.
+  void declare_actors(const std::vector<std::string>& actors);
+
+  /// The Prometheus text exposition of all metrics (what /metrics serves).
+  std::string text() const;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace ces
