@@ -1,0 +1,44 @@
+// DLQ: owns event_dlq reads and maintenance on a connection of its own (the
+// PERSISTER writes dead letters inside its batch transaction, so that a
+// record is acknowledged only once it is journalled or dead-lettered). Keeps
+// the crm_dlq_pending gauge current.
+#pragma once
+
+#include "actors/interfaces.hpp"
+
+#include <chrono>
+#include <functional>
+#include <memory>
+
+namespace ces {
+
+class metrics;
+
+/// Read access to event_dlq. Throws storage::infra_error when PostgreSQL is
+/// unreachable.
+class dlq_reader {
+public:
+  virtual ~dlq_reader() = default;
+  virtual int64_t pending_count() = 0;
+};
+
+using dlq_reader_factory = std::function<std::unique_ptr<dlq_reader>()>;
+
+struct dlq_state {
+  dlq_reader_factory make_reader;
+  std::unique_ptr<dlq_reader> reader;
+  std::chrono::milliseconds refresh_interval{5000};
+  metrics* stats = nullptr;
+  int64_t pending = -1; // -1 until read once
+  static inline const char* name = "dlq";
+};
+
+dlq_actor::behavior_type dlq(dlq_actor::stateful_pointer<dlq_state> self,
+                             dlq_reader_factory make_reader,
+                             std::chrono::milliseconds refresh_interval,
+                             metrics* stats);
+
+/// dlq_reader on storage::dlq_store.
+dlq_reader_factory dlq_store_factory(std::string database_url);
+
+} // namespace ces

@@ -1,0 +1,59 @@
+// Typed messaging interfaces of every actor of the service, in one place.
+// Actor names in CAPS are the actors; see actors/<name>.hpp for factories.
+#pragma once
+
+#include "actors/type_ids.hpp"
+
+namespace ces {
+
+/// PERSISTER (detached; owns its PostgreSQL connection). Writes a batch in one
+/// transaction: journal rows (COPY), DLQ rows and the group's next offsets.
+/// Replies once committed. On infrastructure errors it keeps the batch and
+/// retries with capped backoff; nothing is acknowledged meanwhile.
+using persister_actor = caf::typed_actor<
+  /// Journal one batch; the reply is what the committed transaction did.
+  caf::replies_to<atom::persist, batch>::with<persist_outcome>,
+  /// (self) Retry the head batch after an infrastructure error.
+  caf::reacts_to<atom::retry>>;
+
+/// CONSUMER (detached; owns the librdkafka group consumer). Self-driven poll
+/// loop: validates records, cuts batches by count and linger, keeps at most a
+/// fixed number of batches in flight to the PERSISTER, then commits offsets
+/// to Kafka. Stops gracefully on a user_shutdown exit message.
+using consumer_actor = caf::typed_actor<
+  /// (self) Poll the next records from Kafka.
+  caf::reacts_to<atom::poll>,
+  /// (self) Serve rebalance callbacks while the in-flight bound is reached.
+  caf::reacts_to<atom::keepalive>>;
+
+/// DLQ (detached; owns its own PostgreSQL connection for event_dlq reads and
+/// maintenance — never the PERSISTER's). Keeps crm_dlq_pending current.
+using dlq_actor = caf::typed_actor<
+  /// (self, timer) Re-read the number of pending DLQ entries.
+  caf::reacts_to<atom::refresh>,
+  /// Number of pending DLQ entries as last read (-1 before the first read).
+  caf::replies_to<atom::status>::with<int64_t>>;
+
+/// SUPERVISOR. Monitors its children, restarts a crashed child with
+/// exponential backoff together with the children that depend on it, and
+/// stops the process (quits with an error) when its restart budget is spent.
+using supervisor_actor = caf::typed_actor<
+  /// (self, timer) Start a child and its dependants after their backoff.
+  caf::reacts_to<atom::respawn, std::string>,
+  /// State, restart count and last failure of every child.
+  caf::replies_to<atom::status>::with<std::vector<child_status>>,
+  /// Ordered, graceful shutdown: children stop in reverse start order.
+  caf::reacts_to<atom::shutdown>,
+  /// (self) Stop the next child of the shutdown sequence.
+  caf::reacts_to<atom::stop_next>,
+  /// (self, timer) Kill the named child if it outlived its stop timeout.
+  caf::reacts_to<atom::force_stop, std::string>>;
+
+} // namespace ces
+
+CAF_BEGIN_TYPE_ID_BLOCK(ces_actors, caf::id_block::ces::end)
+  CAF_ADD_TYPE_ID(ces_actors, (ces::persister_actor))
+  CAF_ADD_TYPE_ID(ces_actors, (ces::consumer_actor))
+  CAF_ADD_TYPE_ID(ces_actors, (ces::dlq_actor))
+  CAF_ADD_TYPE_ID(ces_actors, (ces::supervisor_actor))
+CAF_END_TYPE_ID_BLOCK(ces_actors)

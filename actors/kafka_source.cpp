@@ -1,0 +1,319 @@
+#include "actors/kafka_source.hpp"
+
+#include "config/logging.hpp"
+#include "storage/journal.hpp"
+
+#include <librdkafka/rdkafkacpp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <stdexcept>
+
+namespace ces {
+
+namespace {
+
+using tp_list = std::vector<RdKafka::TopicPartition*>;
+
+/// Owns the TopicPartition pointers librdkafka's C++ API hands around.
+struct tp_guard {
+  tp_list items;
+  ~tp_guard() {
+    RdKafka::TopicPartition::destroy(items);
+  }
+};
+
+std::string describe(const tp_list& parts) {
+  std::string out;
+  for (auto p : parts) {
+    if (!out.empty())
+      out += ',';
+    out += p->topic() + '/' + std::to_string(p->partition());
+    if (p->offset() >= 0)
+      out += '@' + std::to_string(p->offset());
+  }
+  return out.empty() ? "none" : out;
+}
+
+void copy_message(const RdKafka::Message& m, kafka_record& out) {
+  out.topic = m.topic_name();
+  out.partition = m.partition();
+  out.offset = m.offset();
+  out.has_key = m.key_pointer() != nullptr;
+  if (out.has_key)
+    out.key.assign(static_cast<const char*>(m.key_pointer()), m.key_len());
+  else
+    out.key.clear();
+  out.headers.clear();
+  if (auto hdrs = const_cast<RdKafka::Message&>(m).headers()) {
+    for (auto& h : hdrs->get_all()) {
+      kafka_header kh;
+      kh.key = h.key();
+      kh.has_value = h.value() != nullptr;
+      if (kh.has_value)
+        kh.value.assign(static_cast<const char*>(h.value()), h.value_size());
+      out.headers.emplace_back(std::move(kh));
+    }
+  }
+  auto ts = m.timestamp();
+  switch (ts.type) {
+    case RdKafka::MessageTimestamp::MSG_TIMESTAMP_CREATE_TIME:
+      out.timestamp_type = 1;
+      out.timestamp_ms = ts.timestamp;
+      break;
+    case RdKafka::MessageTimestamp::MSG_TIMESTAMP_LOG_APPEND_TIME:
+      out.timestamp_type = 2;
+      out.timestamp_ms = ts.timestamp;
+      break;
+    default:
+      out.timestamp_type = 0;
+      out.timestamp_ms = -1;
+  }
+  out.has_value = m.payload() != nullptr;
+  if (out.has_value)
+    out.value.assign(static_cast<const char*>(m.payload()), m.len());
+  else
+    out.value.clear();
+}
+
+} // namespace
+
+struct kafka_source::impl : RdKafka::RebalanceCb, RdKafka::EventCb {
+  kafka_source_config cfg;
+  bool paused = false;
+  bool closed = false;
+  bool fatal = false;
+  std::string fatal_reason;
+  std::deque<kafka_record> stash; // records that arrived while serving
+  std::map<int, std::chrono::steady_clock::time_point> last_error_log;
+  std::unique_ptr<RdKafka::KafkaConsumer> kc; // destroyed first
+
+  explicit impl(const kafka_source_config& c) : cfg(c) {
+  }
+
+  // -- librdkafka callbacks (run inside consume()) ---------------------------
+
+  void rebalance_cb(RdKafka::KafkaConsumer* c, RdKafka::ErrorCode err,
+                    tp_list& parts) override {
+    bool cooperative = c->rebalance_protocol() == "COOPERATIVE";
+    if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
+      apply_stored_offsets(parts);
+      if (cooperative) {
+        if (auto e = c->incremental_assign(parts)) {
+          log::event(spdlog::level::err, "consumer", "assign_failed",
+                     {{"reason", e->str()}});
+          delete e;
+        }
+      } else {
+        c->assign(parts);
+      }
+      if (paused)
+        c->pause(parts);
+      log::event(spdlog::level::info, "consumer", "partitions_assigned",
+                 {{"partitions", describe(parts)}});
+    } else if (err == RdKafka::ERR__REVOKE_PARTITIONS) {
+      if (cooperative) {
+        if (auto e = c->incremental_unassign(parts))
+          delete e;
+      } else {
+        c->unassign();
+      }
+      log::event(spdlog::level::info, "consumer", "partitions_revoked",
+                 {{"partitions", describe(parts)}});
+    } else {
+      log::event(spdlog::level::err, "consumer", "rebalance_error",
+                 {{"reason", RdKafka::err2str(err)}});
+      c->unassign();
+    }
+  }
+
+  void event_cb(RdKafka::Event& ev) override {
+    switch (ev.type()) {
+      case RdKafka::Event::EVENT_ERROR:
+        if (ev.fatal()) {
+          fatal = true;
+          fatal_reason = RdKafka::err2str(ev.err()) + ": " + ev.str();
+        }
+        log_error_throttled(static_cast<int>(ev.err()),
+                            RdKafka::err2str(ev.err()) + ": " + ev.str());
+        break;
+      case RdKafka::Event::EVENT_LOG:
+        if (ev.severity() <= RdKafka::Event::EVENT_SEVERITY_WARNING)
+          log::event(spdlog::level::warn, "consumer", "librdkafka",
+                     {{"facility", ev.fac()}, {"message", ev.str()}});
+        break;
+      default:
+        break;
+    }
+  }
+
+  // -- helpers ---------------------------------------------------------------
+
+  void log_error_throttled(int code, const std::string& what) {
+    auto now = std::chrono::steady_clock::now();
+    auto& last = last_error_log[code];
+    if (now - last < std::chrono::seconds(5))
+      return;
+    last = now;
+    log::event(spdlog::level::warn, "consumer", "kafka_error",
+               {{"reason", what}});
+  }
+
+  /// Starts each partition at the next offset stored in PostgreSQL. Without
+  /// a stored offset, librdkafka uses the group's committed offset or
+  /// auto.offset.reset. If PostgreSQL is unreachable the committed offsets
+  /// are used; they never run ahead of PostgreSQL's, and the persister's
+  /// offset fence skips anything already journalled.
+  void apply_stored_offsets(tp_list& parts) {
+    try {
+      auto stored =
+        storage::load_offsets(cfg.database_url, cfg.group_id, cfg.topics);
+      for (auto p : parts)
+        for (auto& s : stored)
+          if (s.topic == p->topic() && s.partition == p->partition())
+            p->set_offset(s.next_offset);
+    } catch (const std::exception& e) {
+      log::event(spdlog::level::warn, "consumer", "stored_offsets_unavailable",
+                 {{"reason", e.what()},
+                  {"fallback", "kafka committed offsets"}});
+    }
+  }
+
+  tp_list filter_assigned(const std::vector<partition_offset>& offsets) {
+    tp_guard assigned;
+    kc->assignment(assigned.items);
+    tp_list result;
+    for (auto& o : offsets) {
+      auto match = [&](RdKafka::TopicPartition* p) {
+        return p->topic() == o.topic && p->partition() == o.partition;
+      };
+      if (std::any_of(assigned.items.begin(), assigned.items.end(), match))
+        result.push_back(RdKafka::TopicPartition::create(o.topic, o.partition,
+                                                         o.next_offset));
+    }
+    return result;
+  }
+};
+
+kafka_source::kafka_source(const kafka_source_config& cfg)
+  : impl_(std::make_unique<impl>(cfg)) {
+  std::unique_ptr<RdKafka::Conf> conf{
+    RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL)};
+  std::string err;
+  auto set = [&](const std::string& key, const std::string& value) {
+    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK)
+      throw std::runtime_error("invalid Kafka property " + key + "=" + value
+                               + ": " + err);
+  };
+  set("bootstrap.servers", cfg.bootstrap_servers);
+  set("group.id", cfg.group_id);
+  set("client.id", "crm-events-sink");
+  set("enable.auto.commit", "false");
+  set("enable.auto.offset.store", "false");
+  set("auto.offset.reset", "earliest");
+  set("enable.partition.eof", "false");
+  set("session.timeout.ms", std::to_string(cfg.session_timeout_ms));
+  // An idle fetch is answered after at most this long (the mock broker
+  // always waits the full time): bounds latency at low rates.
+  set("fetch.wait.max.ms", "100");
+  // librdkafka's prefetch queue is part of our memory budget.
+  set("queued.max.messages.kbytes", "16384");
+  set("log.connection.close", "false");
+  for (auto& kv : cfg.properties) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos)
+      throw std::runtime_error("invalid Kafka property '" + kv
+                               + "': expected key=value");
+    set(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(impl_.get()),
+                err)
+        != RdKafka::Conf::CONF_OK
+      || conf->set("event_cb", static_cast<RdKafka::EventCb*>(impl_.get()),
+                   err)
+           != RdKafka::Conf::CONF_OK)
+    throw std::runtime_error("cannot install Kafka callbacks: " + err);
+  impl_->kc.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
+  if (!impl_->kc)
+    throw std::runtime_error("cannot create Kafka consumer: " + err);
+  auto rc = impl_->kc->subscribe(cfg.topics);
+  if (rc != RdKafka::ERR_NO_ERROR)
+    throw std::runtime_error("cannot subscribe: " + RdKafka::err2str(rc));
+}
+
+kafka_source::~kafka_source() {
+  if (impl_->kc && !impl_->closed)
+    impl_->kc->close();
+}
+
+bool kafka_source::next(kafka_record& out, std::chrono::milliseconds timeout) {
+  if (!impl_->stash.empty()) {
+    out = std::move(impl_->stash.front());
+    impl_->stash.pop_front();
+    return true;
+  }
+  std::unique_ptr<RdKafka::Message> m{
+    impl_->kc->consume(static_cast<int>(timeout.count()))};
+  if (impl_->fatal)
+    throw std::runtime_error("fatal Kafka error: " + impl_->fatal_reason);
+  switch (m->err()) {
+    case RdKafka::ERR_NO_ERROR:
+      copy_message(*m, out);
+      return true;
+    case RdKafka::ERR__TIMED_OUT:
+    case RdKafka::ERR__PARTITION_EOF:
+      return false;
+    default:
+      impl_->log_error_throttled(static_cast<int>(m->err()), m->errstr());
+      return false;
+  }
+}
+
+void kafka_source::pause_all() {
+  impl_->paused = true;
+  tp_guard parts;
+  impl_->kc->assignment(parts.items);
+  if (!parts.items.empty())
+    impl_->kc->pause(parts.items);
+}
+
+void kafka_source::resume_all() {
+  impl_->paused = false;
+  tp_guard parts;
+  impl_->kc->assignment(parts.items);
+  if (!parts.items.empty())
+    impl_->kc->resume(parts.items);
+}
+
+void kafka_source::serve() {
+  // While paused no fetches happen; consume(0) only runs callbacks. Should a
+  // record that was already queued come back anyway, keep it for next().
+  std::unique_ptr<RdKafka::Message> m{impl_->kc->consume(0)};
+  if (m->err() == RdKafka::ERR_NO_ERROR) {
+    kafka_record r;
+    copy_message(*m, r);
+    impl_->stash.emplace_back(std::move(r));
+  }
+}
+
+void kafka_source::commit(const std::vector<partition_offset>& offsets) {
+  tp_guard parts;
+  parts.items = impl_->filter_assigned(offsets);
+  if (!parts.items.empty())
+    impl_->kc->commitAsync(parts.items);
+}
+
+void kafka_source::close(const std::vector<partition_offset>& final_offsets) {
+  if (impl_->closed)
+    return;
+  tp_guard parts;
+  parts.items = impl_->filter_assigned(final_offsets);
+  if (!parts.items.empty())
+    impl_->kc->commitSync(parts.items);
+  impl_->kc->close();
+  impl_->closed = true;
+}
+
+} // namespace ces

@@ -1,0 +1,255 @@
+// crm-events-sink: Kafka -> PostgreSQL journal on supervised CAF actors.
+#include "actors/consumer.hpp"
+#include "actors/dlq.hpp"
+#include "actors/interfaces.hpp"
+#include "actors/kafka/embedded_broker.hpp"
+#include "actors/kafka_source.hpp"
+#include "actors/persister.hpp"
+#include "actors/supervisor.hpp"
+#include "api/metrics.hpp"
+#include "config/config.hpp"
+#include "config/logging.hpp"
+#include "storage/journal.hpp"
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <thread>
+#include <unistd.h>
+
+namespace {
+
+using namespace std::chrono_literals;
+
+sigset_t shutdown_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
+/// Waits up to `timeout` for SIGTERM/SIGINT. Returns the signal or 0.
+int wait_signal(const sigset_t& set, std::chrono::milliseconds timeout) {
+  timespec ts{static_cast<time_t>(timeout.count() / 1000),
+              static_cast<long>((timeout.count() % 1000) * 1000000)};
+  auto sig = sigtimedwait(&set, nullptr, &ts);
+  return sig > 0 ? sig : 0;
+}
+
+void write_file_atomically(const std::string& path, const std::string& text) {
+  auto tmp = path + ".tmp";
+  {
+    std::ofstream out{tmp};
+    out << text << '\n';
+  }
+  std::rename(tmp.c_str(), path.c_str());
+}
+
+/// Applies the migrations, retrying while PostgreSQL is unreachable. Returns
+/// false if a signal asked us to stop meanwhile; throws on a failed migration.
+bool migrate_with_retry(const ces::settings& s, const sigset_t& signals) {
+  auto delay = std::chrono::milliseconds(s.db_retry_initial_ms);
+  for (int attempt = 1;; ++attempt) {
+    try {
+      auto applied = ces::storage::migrate(s.database_url);
+      std::string versions;
+      for (auto v : applied)
+        versions += (versions.empty() ? "" : ",") + std::to_string(v);
+      ces::log::event(spdlog::level::info, "main", "schema_ready",
+                      {{"applied", versions.empty() ? "none" : versions}});
+      return true;
+    } catch (const ces::storage::infra_error& e) {
+      ces::log::event(spdlog::level::warn, "main", "db_unavailable",
+                      {{"reason", e.what()},
+                       {"attempt", static_cast<int64_t>(attempt)},
+                       {"backoff_ms", static_cast<int64_t>(delay.count())}});
+      if (wait_signal(signals, delay) != 0)
+        return false;
+      delay = std::min(delay * 2, std::chrono::milliseconds(s.db_retry_max_ms));
+    }
+  }
+}
+
+std::vector<ces::child_spec> child_specs(const ces::settings& s,
+                                         ces::metrics* m) {
+  using namespace ces;
+  std::vector<child_spec> specs;
+  persister_settings ps;
+  ps.retry_initial = std::chrono::milliseconds(s.db_retry_initial_ms);
+  ps.retry_max = std::chrono::milliseconds(s.db_retry_max_ms);
+  specs.push_back(child_spec{
+    "persister",
+    {},
+    [=](caf::local_actor* self, const peer_map&) {
+      return caf::actor_cast<caf::actor>(self->spawn<caf::detached>(
+        persister, journal_writer_factory(s.database_url, s.kafka_group_id),
+        ps, m));
+    }});
+  specs.push_back(child_spec{
+    "dlq", {}, [=](caf::local_actor* self, const peer_map&) {
+      return caf::actor_cast<caf::actor>(self->spawn<caf::detached>(
+        dlq, dlq_store_factory(s.database_url), std::chrono::seconds(5), m));
+    }});
+  consumer_settings cs;
+  cs.batch_max_records = s.batch_max_records;
+  cs.linger = std::chrono::milliseconds(s.batch_linger_ms);
+  cs.max_in_flight = s.max_in_flight_batches;
+  cs.limits.max_payload_bytes = s.max_payload_bytes;
+  cs.limits.max_depth = s.max_json_depth;
+  kafka_source_config kc;
+  kc.bootstrap_servers = s.kafka_bootstrap_servers;
+  kc.group_id = s.kafka_group_id;
+  kc.topics = s.kafka_topics;
+  kc.properties = s.kafka_properties;
+  kc.session_timeout_ms = s.kafka_session_timeout_ms;
+  kc.database_url = s.database_url;
+  specs.push_back(child_spec{
+    "consumer",
+    {"persister"},
+    [=](caf::local_actor* self, const peer_map& peers) {
+      auto p = caf::actor_cast<persister_actor>(peers.at("persister"));
+      source_factory make_source = [kc] {
+        return std::unique_ptr<record_source>(new kafka_source(kc));
+      };
+      return caf::actor_cast<caf::actor>(
+        self->spawn<caf::detached>(consumer, make_source, p, cs, m));
+    }});
+  return specs;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  ces::service_config cfg;
+  cfg.add_message_types<caf::id_block::ces>()
+    .add_message_types<caf::id_block::ces_actors>();
+  auto loaded = cfg.load(argc, argv, ::getenv, std::cout, std::cerr);
+  if (!loaded.proceed)
+    return loaded.exit_code;
+  auto s = cfg.values;
+  ces::log::init(s.log_format, s.log_level);
+  // Signals are taken synchronously (sigtimedwait); block them in every
+  // thread, including the ones CAF and librdkafka start.
+  auto signals = shutdown_signals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  {
+    std::string line;
+    for (auto& [k, v] : ces::describe(s))
+      line += (line.empty() ? "" : " ") + k + "=" + v;
+    ces::log::event(spdlog::level::info, "main", "starting",
+                    {{"settings", line}});
+  }
+  // Local runs: host librdkafka's mock cluster in this process.
+  std::unique_ptr<ces::embedded_broker> broker;
+  if (s.kafka_bootstrap_servers == "embedded") {
+    try {
+      broker = std::make_unique<ces::embedded_broker>(
+        s.kafka_topics, s.embedded_partitions);
+    } catch (const std::exception& e) {
+      ces::log::event(spdlog::level::critical, "main", "embedded_broker_failed",
+                      {{"reason", e.what()}});
+      return 1;
+    }
+    s.kafka_bootstrap_servers = broker->bootstraps();
+    ces::log::event(spdlog::level::info, "main", "embedded_broker",
+                    {{"bootstrap", s.kafka_bootstrap_servers},
+                     {"partitions", static_cast<int64_t>(s.embedded_partitions)}});
+    if (!s.embedded_bootstrap_file.empty())
+      write_file_atomically(s.embedded_bootstrap_file,
+                            s.kafka_bootstrap_servers);
+  }
+  ces::metrics stats;
+  stats.declare_topics(s.kafka_topics);
+  stats.declare_actors({"persister", "dlq", "consumer"});
+  try {
+    stats.expose(s.metrics_address, s.metrics_port);
+  } catch (const std::exception& e) {
+    ces::log::event(spdlog::level::critical, "main", "metrics_failed",
+                    {{"reason", e.what()}});
+    return 1;
+  }
+  try {
+    if (!migrate_with_retry(s, signals))
+      return 0; // asked to stop before PostgreSQL came up
+  } catch (const std::exception& e) {
+    ces::log::event(spdlog::level::critical, "main", "migration_failed",
+                    {{"reason", e.what()}});
+    return 1;
+  }
+  int exit_code = 0;
+  {
+    caf::actor_system sys{cfg};
+    ces::supervision_policy policy;
+    policy.backoff_initial =
+      std::chrono::milliseconds(s.restart_backoff_initial_ms);
+    policy.backoff_max = std::chrono::milliseconds(s.restart_backoff_max_ms);
+    policy.max_restarts = static_cast<size_t>(s.max_restarts);
+    policy.window = std::chrono::seconds(s.restart_window_s);
+    policy.stop_timeout = std::chrono::milliseconds(s.shutdown_timeout_ms);
+    auto sup = sys.spawn(ces::supervisor, child_specs(s, &stats), policy,
+                         [&stats](const std::string& actor) {
+                           stats.add_actor_restart(actor);
+                         });
+    ces::log::event(spdlog::level::info, "main", "started",
+                    {{"metrics_port", static_cast<int64_t>(s.metrics_port)},
+                     {"group", s.kafka_group_id}});
+    std::atomic<bool> supervisor_down{false};
+    std::thread signal_thread{[&] {
+      while (!supervisor_down) {
+        auto sig = wait_signal(signals, 200ms);
+        if (sig == 0)
+          continue;
+        ces::log::event(spdlog::level::info, "main", "signal",
+                        {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
+                         {"action", "graceful shutdown"}});
+        caf::anon_send(sup, ces::atom::shutdown_v);
+        // A second signal, or the timeout, ends the process at once.
+        auto deadline = std::chrono::steady_clock::now()
+                        + std::chrono::milliseconds(s.shutdown_timeout_ms);
+        while (!supervisor_down && std::chrono::steady_clock::now() < deadline)
+          if (wait_signal(signals, 100ms) != 0)
+            break;
+        if (!supervisor_down) {
+          ces::log::event(spdlog::level::critical, "main", "shutdown_forced",
+                          {{"timeout_ms",
+                            static_cast<int64_t>(s.shutdown_timeout_ms)}});
+          spdlog::shutdown();
+          std::_Exit(1);
+        }
+        return;
+      }
+    }};
+    caf::error reason;
+    {
+      caf::scoped_actor self{sys};
+      self->monitor(sup);
+      self->receive([&](caf::down_msg& dm) { reason = dm.reason; });
+    }
+    supervisor_down = true;
+    signal_thread.join();
+    if (reason && reason != caf::exit_reason::normal
+        && reason != caf::exit_reason::user_shutdown) {
+      exit_code = reason == ces::errc::restart_budget_exhausted ? 3 : 1;
+      ces::log::event(spdlog::level::critical, "main", "exiting",
+                      {{"reason", sys.render(reason)},
+                       {"exit_code", static_cast<int64_t>(exit_code)}});
+    } else {
+      ces::log::event(spdlog::level::info, "main", "exiting",
+                      {{"exit_code", int64_t{0}}});
+    }
+  }
+  // Everything that holds data is closed by now: the consumer committed and
+  // left its group, the persister's last transaction is committed, every
+  // connection is closed. Skip the slow teardown of the metrics HTTP server
+  // and of an embedded broker (about 2 s together).
+  spdlog::shutdown();
+  std::fflush(nullptr);
+  std::_Exit(exit_code);
+}

@@ -1,0 +1,119 @@
+#include "actors/persister.hpp"
+
+#include "api/metrics.hpp"
+#include "config/logging.hpp"
+#include "storage/journal.hpp"
+
+namespace ces {
+
+namespace {
+
+using self_ptr = persister_actor::stateful_pointer<persister_state>;
+
+std::chrono::milliseconds retry_delay(const persister_settings& cfg,
+                                      uint32_t failures) {
+  auto d = cfg.retry_initial;
+  for (uint32_t i = 1; i < failures && d < cfg.retry_max; ++i)
+    d *= 2;
+  return std::min(d, cfg.retry_max);
+}
+
+uint64_t total(const std::vector<topic_count>& xs) {
+  uint64_t n = 0;
+  for (auto& x : xs)
+    n += x.count;
+  return n;
+}
+
+/// Writes queued batches in order until the queue is empty or an
+/// infrastructure error schedules a retry.
+void drain(self_ptr self) {
+  auto& st = self->state;
+  while (!st.queue.empty() && !st.retry_scheduled) {
+    auto& head = st.queue.front();
+    auto started = std::chrono::steady_clock::now();
+    try {
+      if (!st.writer)
+        st.writer = st.make_writer();
+      auto out = st.writer->write(head.job.records);
+      std::chrono::duration<double> took =
+        std::chrono::steady_clock::now() - started;
+      if (st.stats) {
+        st.stats->observe_batch_persist(took.count(), head.job.records.size());
+        st.stats->set_db_up(true);
+      }
+      if (st.failures > 0)
+        log::event(spdlog::level::info, "persister", "db_recovered",
+                   {{"failed_attempts", static_cast<int64_t>(st.failures)}});
+      st.failures = 0;
+      if (auto dlq = total(out.dead_lettered); dlq > 0)
+        log::event(spdlog::level::warn, "persister", "dead_lettered",
+                   {{"batch", static_cast<int64_t>(head.job.seq)},
+                    {"records", static_cast<int64_t>(dlq)},
+                    {"isolation_rounds",
+                     static_cast<int64_t>(out.isolation_rounds)}});
+      head.promise.deliver(std::move(out));
+      st.queue.pop_front();
+    } catch (const storage::infra_error& e) {
+      st.writer.reset();
+      ++st.failures;
+      if (st.stats)
+        st.stats->set_db_up(false);
+      auto delay = retry_delay(st.cfg, st.failures);
+      log::event(spdlog::level::warn, "persister", "db_retry",
+                 {{"reason", e.what()},
+                  {"attempt", static_cast<int64_t>(st.failures)},
+                  {"backoff_ms", static_cast<int64_t>(delay.count())},
+                  {"batch", static_cast<int64_t>(head.job.seq)},
+                  {"queued_batches", static_cast<int64_t>(st.queue.size())}});
+      st.retry_scheduled = true;
+      self->delayed_send(self, delay, atom::retry_v);
+    }
+  }
+}
+
+class journal_batch_writer : public batch_writer {
+public:
+  journal_batch_writer(const std::string& url, const std::string& group)
+    : writer_(url, group) {
+  }
+  persist_outcome write(const std::vector<checked_record>& batch) override {
+    return writer_.write(batch);
+  }
+
+private:
+  storage::journal_writer writer_;
+};
+
+} // namespace
+
+persister_actor::behavior_type
+persister(persister_actor::stateful_pointer<persister_state> self,
+          writer_factory make_writer, persister_settings cfg, metrics* stats) {
+  auto& st = self->state;
+  st.make_writer = std::move(make_writer);
+  st.cfg = cfg;
+  st.stats = stats;
+  return {
+    [=](atom::persist, batch& job) -> caf::result<persist_outcome> {
+      auto& st = self->state;
+      auto promise = self->make_response_promise<persist_outcome>();
+      st.queue.push_back(persister_state::pending{std::move(job), promise});
+      drain(self);
+      return promise;
+    },
+    [=](atom::retry) {
+      self->state.retry_scheduled = false;
+      drain(self);
+    },
+  };
+}
+
+writer_factory journal_writer_factory(std::string database_url,
+                                      std::string group_id) {
+  return [=]() -> std::unique_ptr<batch_writer> {
+    return std::make_unique<journal_batch_writer>(database_url, group_id);
+  };
+}
+
+} // namespace ces

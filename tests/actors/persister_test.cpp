@@ -1,0 +1,119 @@
+#include "actors/persister.hpp"
+#include "fakes.hpp"
+#include "fixture.hpp"
+#include "storage/journal.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace std::chrono_literals;
+using namespace ces;
+using namespace ces::test;
+
+namespace {
+
+/// Fails with an infrastructure error `failures` times, then journals.
+struct script {
+  int infra_failures = 0;
+  bool explode = false; // throw a non-infrastructure error
+  std::vector<uint64_t> written; // first offset of every written batch
+  int connects = 0;
+};
+
+class scripted_writer : public batch_writer {
+public:
+  explicit scripted_writer(std::shared_ptr<script> s) : s_(std::move(s)) {
+  }
+  persist_outcome write(const std::vector<checked_record>& b) override {
+    if (s_->explode)
+      throw std::logic_error("bug");
+    if (s_->infra_failures > 0) {
+      --s_->infra_failures;
+      throw storage::infra_error("connection lost");
+    }
+    s_->written.push_back(static_cast<uint64_t>(b.front().rec.offset));
+    batch tmp;
+    tmp.records = b;
+    return all_journalled(tmp);
+  }
+
+private:
+  std::shared_ptr<script> s_;
+};
+
+batch make_batch(int64_t first_offset) {
+  batch b;
+  checked_record r;
+  r.rec.topic = "apexflow.leads.created";
+  r.rec.offset = first_offset;
+  r.tenant_id = "t";
+  b.records.push_back(r);
+  return b;
+}
+
+struct persister_fixture : ces::test::fixture {
+  std::shared_ptr<script> s = std::make_shared<script>();
+  persister_actor p;
+
+  persister_fixture() {
+    auto sc = s;
+    writer_factory make = [sc] {
+      ++sc->connects;
+      return std::unique_ptr<batch_writer>(new scripted_writer(sc));
+    };
+    persister_settings ps;
+    ps.retry_initial = 100ms;
+    ps.retry_max = 300ms;
+    p = sys.spawn(persister, make, ps, nullptr);
+    sched.run();
+  }
+
+  /// Number of persist replies waiting in the test's mailbox (consumed).
+  int replies() {
+    int n = 0;
+    for (bool more = true; more;)
+      self->receive([&](persist_outcome&) { ++n; },
+                    caf::after(std::chrono::seconds(0)) >> [&] { more = false; });
+    return n;
+  }
+};
+
+} // namespace
+
+TEST_CASE_METHOD(persister_fixture,
+                 "infrastructure errors are retried and nothing is acked") {
+  s->infra_failures = 3;
+  self->send(p, atom::persist_v, make_batch(0));
+  self->send(p, atom::persist_v, make_batch(100));
+  sched.run();
+  CHECK(replies() == 0);
+  CHECK(s->written.empty());
+  // Retries back off 100 ms, 200 ms, then the cap of 300 ms.
+  advance_time(100ms);
+  sched.run();
+  CHECK(s->written.empty());
+  advance_time(200ms);
+  sched.run();
+  CHECK(s->written.empty());
+  advance_time(299ms);
+  sched.run();
+  CHECK(s->written.empty());
+  CHECK(replies() == 0);
+  advance_time(1ms);
+  sched.run();
+  // Both batches written in order once the database is back; every failure
+  // dropped the connection and the writer reconnected.
+  CHECK(s->written == std::vector<uint64_t>{0, 100});
+  CHECK(replies() == 2);
+  CHECK(s->connects == 4);
+}
+
+TEST_CASE_METHOD(persister_fixture,
+                 "an unexpected error crashes the persister") {
+  s->explode = true;
+  self->monitor(p);
+  self->send(p, atom::persist_v, make_batch(0));
+  sched.run();
+  caf::error reason;
+  self->receive([&](caf::down_msg& dm) { reason = dm.reason; });
+  CHECK(reason == caf::sec::runtime_error);
+}
