@@ -145,6 +145,7 @@ consumer_actor::behavior_type
 consumer(consumer_actor::stateful_pointer<consumer_state> self,
          source_factory make_source, persister_actor persister,
          consumer_settings cfg, metrics* stats) {
+  self->set_exception_handler(exception_to_error);
   auto& st = self->state;
   st.persister = std::move(persister);
   st.cfg = cfg;

@@ -27,6 +27,7 @@ dlq_actor::behavior_type dlq(dlq_actor::stateful_pointer<dlq_state> self,
                              dlq_reader_factory make_reader,
                              std::chrono::milliseconds refresh_interval,
                              metrics* stats) {
+  self->set_exception_handler(exception_to_error);
   auto& st = self->state;
   st.make_reader = std::move(make_reader);
   st.refresh_interval = refresh_interval;

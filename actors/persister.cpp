@@ -90,6 +90,7 @@ private:
 persister_actor::behavior_type
 persister(persister_actor::stateful_pointer<persister_state> self,
           writer_factory make_writer, persister_settings cfg, metrics* stats) {
+  self->set_exception_handler(exception_to_error);
   auto& st = self->state;
   st.make_writer = std::move(make_writer);
   st.cfg = cfg;

@@ -95,6 +95,7 @@ supervisor_actor::behavior_type
 supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
            std::vector<child_spec> specs, supervision_policy policy,
            restart_hook on_restart) {
+  self->set_exception_handler(exception_to_error);
   for (auto& spec : specs) {
     supervised_child c;
     c.spec = std::move(spec);

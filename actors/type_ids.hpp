@@ -113,3 +113,22 @@ CAF_BEGIN_TYPE_ID_BLOCK(ces, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(ces, (ces::child_status))
   CAF_ADD_TYPE_ID(ces, (std::vector<ces::child_status>))
 CAF_END_TYPE_ID_BLOCK(ces)
+
+namespace ces {
+
+/// Exception handler for every actor of the service: an uncaught exception
+/// ends the actor with sec::runtime_error carrying the exception's message,
+/// so the SUPERVISOR's crash log says what went wrong.
+inline caf::error exception_to_error(caf::scheduled_actor*,
+                                     std::exception_ptr& eptr) {
+  try {
+    std::rethrow_exception(eptr);
+  } catch (const std::exception& e) {
+    return caf::make_error(caf::sec::runtime_error, std::string{e.what()});
+  } catch (...) {
+    return caf::make_error(caf::sec::runtime_error,
+                           std::string{"unknown exception"});
+  }
+}
+
+} // namespace ces
