@@ -210,11 +210,15 @@ int main(int argc, char** argv) {
                         {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
                          {"action", "graceful shutdown"}});
         caf::anon_send(sup, ces::atom::shutdown_v);
-        // A second signal, or the timeout, ends the process at once.
-        auto deadline = std::chrono::steady_clock::now()
-                        + std::chrono::milliseconds(s.shutdown_timeout_ms);
+        // A second signal, or the timeout, ends the process at once. Signals
+        // within the first second count as one (Ctrl-C in a terminal
+        // signals the whole process group, and a wrapper script may forward
+        // the same stop request).
+        auto first = std::chrono::steady_clock::now();
+        auto deadline = first + std::chrono::milliseconds(s.shutdown_timeout_ms);
         while (!supervisor_down && std::chrono::steady_clock::now() < deadline)
-          if (wait_signal(signals, 100ms) != 0)
+          if (wait_signal(signals, 100ms) != 0
+              && std::chrono::steady_clock::now() - first > 1s)
             break;
         if (!supervisor_down) {
           ces::log::event(spdlog::level::critical, "main", "shutdown_forced",
