@@ -33,6 +33,13 @@ const prometheus::Histogram::BucketBoundaries& record_buckets() {
   return xs;
 }
 
+const prometheus::Histogram::BucketBoundaries& http_buckets() {
+  static const prometheus::Histogram::BucketBoundaries xs = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+    0.5,   1.0,    2.5,   5.0,  10.0,  30.0};
+  return xs;
+}
+
 } // namespace
 
 struct metrics::impl {
@@ -97,6 +104,22 @@ struct metrics::impl {
               "0 while it retries after an infrastructure error")
         .Register(*registry)
         .Add({});
+
+  prometheus::Family<prometheus::Counter>& http_requests
+    = BuildCounter()
+        .Name("crm_http_requests_total")
+        .Help("Operator API requests answered, by route and status code")
+        .Register(*registry);
+  prometheus::Family<prometheus::Histogram>& http_seconds
+    = BuildHistogram()
+        .Name("crm_http_request_seconds")
+        .Help("Operator API request latency from arrival to answer, by route")
+        .Register(*registry);
+  prometheus::Family<prometheus::Counter>& replays
+    = BuildCounter()
+        .Name("crm_replays_total")
+        .Help("Replay requests of journalled events, by topic and outcome")
+        .Register(*registry);
 
   // Only for declare_*: the data path never takes this lock.
   std::mutex declared_mtx;
@@ -209,6 +232,23 @@ void metrics::declare_dlq_reasons(const std::vector<std::string>& reasons) {
 void metrics::declare_actors(const std::vector<std::string>& actors) {
   for (auto& a : actors)
     impl_->restarts.Add({{"actor", a}});
+}
+
+void metrics::observe_http_request(const std::string& route, int code,
+                                   double seconds) {
+  impl_->http_requests.Add({{"route", route}, {"code", std::to_string(code)}})
+    .Increment();
+  impl_->http_seconds.Add({{"route", route}}, http_buckets()).Observe(seconds);
+}
+
+void metrics::add_replay(const std::string& topic,
+                         const std::string& outcome) {
+  impl_->replays.Add({{"topic", topic}, {"outcome", outcome}}).Increment();
+}
+
+void metrics::declare_http_routes(const std::vector<std::string>& routes) {
+  for (auto& r : routes)
+    impl_->http_seconds.Add({{"route", r}}, http_buckets());
 }
 
 std::string metrics::text() const {

@@ -71,6 +71,23 @@ public:
   /// Creates zero-valued crm_actor_restarts_total series.
   void declare_actors(const std::vector<std::string>& actors);
 
+  // -- Operator API ----------------------------------------------------------
+
+  /// crm_http_requests_total{route,code} and crm_http_request_seconds{route}
+  /// (histogram, 1 ms .. 30 s): one answered HTTP request. `route` must come
+  /// from a small fixed set (api::to_string(route_kind): the route, never
+  /// the raw path; "unmatched" for unknown paths); `code` is the status sent.
+  void observe_http_request(const std::string& route, int code,
+                            double seconds);
+
+  /// crm_replays_total{topic,outcome}: one replay request. `outcome` must
+  /// come from a small fixed set (e.g. replayed, not_found, failed, timeout,
+  /// overloaded).
+  void add_replay(const std::string& topic, const std::string& outcome);
+
+  /// Creates the zero-valued crm_http_request_seconds{route} series.
+  void declare_http_routes(const std::vector<std::string>& routes);
+
   /// The Prometheus text exposition of all metrics (what /metrics serves).
   std::string text() const;
 

@@ -55,10 +55,16 @@ const char* const usage_text = R"(usage: crm-produce --bootstrap HOST:PORT[,...]
   --manifest-variants       add a 5th column: the poison variant (e.g. non_utf8, header_tenant)
   --message-timeout-ms MS   librdkafka message.timeout.ms (default 300000)
   -X key=value              any librdkafka producer property (repeatable)
+  --copy-file PATH          produce nothing: write the same events (same options,
+                            same payloads) to PATH as PostgreSQL COPY text lines
+                            tenant_id<TAB>topic<TAB>payload, for loading with
+                            \copy t (tenant_id, topic, payload) from 'PATH';
+                            only valid events (kind ok) are written, poison
+                            records are left out; --bootstrap is not needed
   --quiet                   no progress lines, no librdkafka logs below errors
   --help
 Prints one summary line on stdout. Exit status: 0 all delivered, 1 some delivery
-failed, 2 usage error, 3 producer error.
+failed, 2 usage error, 3 producer error (with --copy-file: cannot write PATH).
 )";
 
 // ---- deterministic randomness ---------------------------------------------
@@ -313,6 +319,7 @@ struct options {
   int message_timeout_ms = 300000;
   std::vector<std::pair<std::string, std::string>> extra;
   bool quiet = false;
+  std::string copy_file;
 };
 
 variant plan(const options& o, uint64_t seq) {
@@ -672,12 +679,18 @@ options parse_cli(int argc, char** argv) {
       o.extra.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
     } else if (a == "--quiet" || a == "-q") {
       o.quiet = true;
+    } else if (a == "--copy-file") {
+      o.copy_file = value();
+      if (o.copy_file.empty())
+        usage_error("--copy-file needs a path");
     } else {
       usage_error("unknown option " + a);
     }
   }
-  if (o.bootstrap.empty())
+  if (o.bootstrap.empty() && o.copy_file.empty())
     usage_error("--bootstrap is required");
+  if (o.count == 0 && !o.copy_file.empty())
+    usage_error("--copy-file needs a --count above 0");
   return o;
 }
 
@@ -686,10 +699,88 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
     .count();
 }
 
+/// Appends `s` as one field of PostgreSQL's COPY text format.
+void append_copy_field(std::string& out, const std::string& s) {
+  for (char c : s) {
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        out += c;
+    }
+  }
+}
+
+/// --copy-file: the events crm-produce would send, as COPY text lines.
+int write_copy_file(const options& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string tmp = o.copy_file + ".tmp." + std::to_string(::getpid());
+  FILE* f = std::fopen(tmp.c_str(), "w");
+  if (f == nullptr) {
+    std::fprintf(stderr, "crm-produce: cannot open %s: %s\n", tmp.c_str(),
+                 std::strerror(errno));
+    return 3;
+  }
+  uint64_t written = 0;
+  uint64_t left_out = 0;
+  uint64_t bytes = 0;
+  event ev;
+  std::string line;
+  bool ok = true;
+  for (uint64_t k = 0; k < o.count && ok; ++k) {
+    const uint64_t seq = o.start_index + k;
+    const size_t ti = seq % o.topics.size();
+    const variant v = plan(o, seq);
+    if (std::strcmp(error_class(v), "ok") != 0) {
+      ++left_out;
+      continue;
+    }
+    build_event(o, seq, o.topics[ti], v, ev);
+    line.clear();
+    append_copy_field(line, ev.tenant);
+    line += '\t';
+    append_copy_field(line, o.topics[ti]);
+    line += '\t';
+    append_copy_field(line, ev.value);
+    line += '\n';
+    ok = std::fwrite(line.data(), 1, line.size(), f) == line.size();
+    bytes += ev.value.size();
+    ++written;
+  }
+  ok = (std::fclose(f) == 0) && ok;
+  if (!ok || std::rename(tmp.c_str(), o.copy_file.c_str()) != 0) {
+    std::fprintf(stderr, "crm-produce: cannot write %s: %s\n",
+                 o.copy_file.c_str(), std::strerror(errno));
+    std::remove(tmp.c_str());
+    return 3;
+  }
+  std::printf("crm-produce: copy-file=%s rows=%llu left_out=%llu "
+              "payload_bytes=%llu avg_payload=%.0f elapsed=%.3fs\n",
+              o.copy_file.c_str(), static_cast<unsigned long long>(written),
+              static_cast<unsigned long long>(left_out),
+              static_cast<unsigned long long>(bytes),
+              written > 0 ? static_cast<double>(bytes) / written : 0.0,
+              seconds_since(t0));
+  std::fflush(stdout);
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
   options o = parse_cli(argc, argv);
+  if (!o.copy_file.empty())
+    return write_copy_file(o);
 
   struct sigaction sa {};
   sa.sa_handler = on_signal;

@@ -114,6 +114,9 @@ void fill(ces::metrics& m) {
   m.observe_batch_persist(0.004, 8);
   m.set_in_flight_batches(2);
   m.set_dlq_pending(1);
+  m.declare_http_routes({"health", "replay"});
+  m.observe_http_request("replay", 200, 0.05);
+  m.add_replay("apexflow.jobs.created", "replayed");
 }
 
 } // namespace
@@ -206,6 +209,9 @@ TEST_CASE("every family has a type and a help string", "[metrics]") {
     {"crm_batches_in_flight", "gauge"},
     {"crm_dlq_pending", "gauge"},
     {"crm_db_up", "gauge"},
+    {"crm_http_requests_total", "counter"},
+    {"crm_http_request_seconds", "histogram"},
+    {"crm_replays_total", "counter"},
   };
   for (auto& [name, type] : families) {
     CHECK(has_line(text, "# TYPE " + name + " " + type));
@@ -223,6 +229,46 @@ TEST_CASE("every family has a type and a help string", "[metrics]") {
       CHECK(prev.size() > 8 + name.size());
     }
   CHECK(types == static_cast<int>(families.size()));
+}
+
+TEST_CASE("operator API metrics", "[metrics]") {
+  ces::metrics m;
+  m.declare_http_routes({"health", "events_latest"});
+  auto text = m.text();
+  CHECK(sample(text, "crm_http_request_seconds_count{route=\"health\"}") == 0);
+  CHECK(sample(text, "crm_http_request_seconds_count{route=\"events_latest\"}")
+        == 0);
+  m.observe_http_request("replay", 200, 0.004);
+  m.observe_http_request("replay", 200, 0.2);
+  m.observe_http_request("replay", 503, 40.0);
+  m.observe_http_request("unmatched", 404, 0.0001);
+  m.add_replay("apexflow.jobs.created", "replayed");
+  m.add_replay("apexflow.jobs.created", "replayed");
+  m.add_replay("apexflow.jobs.created", "timeout");
+  text = m.text();
+  CHECK(sample(text, "crm_http_requests_total{code=\"200\",route=\"replay\"}")
+        == 2);
+  CHECK(sample(text, "crm_http_requests_total{code=\"503\",route=\"replay\"}")
+        == 1);
+  CHECK(sample(text,
+               "crm_http_requests_total{code=\"404\",route=\"unmatched\"}")
+        == 1);
+  CHECK(sample(text, "crm_http_request_seconds_count{route=\"replay\"}") == 3);
+  CHECK(sample(text,
+               "crm_http_request_seconds_bucket{route=\"replay\",le=\"0.005\"}")
+        == 1);
+  CHECK(sample(text,
+               "crm_http_request_seconds_bucket{route=\"replay\",le=\"30\"}")
+        == 2);
+  CHECK(sample(text,
+               "crm_http_request_seconds_bucket{route=\"replay\",le=\"+Inf\"}")
+        == 3);
+  CHECK(sample(text, "crm_replays_total{outcome=\"replayed\","
+                     "topic=\"apexflow.jobs.created\"}")
+        == 2);
+  CHECK(sample(text, "crm_replays_total{outcome=\"timeout\","
+                     "topic=\"apexflow.jobs.created\"}")
+        == 1);
 }
 
 TEST_CASE("label values are escaped", "[metrics]") {
