@@ -1,0 +1,121 @@
+// Routing and validation of operator API requests. Pure functions on plain
+// types: no RESTinio, no CAF, no I/O, so actors and unit tests can include it.
+//
+// Routes (all answers JSON):
+//   GET  /health              health           answered by the HTTP server
+//   GET  /ready               ready
+//   GET  /events/latest       events_latest    ?limit=N
+//   GET  /events/{id}         event_by_id
+//   POST /replay/{id}         replay
+//   GET  /dlq                 dlq_latest       ?limit=N
+//
+// Rules (see route()):
+// * The path is matched exactly, segment by segment, after percent-decoding
+//   each segment (`/events/%31%32` is event 12; an encoded slash `%2F` stays
+//   inside its segment, so `/events%2Flatest` is unknown). No normalisation:
+//   a trailing slash, `//` or a dot segment makes a different, unknown path
+//   (404 `not_found`). A malformed escape (`%`, `%4`, `%zz`) is 400 `bad_path`;
+//   so is a target that does not start with '/' (absolute or `*` form).
+// * Ids are decimal int64 > 0, digits only: `-1`, `0`, `+1`, ` 1`, `1.5`,
+//   `0x10`, `abc`, an empty id and anything above 9223372036854775807 are
+//   400 `bad_id`. Leading zeros are accepted (`007` is 7).
+// * `limit` (GET /events/latest, GET /dlq) is decimal, digits only,
+//   1..max_limit (default 1000); absent: default_limit (50). `0`, `-5`,
+//   `100000`, `x`, `limit=` and a bare `limit` are 400 `bad_limit`.
+// * The query string is strict: a parameter a route does not take, or a
+//   repeated one, is 400 `bad_query` (a typo such as `?limt=5` is reported
+//   rather than silently ignored). Empty pieces (`?`, `&&`) are ignored.
+//   Query values are percent-decoded ('+' is a space, so `limit=+1` is
+//   bad_limit). A fragment (`#...`) is ignored.
+// * Methods: GET routes also accept HEAD (answered like GET, without a body:
+//   RFC 9110); anything else on a known path is 405 `method_not_allowed` with
+//   `allow` = "GET, HEAD" or "POST". Method names are case-sensitive.
+// * Bodies: a body on a GET/HEAD request is ignored; a body larger than
+//   max_body_bytes (default 64 KiB) is 413 `body_too_large` on ANY path, before
+//   any other check (the server has read it already; the limit is a property
+//   of the server, not of a route).
+// * Precedence: 413, then 404/400 bad_path, then 405, then 400 (bad_id,
+//   bad_limit, bad_query).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace ces::api {
+
+/// What a request asks for. Also the `route` label of the HTTP metrics.
+enum class route_kind : uint8_t {
+  unmatched = 0, // no such path (404) or a malformed one (400 bad_path)
+  health,
+  ready,
+  events_latest,
+  event_by_id,
+  replay,
+  dlq_latest,
+};
+
+/// "unmatched", "health", "ready", "events_latest", "event_by_id", "replay",
+/// "dlq_latest": a small fixed set, usable as a metric label.
+const char* to_string(route_kind k) noexcept;
+
+/// Limits route() applies.
+struct route_options {
+  /// Largest accepted request body in bytes; larger is 413.
+  size_t max_body_bytes = 64 * 1024;
+  /// `limit` when the query has none.
+  int default_limit = 50;
+  /// Largest accepted `limit`.
+  int max_limit = 1000;
+};
+
+/// A valid request.
+struct parsed_request {
+  route_kind kind = route_kind::unmatched;
+  /// event_by_id, replay: the journal id (> 0); else 0.
+  int64_t id = 0;
+  /// events_latest, dlq_latest: 1..max_limit; else 0.
+  int32_t limit = 0;
+  /// The method was HEAD: the server sends the answer without its body.
+  bool head = false;
+};
+
+/// A request that is answered with an error right away.
+struct route_error {
+  int status = 0;      // 400, 404, 405 or 413
+  std::string code;    // stable: bad_path, not_found, method_not_allowed,
+                       // body_too_large, bad_id, bad_limit, bad_query
+  std::string message; // for humans; may change
+  std::string allow;   // Allow header value for 405, else empty
+};
+
+/// Either a parsed request (ok()) or an error. `kind` is the matched route in
+/// both cases (unmatched for unknown or malformed paths), for metrics.
+struct route_result {
+  route_kind kind = route_kind::unmatched;
+  parsed_request request; // valid when ok()
+  route_error error;      // valid when !ok()
+
+  bool ok() const noexcept {
+    return error.status == 0;
+  }
+};
+
+/// Routes and validates one request. `target` is the request target as sent
+/// (origin form: path, optionally `?query`, still percent-encoded);
+/// `body_size` is the size of the request body in bytes. Never throws except
+/// std::bad_alloc.
+route_result route(std::string_view method, std::string_view target,
+                   size_t body_size, const route_options& opts = {});
+
+/// Parses a decimal int64 > 0 made of digits only (no sign, no spaces).
+/// Returns 0 when `text` is not such a number.
+int64_t parse_positive_id(std::string_view text) noexcept;
+
+/// Decodes %XX escapes (and '+' as space when `plus_is_space`). Returns
+/// false on a malformed escape. The result may contain any bytes.
+bool percent_decode(std::string_view in, std::string& out,
+                    bool plus_is_space = false);
+
+} // namespace ces::api

@@ -1,0 +1,447 @@
+// RESTinio 0.6.16 lives here only. The server runs its own asio io_context on
+// `threads` threads (RESTinio's default traits: one strand per connection).
+//
+// Answers written from other threads go through RESTinio's
+// response_builder::done(), which dispatches the write onto the connection's
+// strand (impl/connection.hpp write_response_parts), so respond() never
+// blocks on the network. Lifetime rules that keep that safe:
+// * every pending request is registered; stop() answers all of them before
+//   the io_context stops, and whoever answers drops the request handle (the
+//   connection reference) right away, so no handle outlives the io_context;
+// * answers from other threads happen under a shared lock of `gate`; stop()
+//   takes it exclusively once to wait for answers being written, and marks
+//   the io_context dead, after which respond() writes nothing.
+#include "api/server.hpp"
+
+#include "api/json.hpp"
+
+#include <restinio/all.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <future>
+#include <mutex>
+#include <shared_mutex>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+
+namespace ces::api {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+// No connection count limiter: in RESTinio 0.6.16 every connection's
+// lifetime monitor points into the acceptor's limiter and uses it from the
+// connection's destructor, and connections still open at shutdown are
+// destroyed with the io_context, after the server (and its acceptor): a use
+// after free. Requests, not connections, are bounded (max_in_flight).
+using server_traits = restinio::default_traits_t;
+
+using restinio_server = restinio::http_server_t<server_traits>;
+
+const char* reason_phrase(int status) noexcept {
+  switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status < 400 ? "OK" : "Error";
+  }
+}
+
+double seconds_since(clock_type::time_point t) noexcept {
+  return std::chrono::duration<double>(clock_type::now() - t).count();
+}
+
+} // namespace
+
+/// Shared by the server, its request handler and every pending request.
+struct server_core : std::enable_shared_from_this<server_core> {
+  http_server_options opts;
+  http_server::dispatcher dispatch;
+
+  std::mutex mtx; // pending, next_id, stopping
+  std::unordered_map<uint64_t, std::weak_ptr<pending_request::state>> pending;
+  uint64_t next_id = 1;
+  bool stopping = false;
+
+  std::shared_mutex gate;
+  bool io_alive = true; // guarded by gate
+
+  /// Responses handed to RESTinio whose write has not completed.
+  std::atomic<int64_t> writes{0};
+
+  void observe(route_kind k, int status, clock_type::time_point start) noexcept {
+    if (!opts.observer)
+      return;
+    try {
+      opts.observer(k, status, seconds_since(start));
+    } catch (...) {
+      // An observer must not break answering.
+    }
+  }
+
+  /// Hands one response to RESTinio (any thread while the io_context runs).
+  void write(const restinio::request_handle_t& req, int status,
+             std::string body, const header_list& headers, bool head) noexcept {
+    writes.fetch_add(1);
+    bool queued = false;
+    try {
+      restinio::http_status_line_t line{
+        restinio::http_status_code_t{static_cast<uint16_t>(status)},
+        reason_phrase(status)};
+      auto done = [self = shared_from_this()](const asio::error_code&) {
+        self->writes.fetch_sub(1);
+      };
+      auto add_headers = [&](auto& resp) {
+        resp.append_header(restinio::http_field::content_type,
+                           "application/json");
+        resp.append_header(restinio::http_field::cache_control, "no-store");
+        for (auto& [name, value] : headers)
+          resp.append_header(name, value);
+      };
+      if (head) {
+        auto resp =
+          req->create_response<restinio::user_controlled_output_t>(line);
+        add_headers(resp);
+        resp.set_content_length(body.size());
+        queued = true;
+        resp.done(done);
+      } else {
+        auto resp = req->create_response(line);
+        add_headers(resp);
+        resp.set_body(std::move(body));
+        queued = true;
+        resp.done(done);
+      }
+    } catch (...) {
+      if (!queued)
+        writes.fetch_sub(1);
+      // Otherwise RESTinio owns the callback (it runs it on failure too).
+    }
+  }
+
+  void write_error(const restinio::request_handle_t& req, int status,
+                   std::string_view code, std::string_view message, bool head,
+                   const header_list& headers = {}) noexcept {
+    try {
+      write(req, status, error_json(code, message), headers, head);
+    } catch (...) {
+      // bad_alloc building the body: nothing sensible left to send.
+    }
+  }
+};
+
+struct pending_request::state {
+  std::shared_ptr<server_core> core;
+  restinio::request_handle_t req; // reset by whoever answers
+  uint64_t id = 0;
+  parsed_request request;
+  clock_type::time_point start;
+  clock_type::time_point deadline;
+  std::atomic<bool> done{false};
+
+  /// Answers unless already answered. Thread-safe.
+  bool respond(int status, std::string body, const header_list& headers) noexcept {
+    if (done.exchange(true))
+      return false;
+    std::shared_lock<std::shared_mutex> lock{core->gate};
+    // Bookkeeping first: once the client has the answer, it is done.
+    {
+      std::lock_guard<std::mutex> guard{core->mtx};
+      core->pending.erase(id);
+    }
+    core->observe(request.kind, status, start);
+    if (core->io_alive)
+      core->write(req, status, std::move(body), headers, request.head);
+    req.reset();
+    return true;
+  }
+};
+
+pending_request::pending_request(std::shared_ptr<state> s) noexcept
+  : state_(std::move(s)) {
+}
+
+pending_request::~pending_request() {
+  if (state_ && !state_->done.load())
+    state_->respond(503,
+                    error_json("dropped",
+                               "the request was dropped before it was "
+                               "answered (an internal component stopped)"),
+                    {});
+}
+
+bool pending_request::respond(int status, std::string json_body,
+                              const header_list& headers) noexcept {
+  return state_->respond(status, std::move(json_body), headers);
+}
+
+bool pending_request::answered() const noexcept {
+  return state_->done.load();
+}
+
+const parsed_request& pending_request::request() const noexcept {
+  return state_->request;
+}
+
+std::chrono::steady_clock::duration pending_request::age() const noexcept {
+  return clock_type::now() - state_->start;
+}
+
+struct http_server::impl {
+  std::shared_ptr<server_core> core = std::make_shared<server_core>();
+  // Declaration order is destruction order in reverse: the io_context goes
+  // last, after the RESTinio server and the timer that use it.
+  asio::io_context io{};
+  std::unique_ptr<asio::executor_work_guard<asio::io_context::executor_type>>
+    work;
+  std::unique_ptr<asio::steady_timer> sweep_timer;
+  std::unique_ptr<restinio_server> server;
+  std::vector<std::thread> threads;
+  std::atomic<uint16_t> port{0};
+  std::mutex stop_mtx;
+  bool stopped = false;
+
+  clock_type::duration sweep_interval() const {
+    auto t = core->opts.request_timeout / 4;
+    return std::clamp<clock_type::duration>(t, std::chrono::milliseconds(10),
+                                            std::chrono::milliseconds(250));
+  }
+
+  /// Answers 504 to requests past their deadline; re-arms itself.
+  void schedule_sweep() {
+    sweep_timer->expires_after(sweep_interval());
+    sweep_timer->async_wait([this](const asio::error_code& ec) {
+      if (ec)
+        return; // cancelled: stopping
+      std::vector<std::shared_ptr<pending_request::state>> late;
+      auto now = clock_type::now();
+      {
+        std::lock_guard<std::mutex> guard{core->mtx};
+        for (auto& [id, weak] : core->pending)
+          if (auto s = weak.lock(); s && s->deadline <= now)
+            late.push_back(std::move(s));
+      }
+      for (auto& s : late)
+        s->respond(504,
+                   error_json("timeout",
+                              "no answer within "
+                                + std::to_string(
+                                  core->opts.request_timeout.count())
+                                + " ms"),
+                   {});
+      late.clear();
+      schedule_sweep();
+    });
+  }
+
+  restinio::request_handling_status_t handle(restinio::request_handle_t req) {
+    auto start = clock_type::now();
+    auto& c = *core;
+    const auto& hdr = req->header();
+    std::string_view method = hdr.method().c_str();
+    bool head = method == "HEAD";
+    auto routed = route(method, hdr.request_target(), req->body().size(),
+                        c.opts.routes);
+    if (!routed.ok()) {
+      header_list extra;
+      if (!routed.error.allow.empty())
+        extra.emplace_back("Allow", routed.error.allow);
+      c.observe(routed.kind, routed.error.status, start);
+      c.write_error(req, routed.error.status, routed.error.code,
+                    routed.error.message, head, extra);
+      return restinio::request_accepted();
+    }
+    auto& pr = routed.request;
+    if (pr.kind == route_kind::health && c.opts.serve_health) {
+      c.observe(pr.kind, 200, start);
+      c.write(req, 200, health_json(), {}, pr.head);
+      return restinio::request_accepted();
+    }
+    auto st = std::make_shared<pending_request::state>();
+    st->core = core;
+    st->req = req;
+    st->request = pr;
+    st->start = start;
+    st->deadline = start + c.opts.request_timeout;
+    const char* refused = nullptr;
+    {
+      std::lock_guard<std::mutex> guard{c.mtx};
+      if (c.stopping)
+        refused = "shutting_down";
+      else if (c.pending.size() >= c.opts.max_in_flight)
+        refused = "overloaded";
+      else {
+        st->id = c.next_id++;
+        c.pending.emplace(st->id, st);
+      }
+    }
+    if (refused != nullptr) {
+      st->done = true; // never registered: nothing to answer later
+      st->req.reset();
+      bool overload = refused[0] == 'o';
+      c.observe(pr.kind, 503, start);
+      c.write_error(req, 503, refused,
+                    overload ? "too many requests in progress (limit "
+                                 + std::to_string(c.opts.max_in_flight)
+                                 + "); retry later"
+                             : std::string("the server is shutting down"),
+                    pr.head, {{"Retry-After", "1"}});
+      return restinio::request_accepted();
+    }
+    auto handle = std::make_shared<pending_request>(st);
+    st.reset();
+    try {
+      c.dispatch(handle, pr);
+    } catch (const std::exception& e) {
+      handle->respond(500, error_json("internal", std::string(
+                                                    "cannot dispatch: ")
+                                                    + e.what()));
+    } catch (...) {
+      handle->respond(500, error_json("internal", "cannot dispatch"));
+    }
+    return restinio::request_accepted();
+  }
+
+  void start() {
+    auto& o = core->opts;
+    auto settings = restinio::server_settings_t<server_traits>{};
+    settings.address(o.address)
+      .port(o.port)
+      .request_handler(
+        [this](restinio::request_handle_t req) { return handle(std::move(req)); })
+      .incoming_http_msg_limits(
+        restinio::incoming_http_msg_limits_t{}.max_body_size(
+          std::max(o.max_read_body_bytes, o.routes.max_body_bytes)))
+      // RESTinio closes a connection whose request is unanswered this long:
+      // leave our 504 time to go first.
+      .handle_request_timeout(o.request_timeout + std::chrono::seconds(5))
+      .acceptor_post_bind_hook([this](asio::ip::tcp::acceptor& a) {
+        port = a.local_endpoint().port();
+      });
+    if (o.address.find(':') != std::string::npos)
+      settings.protocol(asio::ip::tcp::v6());
+    server = std::make_unique<restinio_server>(
+      restinio::external_io_context(io), std::move(settings));
+    try {
+      server->open_sync(); // binds and listens now; accepts once io runs
+    } catch (const std::exception& e) {
+      server.reset();
+      throw std::runtime_error("cannot serve HTTP on " + o.address + ":"
+                               + std::to_string(o.port) + ": " + e.what());
+    }
+    work = std::make_unique<
+      asio::executor_work_guard<asio::io_context::executor_type>>(
+      io.get_executor());
+    sweep_timer = std::make_unique<asio::steady_timer>(io);
+    schedule_sweep();
+    for (size_t i = 0; i < o.threads; ++i)
+      threads.emplace_back([this] {
+        for (;;) {
+          try {
+            io.run();
+            return;
+          } catch (...) {
+            // A throwing handler must not take the server down; keep serving.
+          }
+        }
+      });
+  }
+
+  void stop() {
+    std::lock_guard<std::mutex> stop_guard{stop_mtx};
+    if (stopped)
+      return;
+    stopped = true;
+    // 1. No new dispatches; answer the pending ones.
+    std::vector<std::shared_ptr<pending_request::state>> left;
+    {
+      std::lock_guard<std::mutex> guard{core->mtx};
+      core->stopping = true;
+      for (auto& [id, weak] : core->pending)
+        if (auto s = weak.lock())
+          left.push_back(std::move(s));
+    }
+    for (auto& s : left)
+      s->respond(503,
+                 error_json("shutting_down", "the server is shutting down"),
+                 {});
+    left.clear();
+    // 2. Stop accepting (on the acceptor's executor).
+    auto closed = std::make_shared<std::promise<void>>();
+    auto closed_f = closed->get_future();
+    server->close_async([closed] { closed->set_value(); },
+                        [closed](std::exception_ptr) { closed->set_value(); });
+    closed_f.wait_for(std::chrono::seconds(2));
+    // 3. Give the answers a moment to be written.
+    auto until = clock_type::now() + std::chrono::milliseconds(500);
+    while (core->writes.load() > 0 && clock_type::now() < until)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    // 4. From now on respond() writes nothing; wait for writers in progress.
+    {
+      std::unique_lock<std::shared_mutex> lock{core->gate};
+      core->io_alive = false;
+    }
+    // 5. Stop the threads.
+    asio::post(io, [this] { sweep_timer->cancel(); });
+    work.reset();
+    io.stop();
+    for (auto& t : threads)
+      t.join();
+    threads.clear();
+    server.reset(); // close_sync(): already closed
+    sweep_timer.reset();
+  }
+};
+
+http_server::http_server(http_server_options opts, dispatcher dispatch)
+  : impl_(std::make_unique<impl>()) {
+  if (!dispatch)
+    throw std::invalid_argument("http_server: no dispatcher");
+  if (opts.threads == 0)
+    throw std::invalid_argument("http_server: threads must be at least 1");
+  if (opts.max_in_flight == 0)
+    throw std::invalid_argument("http_server: max_in_flight must be at least 1");
+  if (opts.request_timeout <= std::chrono::milliseconds::zero())
+    throw std::invalid_argument("http_server: request_timeout must be > 0");
+  impl_->core->opts = std::move(opts);
+  impl_->core->dispatch = std::move(dispatch);
+  impl_->start();
+}
+
+http_server::~http_server() {
+  impl_->stop();
+}
+
+void http_server::stop() {
+  impl_->stop();
+}
+
+uint16_t http_server::port() const noexcept {
+  return impl_->port.load();
+}
+
+size_t http_server::in_flight() const {
+  std::lock_guard<std::mutex> guard{impl_->core->mtx};
+  return impl_->core->pending.size();
+}
+
+} // namespace ces::api

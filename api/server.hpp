@@ -1,0 +1,151 @@
+// The operator API's HTTP server (RESTinio 0.6.16 inside server.cpp only:
+// this header is plain C++ so that actors can include it cheaply).
+//
+// For every request the server runs route() (api/routes.hpp):
+// * errors (400/404/405/413) are answered at once, on the asio thread, with
+//   error_json() bodies; GET /health is answered at once too (serve_health);
+// * beyond max_in_flight unanswered requests it answers 503 `overloaded`
+//   (Retry-After: 1) at once, without queueing;
+// * every other request goes to the dispatcher as a pending_request plus its
+//   parsed_request. The dispatcher must not block (e.g. `anon_send` the pair
+//   to the HTTP-bridge actor and return); the answer comes later, from any
+//   thread, through pending_request::respond().
+// No request is left without an answer: a pending_request destroyed
+// unanswered answers 503 `dropped` (an actor died with it); one still
+// unanswered after request_timeout answers 504 `timeout`; stop() answers the
+// remaining ones 503 `shutting_down`.
+//
+// Connections are not limited (RESTinio 0.6.16's connection count limiter
+// is used after free when the server stops with connections open -- seen
+// with AddressSanitizer); requests are (max_in_flight).
+//
+// HEAD requests (GET routes only, see routes.hpp) are answered with the
+// status, headers and Content-Length of the GET answer, without the body.
+//
+// Bodies: up to max_body_bytes are accepted (and ignored by GET routes).
+// Larger bodies up to max_read_body_bytes are read and answered 413
+// `body_too_large` (JSON). RESTinio's own limit (incoming_http_msg_limits
+// max_body_size) is set to max_read_body_bytes: RESTinio 0.6.16 enforces it
+// inside its http_parser callbacks (a Content-Length above it fails at the end
+// of the headers, a chunked body when it grows past it) as a parse error,
+// which closes the connection WITHOUT any response -- there is no hook to
+// answer it -- so a client sending more than max_read_body_bytes sees the
+// connection closed (or reset while it is still sending).
+#pragma once
+
+#include "api/routes.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ces::api {
+
+/// Extra response headers: (name, value) pairs.
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+/// An accepted request waiting for its answer. Created by http_server only;
+/// hold it by shared_ptr (pass it on to actors). Thread-safe.
+class pending_request {
+public:
+  struct state; // server.cpp
+
+  /// Answers 503 {"error":"dropped",...} if nobody answered.
+  ~pending_request();
+
+  pending_request(const pending_request&) = delete;
+  pending_request& operator=(const pending_request&) = delete;
+
+  /// Sends the answer: `status` with `json_body` (Content-Type:
+  /// application/json) and `headers`. The first call wins; later calls (and
+  /// calls after the server answered it with 504 or 503 itself) do nothing
+  /// and return false. Never blocks on the network, never throws.
+  bool respond(int status, std::string json_body,
+               const header_list& headers = {}) noexcept;
+
+  /// True once answered (by anyone).
+  bool answered() const noexcept;
+
+  /// The request as routed.
+  const parsed_request& request() const noexcept;
+
+  /// Time since the server received the request.
+  std::chrono::steady_clock::duration age() const noexcept;
+
+  /// For the server.
+  explicit pending_request(std::shared_ptr<state> s) noexcept;
+
+private:
+  std::shared_ptr<state> state_;
+};
+
+struct http_server_options {
+  /// Listen address: IPv4/IPv6 literal or "localhost".
+  std::string address = "0.0.0.0";
+  /// Listen port; 0 lets the kernel choose (see http_server::port()).
+  uint16_t port = 9106;
+  /// asio threads serving connections (RESTinio runs no handler code of ours
+  /// that blocks).
+  size_t threads = 2;
+  /// Requests handed to the dispatcher and not yet answered; beyond it new
+  /// ones get 503 `overloaded`.
+  size_t max_in_flight = 64;
+  /// route() limits, including max_body_bytes (default 64 KiB).
+  route_options routes;
+  /// Bodies up to this size are read and answered 413 in JSON; beyond it
+  /// RESTinio closes the connection (see above). At least
+  /// routes.max_body_bytes.
+  size_t max_read_body_bytes = 1024 * 1024;
+  /// A dispatched request unanswered for this long is answered 504 `timeout`.
+  /// Keep it above the replay timeout (the broker's message.timeout.ms).
+  std::chrono::milliseconds request_timeout{30000};
+  /// Answer GET /health in the server itself (it proves the process serves
+  /// HTTP; it does not go through the actors). false: dispatch it.
+  bool serve_health = true;
+  /// Called once per answered request (any thread; must be thread-safe and
+  /// quick): the route, the status sent and the seconds since the request
+  /// arrived. For crm_http_requests_total / crm_http_request_seconds.
+  std::function<void(route_kind route, int status, double seconds)> observer;
+};
+
+/// The HTTP server. Starts serving in the constructor, stops in stop() or the
+/// destructor.
+class http_server {
+public:
+  using dispatcher =
+    std::function<void(std::shared_ptr<pending_request>, parsed_request)>;
+
+  /// Binds and starts `opts.threads` threads. Throws std::runtime_error
+  /// naming address and port when it cannot listen (port in use, bad
+  /// address), std::invalid_argument for bad options.
+  http_server(http_server_options opts, dispatcher dispatch);
+
+  /// stop().
+  ~http_server();
+
+  http_server(const http_server&) = delete;
+  http_server& operator=(const http_server&) = delete;
+
+  /// Answers every pending request 503 `shutting_down`, stops accepting,
+  /// gives answers in progress a short moment to be written, then stops the
+  /// threads and closes all connections. Idempotent. Must not be called from
+  /// the dispatcher or an observer (it joins the server's threads).
+  void stop();
+
+  /// The port listened on (the kernel's choice when opts.port was 0).
+  uint16_t port() const noexcept;
+
+  /// Requests dispatched and not yet answered.
+  size_t in_flight() const;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace ces::api

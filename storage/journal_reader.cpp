@@ -1,0 +1,216 @@
+#include "storage/journal_reader.hpp"
+
+#include "storage/headers_json.hpp"
+#include "storage/pg_util.hpp"
+
+#include <climits>
+#include <stdexcept>
+
+namespace ces::storage {
+
+namespace {
+
+// RFC 3339 in UTC with microseconds, produced by the server.
+#define CES_RFC3339(col)                                                       \
+  "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+#define CES_EPOCH_MS(col) "floor(extract(epoch FROM " col ") * 1000)::bigint"
+
+const char* const event_columns =
+  "id, tenant_id, topic, partition, \"offset\", key, headers::text,"
+  " payload::text, " CES_EPOCH_MS("kafka_timestamp") ", "
+  CES_RFC3339("received_at") ", replay_of";
+
+const char* const dlq_columns =
+  "id, topic, partition, \"offset\", key, headers::text,"
+  " substring(payload FROM 1 FOR $2), octet_length(payload), "
+  CES_EPOCH_MS("kafka_timestamp") ", tenant_id, error_class, error, attempts,"
+  " status, " CES_RFC3339("received_at") ", " CES_RFC3339("updated_at");
+
+#undef CES_RFC3339
+#undef CES_EPOCH_MS
+
+std::string bytes_of(const pqxx::field& f) {
+  pqxx::binarystring b{f};
+  return b.str();
+}
+
+std::vector<kafka_header> headers_of(const pqxx::field& f) {
+  if (f.is_null())
+    return {};
+  try {
+    return headers_from_json(f.c_str());
+  } catch (const std::invalid_argument&) {
+    // Not written by journal_writer (edited by hand): show no headers rather
+    // than failing the whole read.
+    return {};
+  }
+}
+
+journal_event to_event(const pqxx::row& r) {
+  journal_event e;
+  e.id = r[0].as<int64_t>();
+  e.tenant_id = r[1].as<std::string>();
+  e.topic = r[2].as<std::string>();
+  e.partition = r[3].as<int32_t>();
+  e.offset = r[4].as<int64_t>();
+  e.has_key = !r[5].is_null();
+  if (e.has_key)
+    e.key = bytes_of(r[5]);
+  e.headers = headers_of(r[6]);
+  e.payload_json = r[7].as<std::string>();
+  e.kafka_timestamp_ms = r[8].is_null() ? -1 : r[8].as<int64_t>();
+  e.received_at = r[9].as<std::string>();
+  e.replay_of = r[10].is_null() ? 0 : r[10].as<int64_t>();
+  return e;
+}
+
+dlq_entry_row to_dlq(const pqxx::row& r) {
+  dlq_entry_row d;
+  d.id = r[0].as<int64_t>();
+  d.topic = r[1].as<std::string>();
+  d.has_partition = !r[2].is_null();
+  if (d.has_partition)
+    d.partition = r[2].as<int32_t>();
+  d.has_offset = !r[3].is_null();
+  if (d.has_offset)
+    d.offset = r[3].as<int64_t>();
+  d.has_key = !r[4].is_null();
+  if (d.has_key)
+    d.key = bytes_of(r[4]);
+  d.headers = headers_of(r[5]);
+  d.has_payload = !r[6].is_null();
+  if (d.has_payload) {
+    d.payload = bytes_of(r[6]);
+    d.payload_size = r[7].as<size_t>();
+    d.payload_truncated = d.payload.size() < d.payload_size;
+  }
+  d.kafka_timestamp_ms = r[8].is_null() ? -1 : r[8].as<int64_t>();
+  if (!r[9].is_null())
+    d.tenant_id = r[9].as<std::string>();
+  d.error_class = r[10].as<std::string>();
+  d.error = r[11].as<std::string>();
+  d.attempts = r[12].as<int32_t>();
+  d.status = r[13].as<std::string>();
+  d.received_at = r[14].as<std::string>();
+  d.updated_at = r[15].as<std::string>();
+  return d;
+}
+
+} // namespace
+
+struct journal_reader::impl {
+  std::string url;
+  journal_reader_options opts;
+  std::unique_ptr<detail::pg_session> db;
+
+  void ensure_connected() {
+    if (db != nullptr && db->conn->is_open())
+      return;
+    db.reset();
+    auto s = detail::connect(url);
+    try {
+      pqxx::nontransaction tx{*s->conn, "journal_reader_setup"};
+      tx.exec("SET application_name = 'crm-events-sink reader'");
+      tx.exec("SET default_transaction_read_only = on");
+      if (opts.statement_timeout_ms > 0)
+        tx.exec("SET statement_timeout = "
+                + std::to_string(opts.statement_timeout_ms));
+    } catch (const pqxx::failure& e) {
+      throw detail::to_infra_error(e, "journal_reader session setup");
+    }
+    db = std::move(s);
+  }
+
+  /// Runs `f(transaction)` in a read-only transaction on a live connection;
+  /// any libpqxx failure drops the connection and becomes an infra_error.
+  template <class F>
+  auto run(const char* what, F f) {
+    ensure_connected();
+    try {
+      pqxx::read_transaction tx{*db->conn, "journal_reader"};
+      return f(tx);
+    } catch (const pqxx::failure& e) {
+      db.reset();
+      throw detail::to_infra_error(e, what);
+    }
+  }
+
+  int dlq_payload_limit() const {
+    auto n = opts.max_dlq_payload_bytes;
+    return n == 0 || n > static_cast<size_t>(INT_MAX) ? INT_MAX
+                                                       : static_cast<int>(n);
+  }
+};
+
+journal_reader::journal_reader(std::string database_url,
+                               journal_reader_options opts)
+  : impl_(std::make_unique<impl>()) {
+  impl_->url = std::move(database_url);
+  impl_->opts = opts;
+}
+
+journal_reader::~journal_reader() = default;
+
+std::vector<journal_event> journal_reader::latest_events(int limit) {
+  if (limit <= 0)
+    return {};
+  return impl_->run("journal latest_events", [&](pqxx::transaction_base& tx) {
+    auto res = tx.exec_params(std::string("SELECT ") + event_columns
+                                + " FROM event_journal ORDER BY id DESC"
+                                  " LIMIT $1",
+                              limit);
+    std::vector<journal_event> out;
+    out.reserve(res.size());
+    for (const auto& row : res)
+      out.push_back(to_event(row));
+    return out;
+  });
+}
+
+std::optional<journal_event> journal_reader::event_by_id(int64_t id) {
+  return impl_->run("journal event_by_id", [&](pqxx::transaction_base& tx) {
+    auto res = tx.exec_params(std::string("SELECT ") + event_columns
+                                + " FROM event_journal WHERE id = $1",
+                              id);
+    std::optional<journal_event> out;
+    if (!res.empty())
+      out = to_event(res[0]);
+    return out;
+  });
+}
+
+std::vector<dlq_entry_row> journal_reader::latest_dlq(int limit) {
+  if (limit <= 0)
+    return {};
+  auto max_payload = impl_->dlq_payload_limit();
+  return impl_->run("dlq latest", [&](pqxx::transaction_base& tx) {
+    auto res = tx.exec_params(std::string("SELECT ") + dlq_columns
+                                + " FROM event_dlq ORDER BY id DESC LIMIT $1",
+                              limit, max_payload);
+    std::vector<dlq_entry_row> out;
+    out.reserve(res.size());
+    for (const auto& row : res)
+      out.push_back(to_dlq(row));
+    return out;
+  });
+}
+
+int64_t journal_reader::pending_dlq_count() {
+  return impl_->run("dlq pending_count", [](pqxx::transaction_base& tx) {
+    return tx.exec1("SELECT count(*) FROM event_dlq WHERE status = 'pending'")[0]
+      .as<int64_t>();
+  });
+}
+
+void journal_reader::ping() {
+  impl_->run("ping", [](pqxx::transaction_base& tx) {
+    tx.exec1("SELECT 1");
+    return 0;
+  });
+}
+
+bool journal_reader::connected() const {
+  return impl_->db != nullptr && impl_->db->conn->is_open();
+}
+
+} // namespace ces::storage

@@ -1,0 +1,112 @@
+// Reads of event_journal and event_dlq for the operator API and the replayer.
+// No CAF; pqxx stays behind a pimpl.
+//
+// A journal_reader has its own connection, never the persister's: reads run in
+// read-only transactions (MVCC snapshots), so they never wait behind a write
+// batch, and a batch never waits behind them. Every query is an index scan on
+// the primary key (ORDER BY id DESC LIMIT n, or id = $1).
+#pragma once
+
+#include "storage/journal.hpp"
+#include "storage/model.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ces::storage {
+
+/// One row of event_journal.
+struct journal_event {
+  int64_t id = 0;
+  std::string tenant_id;
+  std::string topic;
+  int32_t partition = 0;
+  int64_t offset = 0;
+  bool has_key = false;
+  std::string key; // raw bytes
+  std::vector<kafka_header> headers;
+  std::string payload_json;        // the jsonb as PostgreSQL prints it
+  int64_t kafka_timestamp_ms = -1; // -1: none
+  std::string received_at;         // RFC 3339 UTC, microseconds:
+                                   // 2024-05-01T12:00:00.123456Z
+  int64_t replay_of = 0;           // 0: not a replay
+};
+
+/// One row of event_dlq.
+struct dlq_entry_row {
+  int64_t id = 0;
+  std::string topic;
+  bool has_partition = false; // partition/offset are NULL for records that
+  int32_t partition = 0;      // never had coordinates
+  bool has_offset = false;
+  int64_t offset = 0;
+  bool has_key = false;
+  std::string key; // raw bytes
+  std::vector<kafka_header> headers;
+  bool has_payload = false; // false: NULL (a null Kafka value)
+  std::string payload;      // raw bytes, at most the reader's
+                            // max_dlq_payload_bytes (see payload_truncated)
+  size_t payload_size = 0;  // full size of the stored payload in bytes
+  bool payload_truncated = false;
+  int64_t kafka_timestamp_ms = -1; // -1: none
+  std::string tenant_id;           // empty: unknown (NULL)
+  std::string error_class;
+  std::string error;
+  int32_t attempts = 0;
+  std::string status; // pending, retried, resolved, discarded
+  std::string received_at; // RFC 3339 UTC, microseconds
+  std::string updated_at;  // RFC 3339 UTC, microseconds
+};
+
+struct journal_reader_options {
+  /// statement_timeout of the reader's session, so that no read can hang an
+  /// operator request (0: the server's default).
+  int statement_timeout_ms = 5000;
+  /// DLQ payloads longer than this are returned cut to this many bytes
+  /// (payload_truncated set): a DLQ may hold values of megabytes
+  /// (too_large). 0: no limit.
+  size_t max_dlq_payload_bytes = 64 * 1024;
+};
+
+/// Journal and DLQ reads over one connection of its own. Connects lazily on
+/// first use and again on the next call after a failure. Not thread-safe:
+/// one reader per (detached) actor or thread.
+class journal_reader {
+public:
+  /// Does not connect (see ping()).
+  explicit journal_reader(std::string database_url,
+                          journal_reader_options opts = {});
+  ~journal_reader();
+  journal_reader(const journal_reader&) = delete;
+  journal_reader& operator=(const journal_reader&) = delete;
+
+  /// The newest `limit` journal rows (highest id first); limit <= 0 gives
+  /// none. Throws infra_error when PostgreSQL is unreachable or the query
+  /// fails.
+  std::vector<journal_event> latest_events(int limit);
+
+  /// The journal row `id`, or nullopt. Throws infra_error.
+  std::optional<journal_event> event_by_id(int64_t id);
+
+  /// The newest `limit` DLQ rows (highest id first). Throws infra_error.
+  std::vector<dlq_entry_row> latest_dlq(int limit);
+
+  /// Number of DLQ rows with status 'pending'. Throws infra_error.
+  int64_t pending_dlq_count();
+
+  /// `SELECT 1` (connecting first if needed). Throws infra_error.
+  void ping();
+
+  /// True when the connection is open.
+  bool connected() const;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace ces::storage

@@ -1,0 +1,663 @@
+// api::http_server over real sockets, with a test dispatcher that answers
+// from another thread after a delay (as the HTTP-bridge actor will): answers
+// arrive, the in-flight bound answers 503 overloaded, 413, 405 with Allow,
+// unmatched 404, HEAD, a dropped pending_request gets 503, a request nobody
+// answers gets 504, stop() with requests pending does not hang, a taken port
+// is a clear error, RESTinio's own body limit closes the connection.
+#include "api/json.hpp"
+#include "api/server.hpp"
+#include "tests/support/process.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+
+using namespace std::chrono_literals;
+using ces::api::http_server;
+using ces::api::http_server_options;
+using ces::api::parsed_request;
+using ces::api::pending_request;
+using ces::api::route_kind;
+using ces::test::http_request;
+using ces::test::http_response;
+
+namespace {
+
+const std::string host = "127.0.0.1";
+
+/// Answers dispatched requests from its own thread, after `delay`, with
+/// {"kind":..., "id":..., "limit":...}; or holds them until release().
+class test_dispatcher {
+public:
+  explicit test_dispatcher(std::chrono::milliseconds delay = 20ms)
+    : delay_(delay), worker_([this] { run(); }) {
+  }
+
+  ~test_dispatcher() {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      quit_ = true;
+      hold_ = false;
+    }
+    cv_.notify_all();
+    worker_.join();
+  }
+
+  http_server::dispatcher fn() {
+    return [this](std::shared_ptr<pending_request> p, parsed_request r) {
+      std::lock_guard<std::mutex> guard{mtx_};
+      ++dispatched_;
+      if (drop_)
+        return; // p goes out of scope unanswered
+      queue_.emplace_back(std::move(p), r);
+      cv_.notify_all();
+    };
+  }
+
+  /// Keep requests until release().
+  void hold() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    hold_ = true;
+  }
+  void release() {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      hold_ = false;
+    }
+    cv_.notify_all();
+  }
+  /// Drop requests without answering.
+  void drop() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    drop_ = true;
+  }
+  /// Forget held requests without answering (as if the actor died).
+  void forget_held() {
+    std::deque<std::pair<std::shared_ptr<pending_request>, parsed_request>> q;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      q.swap(queue_);
+    }
+  }
+  int dispatched() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return dispatched_;
+  }
+  /// Second respond() calls that were not ignored (must stay 0).
+  int second_answers() const {
+    return second_answers_.load();
+  }
+  std::vector<parsed_request> seen() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return seen_;
+  }
+
+private:
+  void run() {
+    std::unique_lock<std::mutex> lock{mtx_};
+    for (;;) {
+      cv_.wait(lock, [&] { return quit_ || (!hold_ && !queue_.empty()); });
+      if (queue_.empty() && quit_)
+        return;
+      auto [p, r] = std::move(queue_.front());
+      queue_.pop_front();
+      seen_.push_back(r);
+      lock.unlock();
+      std::this_thread::sleep_for(delay_);
+      auto body = nlohmann::json{{"kind", ces::api::to_string(r.kind)},
+                                 {"id", r.id},
+                                 {"limit", r.limit}}
+                    .dump();
+      p->respond(200, body, {{"X-Test", "yes"}});
+      if (p->respond(500, "{}")) // must be ignored: exactly once
+        ++second_answers_;
+      p.reset();
+      lock.lock();
+    }
+  }
+
+  std::chrono::milliseconds delay_;
+  std::atomic<int> second_answers_{0};
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  std::deque<std::pair<std::shared_ptr<pending_request>, parsed_request>>
+    queue_;
+  std::vector<parsed_request> seen_;
+  bool hold_ = false;
+  bool drop_ = false;
+  bool quit_ = false;
+  int dispatched_ = 0;
+  std::thread worker_; // last: starts running in the constructor
+};
+
+/// Observed (route, status) pairs.
+struct observations {
+  std::mutex mtx;
+  std::vector<std::pair<std::string, int>> seen;
+  int bad_seconds = 0;
+  std::function<void(route_kind, int, double)> fn() {
+    return [this](route_kind k, int status, double seconds) {
+      std::lock_guard<std::mutex> guard{mtx};
+      if (seconds < 0 || seconds > 60)
+        ++bad_seconds;
+      seen.emplace_back(ces::api::to_string(k), status);
+    };
+  }
+  int count(const std::string& route, int status) {
+    std::lock_guard<std::mutex> guard{mtx};
+    int n = 0;
+    for (auto& [r, s] : seen)
+      n += r == route && s == status;
+    return n;
+  }
+};
+
+http_server_options local_options() {
+  http_server_options o;
+  o.address = host;
+  o.port = 0;
+  o.threads = 2;
+  return o;
+}
+
+nlohmann::json body_of(const http_response& r) {
+  INFO("status " << r.status << " error '" << r.error << "' body: " << r.body);
+  nlohmann::json j;
+  REQUIRE_NOTHROW(j = nlohmann::json::parse(r.body));
+  return j;
+}
+
+void check_error(const http_response& r, int status, const std::string& code) {
+  INFO("status " << r.status << " error '" << r.error << "' body: " << r.body);
+  CHECK(r.status == status);
+  CHECK(r.header("content-type") == "application/json");
+  auto j = body_of(r);
+  CHECK(j["error"] == code);
+  CHECK(j["message"].is_string());
+  CHECK_FALSE(j["message"].get<std::string>().empty());
+}
+
+/// Sends raw bytes, returns everything the server sends until it closes
+/// (or `timeout`), and whether it closed.
+std::pair<std::string, bool> raw_exchange(uint16_t port,
+                                          const std::string& data,
+                                          std::chrono::milliseconds timeout
+                                          = 5s) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0);
+  size_t sent = 0;
+  while (sent < data.size()) {
+    auto n = ::send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0)
+      break; // the server may close while we send
+    sent += static_cast<size_t>(n);
+  }
+  std::string out;
+  bool closed = false;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  deadline - std::chrono::steady_clock::now())
+                  .count();
+    if (left <= 0)
+      break;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left)) <= 0)
+      break;
+    char buf[4096];
+    auto n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n <= 0) {
+      closed = true;
+      break;
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return {out, closed};
+}
+
+} // namespace
+
+TEST_CASE("dispatched requests are answered from another thread",
+          "[http_server]") {
+  test_dispatcher d{50ms};
+  observations obs;
+  auto o = local_options();
+  o.observer = obs.fn();
+  http_server s{o, d.fn()};
+  REQUIRE(s.port() != 0);
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = ces::test::http_get(host, s.port(), "/events/latest?limit=3");
+  CHECK(std::chrono::steady_clock::now() - t0 >= 50ms);
+  REQUIRE(r.status == 200);
+  CHECK(r.header("content-type") == "application/json");
+  CHECK(r.header("x-test") == "yes");
+  CHECK(r.header("cache-control") == "no-store");
+  auto j = body_of(r);
+  CHECK(j["kind"] == "events_latest");
+  CHECK(j["limit"] == 3);
+
+  auto e = ces::test::http_get(host, s.port(), "/events/%34%32");
+  CHECK(body_of(e)["id"] == 42);
+  auto p = ces::test::http_post(host, s.port(), "/replay/7", "{\"ignored\":1}");
+  CHECK(body_of(p)["kind"] == "replay");
+  CHECK(body_of(p)["id"] == 7);
+  auto dl = ces::test::http_get(host, s.port(), "/dlq");
+  CHECK(body_of(dl)["limit"] == 50);
+  auto rd = ces::test::http_get(host, s.port(), "/ready");
+  CHECK(body_of(rd)["kind"] == "ready");
+  CHECK(d.dispatched() == 5);
+  CHECK(s.in_flight() == 0);
+  CHECK(obs.count("events_latest", 200) == 1);
+  CHECK(obs.count("event_by_id", 200) == 1);
+  CHECK(obs.count("replay", 200) == 1);
+  CHECK(obs.bad_seconds == 0);
+  CHECK(d.second_answers() == 0);
+}
+
+TEST_CASE("errors are answered at once, in JSON", "[http_server]") {
+  test_dispatcher d;
+  observations obs;
+  auto o = local_options();
+  o.observer = obs.fn();
+  http_server s{o, d.fn()};
+  auto port = s.port();
+
+  check_error(ces::test::http_get(host, port, "/nope"), 404, "not_found");
+  check_error(ces::test::http_get(host, port, "/events/abc"), 400, "bad_id");
+  check_error(ces::test::http_get(host, port,
+                                  "/events/1180591620717411303424"),
+              400, "bad_id");
+  check_error(ces::test::http_get(host, port, "/events/latest?limit=0"), 400,
+              "bad_limit");
+  check_error(ces::test::http_get(host, port, "/dlq?limit=100000"), 400,
+              "bad_limit");
+  check_error(ces::test::http_get(host, port, "/dlq?foo=1"), 400,
+              "bad_query");
+  check_error(ces::test::http_get(host, port, "/events/%zz"), 400, "bad_path");
+
+  auto m = ces::test::http_get(host, port, "/replay/1");
+  check_error(m, 405, "method_not_allowed");
+  CHECK(m.header("allow") == "POST");
+  auto m2 = ces::test::http_post(host, port, "/events/latest");
+  check_error(m2, 405, "method_not_allowed");
+  CHECK(m2.header("allow") == "GET, HEAD");
+  auto m3 = http_request("DELETE", host, port, "/dlq");
+  check_error(m3, 405, "method_not_allowed");
+  CHECK(m3.header("allow") == "GET, HEAD");
+
+  // Over max_body_bytes (64 KiB) but under RESTinio's limit: our 413.
+  auto big = ces::test::http_post(host, port, "/replay/1",
+                                  std::string(70 * 1024, 'x'));
+  check_error(big, 413, "body_too_large");
+  auto big_get = http_request("GET", host, port, "/events/latest",
+                              std::string(100 * 1024, 'x'));
+  check_error(big_get, 413, "body_too_large");
+  // A small body on a GET is ignored.
+  auto small_get = http_request("GET", host, port, "/events/latest",
+                                "{\"x\":1}");
+  CHECK(small_get.status == 200);
+
+  CHECK(d.dispatched() == 1);
+  CHECK(obs.count("unmatched", 404) == 1);
+  CHECK(obs.count("event_by_id", 400) == 2);
+  CHECK(obs.count("replay", 405) == 1);
+  CHECK(obs.count("replay", 413) == 1);
+  CHECK(obs.count("unmatched", 400) == 1);
+}
+
+TEST_CASE("health is answered by the server itself", "[http_server]") {
+  test_dispatcher d;
+  observations obs;
+  auto o = local_options();
+  o.observer = obs.fn();
+  http_server s{o, d.fn()};
+  auto r = ces::test::http_get(host, s.port(), "/health");
+  REQUIRE(r.status == 200);
+  CHECK(r.body == ces::api::health_json());
+  CHECK(d.dispatched() == 0);
+  CHECK(obs.count("health", 200) == 1);
+}
+
+TEST_CASE("HEAD gets status and headers without a body", "[http_server]") {
+  test_dispatcher d;
+  http_server s{local_options(), d.fn()};
+  auto [text, closed] = raw_exchange(
+    s.port(), "HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  CHECK(closed);
+  INFO(text);
+  CHECK(text.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK_THAT(text,
+             Catch::Contains("Content-Length: "
+                             + std::to_string(ces::api::health_json().size())));
+  CHECK(text.size() == text.find("\r\n\r\n") + 4); // no body
+  auto [t404, c404] = raw_exchange(
+    s.port(), "HEAD /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  CHECK(t404.rfind("HTTP/1.1 404 Not Found\r\n", 0) == 0);
+  CHECK(t404.size() == t404.find("\r\n\r\n") + 4);
+  // A dispatched HEAD: the answer's body is not sent either.
+  auto [tl, cl] = raw_exchange(
+    s.port(),
+    "HEAD /events/latest HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  CHECK(tl.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(tl.size() == tl.find("\r\n\r\n") + 4);
+  REQUIRE(d.seen().size() == 1);
+  CHECK(d.seen()[0].head);
+}
+
+TEST_CASE("keep-alive connections carry several requests", "[http_server]") {
+  test_dispatcher d{5ms};
+  http_server s{local_options(), d.fn()};
+  std::string reqs =
+    "GET /events/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+    "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+    "GET /events/3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  auto [text, closed] = raw_exchange(s.port(), reqs);
+  CHECK(closed);
+  INFO(text);
+  // Pipelined answers come back in request order.
+  auto a = text.find("\"id\":1");
+  auto b = text.find("not_found");
+  auto c = text.find("\"id\":3");
+  REQUIRE(a != std::string::npos);
+  REQUIRE(b != std::string::npos);
+  REQUIRE(c != std::string::npos);
+  CHECK(a < b);
+  CHECK(b < c);
+}
+
+TEST_CASE("the in-flight bound answers 503 overloaded at once",
+          "[http_server]") {
+  test_dispatcher d{0ms};
+  d.hold();
+  observations obs;
+  auto o = local_options();
+  o.max_in_flight = 2;
+  o.observer = obs.fn();
+  http_server s{o, d.fn()};
+  auto port = s.port();
+  auto f1 = std::async(std::launch::async, [&] {
+    return ces::test::http_get(host, port, "/events/1", 10s);
+  });
+  auto f2 = std::async(std::launch::async, [&] {
+    return ces::test::http_get(host, port, "/events/2", 10s);
+  });
+  for (int i = 0; i < 500 && s.in_flight() < 2; ++i)
+    std::this_thread::sleep_for(5ms);
+  REQUIRE(s.in_flight() == 2);
+  auto t0 = std::chrono::steady_clock::now();
+  auto third = ces::test::http_get(host, port, "/events/3");
+  CHECK(std::chrono::steady_clock::now() - t0 < 1s);
+  check_error(third, 503, "overloaded");
+  CHECK(third.header("retry-after") == "1");
+  // Errors and health are not bounded.
+  CHECK(ces::test::http_get(host, port, "/health").status == 200);
+  CHECK(ces::test::http_get(host, port, "/nope").status == 404);
+  d.release();
+  CHECK(f1.get().status == 200);
+  CHECK(f2.get().status == 200);
+  CHECK(s.in_flight() == 0);
+  CHECK(ces::test::http_get(host, port, "/events/4").status == 200);
+  CHECK(obs.count("event_by_id", 503) == 1);
+  CHECK(obs.count("event_by_id", 200) == 3);
+}
+
+TEST_CASE("many concurrent clients: every request gets an answer",
+          "[http_server]") {
+  test_dispatcher d{1ms};
+  auto o = local_options();
+  o.max_in_flight = 8;
+  http_server s{o, d.fn()};
+  std::atomic<int> ok{0}, overloaded{0}, other{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 8; ++t)
+    clients.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        auto r = ces::test::http_get(host, s.port(),
+                                     "/events/" + std::to_string(t * 100 + i + 1),
+                                     10s);
+        if (r.status == 200)
+          ++ok;
+        else if (r.status == 503)
+          ++overloaded;
+        else
+          ++other;
+      }
+    });
+  for (auto& c : clients)
+    c.join();
+  CHECK(ok + overloaded == 200);
+  CHECK(other == 0);
+  CHECK(ok > 0);
+  CHECK(s.in_flight() == 0);
+}
+
+TEST_CASE("a dropped pending_request answers 503 dropped", "[http_server]") {
+  test_dispatcher d;
+  d.drop();
+  observations obs;
+  auto o = local_options();
+  o.observer = obs.fn();
+  http_server s{o, d.fn()};
+  auto r = ces::test::http_post(host, s.port(), "/replay/5");
+  check_error(r, 503, "dropped");
+  CHECK(s.in_flight() == 0);
+  CHECK(obs.count("replay", 503) == 1);
+
+  // Held, then forgotten (the actor holding it died).
+  test_dispatcher held;
+  held.hold();
+  http_server s2{local_options(), held.fn()};
+  auto f = std::async(std::launch::async, [&] {
+    return ces::test::http_get(host, s2.port(), "/events/9", 10s);
+  });
+  for (int i = 0; i < 500 && s2.in_flight() < 1; ++i)
+    std::this_thread::sleep_for(5ms);
+  REQUIRE(s2.in_flight() == 1);
+  held.forget_held();
+  check_error(f.get(), 503, "dropped");
+}
+
+TEST_CASE("a request nobody answers gets 504 timeout", "[http_server]") {
+  test_dispatcher d;
+  d.hold();
+  observations obs;
+  auto o = local_options();
+  o.request_timeout = 300ms;
+  o.observer = obs.fn();
+  http_server s{o, d.fn()};
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = ces::test::http_get(host, s.port(), "/dlq", 10s);
+  auto took = std::chrono::steady_clock::now() - t0;
+  check_error(r, 504, "timeout");
+  CHECK(took >= 300ms);
+  CHECK(took < 2s);
+  CHECK(s.in_flight() == 0);
+  CHECK(obs.count("dlq_latest", 504) == 1);
+  d.release(); // the late answer is ignored
+}
+
+TEST_CASE("a throwing dispatcher gives 500", "[http_server]") {
+  http_server s{local_options(), [](std::shared_ptr<pending_request>,
+                                    parsed_request) {
+                  throw std::runtime_error("mailbox closed");
+                }};
+  auto r = ces::test::http_get(host, s.port(), "/events/1");
+  check_error(r, 500, "internal");
+  CHECK_THAT(body_of(r)["message"].get<std::string>(),
+             Catch::Contains("mailbox closed"));
+}
+
+TEST_CASE("stop() with requests pending answers them and does not hang",
+          "[http_server]") {
+  test_dispatcher d;
+  d.hold();
+  auto o = local_options();
+  o.max_in_flight = 4;
+  auto s = std::make_unique<http_server>(o, d.fn());
+  auto port = s->port();
+  std::vector<std::future<http_response>> clients;
+  for (int i = 1; i <= 3; ++i)
+    clients.push_back(std::async(std::launch::async, [port, i] {
+      return ces::test::http_get(host, port, "/events/" + std::to_string(i),
+                                 10s);
+    }));
+  for (int i = 0; i < 500 && s->in_flight() < 3; ++i)
+    std::this_thread::sleep_for(5ms);
+  REQUIRE(s->in_flight() == 3);
+  auto t0 = std::chrono::steady_clock::now();
+  s->stop();
+  CHECK(std::chrono::steady_clock::now() - t0 < 3s);
+  for (auto& c : clients) {
+    auto r = c.get();
+    check_error(r, 503, "shutting_down");
+  }
+  s->stop(); // idempotent
+  // The port is free again, nothing listens.
+  auto after = ces::test::http_get(host, port, "/health", 1s);
+  CHECK(after.status == 0);
+  s.reset();
+  // Answers after stop are ignored (the dispatcher still holds nothing, but a
+  // pending_request kept past the server's life must be harmless).
+  d.release();
+}
+
+TEST_CASE("stop() with idle keep-alive connections open", "[http_server]") {
+  test_dispatcher d;
+  auto s = std::make_unique<http_server>(local_options(), d.fn());
+  // Two connections: one idle after an answer, one that sent half a request.
+  int fds[2];
+  for (int i = 0; i < 2; ++i) {
+    fds[i] = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(s->port());
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fds[i], reinterpret_cast<sockaddr*>(&addr),
+                      sizeof(addr))
+            == 0);
+  }
+  std::string full = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+  std::string half = "GET /events/1 HTTP/1.1\r\nHo";
+  REQUIRE(::send(fds[0], full.data(), full.size(), MSG_NOSIGNAL) > 0);
+  REQUIRE(::send(fds[1], half.data(), half.size(), MSG_NOSIGNAL) > 0);
+  char buf[1024];
+  pollfd p{fds[0], POLLIN, 0};
+  REQUIRE(::poll(&p, 1, 5000) == 1);
+  CHECK(::recv(fds[0], buf, sizeof(buf), 0) > 0);
+  auto t0 = std::chrono::steady_clock::now();
+  s.reset();
+  CHECK(std::chrono::steady_clock::now() - t0 < 3s);
+  // Both connections are closed by the server.
+  for (int fd : fds) {
+    pollfd q{fd, POLLIN, 0};
+    CHECK(::poll(&q, 1, 2000) == 1);
+    CHECK(::recv(fd, buf, sizeof(buf), 0) <= 0);
+    ::close(fd);
+  }
+}
+
+TEST_CASE("a pending_request may outlive its server", "[http_server]") {
+  std::promise<std::shared_ptr<pending_request>> kept;
+  auto kept_f = kept.get_future();
+  auto s = std::make_unique<http_server>(
+    local_options(),
+    [&kept](std::shared_ptr<pending_request> p, parsed_request) {
+      kept.set_value(std::move(p));
+    });
+  auto port = s->port();
+  auto f = std::async(std::launch::async, [port] {
+    return ces::test::http_get(host, port, "/events/1", 10s);
+  });
+  auto p = kept_f.get();
+  s.reset(); // destructor stops: answers 503 shutting_down
+  CHECK(p->answered());
+  CHECK_FALSE(p->respond(200, "{}"));
+  p.reset(); // destructor: already answered, nothing to write
+  check_error(f.get(), 503, "shutting_down");
+}
+
+TEST_CASE("a taken port is a clear error", "[http_server]") {
+  test_dispatcher d;
+  http_server first{local_options(), d.fn()};
+  auto o = local_options();
+  o.port = first.port();
+  try {
+    http_server second{o, d.fn()};
+    FAIL("a second server on the same port started");
+  } catch (const std::runtime_error& e) {
+    CHECK_THAT(e.what(), Catch::StartsWith("cannot serve HTTP on 127.0.0.1:"
+                                           + std::to_string(first.port())
+                                           + ": "));
+    CHECK_THAT(e.what(), Catch::Contains("in use"));
+  }
+  auto bad = local_options();
+  bad.address = "not-an-address";
+  CHECK_THROWS_AS(http_server(bad, d.fn()), std::runtime_error);
+  auto zero = local_options();
+  zero.threads = 0;
+  CHECK_THROWS_AS(http_server(zero, d.fn()), std::invalid_argument);
+  // The first server still serves.
+  CHECK(ces::test::http_get(host, first.port(), "/health").status == 200);
+}
+
+TEST_CASE("RESTinio's own body limit closes the connection without an answer",
+          "[http_server]") {
+  test_dispatcher d;
+  auto o = local_options();
+  o.routes.max_body_bytes = 1024;
+  o.max_read_body_bytes = 64 * 1024;
+  http_server s{o, d.fn()};
+  SECTION("between our limit and RESTinio's: JSON 413") {
+    auto r = ces::test::http_post(host, s.port(), "/replay/1",
+                                  std::string(10 * 1024, 'x'));
+    check_error(r, 413, "body_too_large");
+  }
+  SECTION("a Content-Length above RESTinio's limit: closed at the headers") {
+    auto [text, closed] = raw_exchange(
+      s.port(), "POST /replay/1 HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                  + std::to_string(10 * 1024 * 1024) + "\r\n\r\n");
+    CHECK(closed);
+    CHECK(text.empty());
+  }
+  SECTION("a chunked body growing past RESTinio's limit: closed") {
+    std::string req =
+      "POST /replay/1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < 80; ++i)
+      req += "400\r\n" + std::string(1024, 'x') + "\r\n";
+    req += "0\r\n\r\n";
+    auto [text, closed] = raw_exchange(s.port(), req);
+    CHECK(closed);
+    CHECK(text.empty());
+  }
+  SECTION("a chunked body under RESTinio's limit: JSON 413") {
+    std::string req = "POST /replay/1 HTTP/1.1\r\nHost: x\r\n"
+                      "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    for (int i = 0; i < 4; ++i)
+      req += "400\r\n" + std::string(1024, 'x') + "\r\n";
+    req += "0\r\n\r\n";
+    auto [text, closed] = raw_exchange(s.port(), req);
+    CHECK(text.rfind("HTTP/1.1 413 Payload Too Large\r\n", 0) == 0);
+    CHECK_THAT(text, Catch::Contains("body_too_large"));
+  }
+  // The server keeps serving.
+  CHECK(ces::test::http_get(host, s.port(), "/health").status == 200);
+}

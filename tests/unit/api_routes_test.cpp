@@ -1,0 +1,287 @@
+// api::route(): the table of malformed requests the issue asks for (paths,
+// ids, limits, methods, oversized bodies, each with status and error code),
+// and the valid requests.
+#include "api/routes.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <string>
+
+using ces::api::parse_positive_id;
+using ces::api::percent_decode;
+using ces::api::route;
+using ces::api::route_kind;
+using ces::api::route_options;
+
+namespace {
+
+struct bad_case {
+  const char* method;
+  std::string target;
+  size_t body;
+  int status;
+  const char* code;
+  route_kind kind; // metric label
+  const char* allow;
+};
+
+const size_t kib64 = 64 * 1024;
+
+} // namespace
+
+TEST_CASE("malformed requests: status and error code", "[routes]") {
+  using rk = route_kind;
+  const bad_case cases[] = {
+    // -- ids (GET /events/{id}) ------------------------------------------------
+    {"GET", "/events/-1", 0, 400, "bad_id", rk::event_by_id, ""},
+    {"GET", "/events/0", 0, 400, "bad_id", rk::event_by_id, ""},
+    {"GET", "/events/abc", 0, 400, "bad_id", rk::event_by_id, ""},
+    {"GET", "/events/1.5", 0, 400, "bad_id", rk::event_by_id, ""},
+    {"GET", "/events/1180591620717411303424", 0, 400, "bad_id",
+     rk::event_by_id, ""}, // 2^70
+    {"GET", "/events/9223372036854775808", 0, 400, "bad_id", rk::event_by_id,
+     ""}, // 2^63
+    {"GET", "/events/99999999999999999999", 0, 400, "bad_id", rk::event_by_id,
+     ""},
+    {"GET", "/events/", 0, 400, "bad_id", rk::event_by_id, ""}, // empty id
+    {"GET", "/events/+1", 0, 400, "bad_id", rk::event_by_id, ""},
+    {"GET", "/events/%201", 0, 400, "bad_id", rk::event_by_id, ""}, // " 1"
+    {"GET", "/events/1%20", 0, 400, "bad_id", rk::event_by_id, ""}, // "1 "
+    {"GET", "/events/0x10", 0, 400, "bad_id", rk::event_by_id, ""},
+    {"GET", "/events/1e3", 0, 400, "bad_id", rk::event_by_id, ""},
+    {"GET", "/events/%2D1", 0, 400, "bad_id", rk::event_by_id, ""}, // "-1"
+    {"GET", "/events/1%00", 0, 400, "bad_id", rk::event_by_id, ""},
+    {"GET", "/events/%EF%BC%91", 0, 400, "bad_id", rk::event_by_id,
+     ""}, // fullwidth digit one
+    // -- ids (POST /replay/{id}) -----------------------------------------------
+    {"POST", "/replay/-1", 0, 400, "bad_id", rk::replay, ""},
+    {"POST", "/replay/0", 0, 400, "bad_id", rk::replay, ""},
+    {"POST", "/replay/abc", 0, 400, "bad_id", rk::replay, ""},
+    {"POST", "/replay/1180591620717411303424", 0, 400, "bad_id", rk::replay,
+     ""},
+    {"POST", "/replay/", 0, 400, "bad_id", rk::replay, ""},
+    {"POST", "/replay/1.5", 0, 400, "bad_id", rk::replay, ""},
+    // -- limits ----------------------------------------------------------------
+    {"GET", "/events/latest?limit=0", 0, 400, "bad_limit", rk::events_latest,
+     ""},
+    {"GET", "/events/latest?limit=-5", 0, 400, "bad_limit", rk::events_latest,
+     ""},
+    {"GET", "/events/latest?limit=100000", 0, 400, "bad_limit",
+     rk::events_latest, ""},
+    {"GET", "/events/latest?limit=1001", 0, 400, "bad_limit",
+     rk::events_latest, ""},
+    {"GET", "/events/latest?limit=x", 0, 400, "bad_limit", rk::events_latest,
+     ""},
+    {"GET", "/events/latest?limit=", 0, 400, "bad_limit", rk::events_latest,
+     ""},
+    {"GET", "/events/latest?limit", 0, 400, "bad_limit", rk::events_latest,
+     ""},
+    {"GET", "/events/latest?limit=+1", 0, 400, "bad_limit", rk::events_latest,
+     ""},
+    {"GET", "/events/latest?limit=1.0", 0, 400, "bad_limit",
+     rk::events_latest, ""},
+    {"GET", "/events/latest?limit=1180591620717411303424", 0, 400,
+     "bad_limit", rk::events_latest, ""},
+    {"GET", "/dlq?limit=0", 0, 400, "bad_limit", rk::dlq_latest, ""},
+    {"GET", "/dlq?limit=-5", 0, 400, "bad_limit", rk::dlq_latest, ""},
+    {"GET", "/dlq?limit=100000", 0, 400, "bad_limit", rk::dlq_latest, ""},
+    {"GET", "/dlq?limit=x", 0, 400, "bad_limit", rk::dlq_latest, ""},
+    // -- query strings ---------------------------------------------------------
+    {"GET", "/events/latest?limt=5", 0, 400, "bad_query", rk::events_latest,
+     ""},
+    {"GET", "/events/latest?limit=5&limit=6", 0, 400, "bad_query",
+     rk::events_latest, ""},
+    {"GET", "/events/latest?limit=5&x=1", 0, 400, "bad_query",
+     rk::events_latest, ""},
+    {"GET", "/events/latest?limit=%zz", 0, 400, "bad_query",
+     rk::events_latest, ""},
+    {"GET", "/dlq?status=pending", 0, 400, "bad_query", rk::dlq_latest, ""},
+    {"GET", "/events/7?limit=5", 0, 400, "bad_query", rk::event_by_id, ""},
+    {"GET", "/health?verbose=1", 0, 400, "bad_query", rk::health, ""},
+    {"POST", "/replay/7?dry_run=1", 0, 400, "bad_query", rk::replay, ""},
+    // -- paths -----------------------------------------------------------------
+    {"GET", "/", 0, 404, "not_found", rk::unmatched, ""},
+    {"GET", "/nope", 0, 404, "not_found", rk::unmatched, ""},
+    {"GET", "/events", 0, 404, "not_found", rk::unmatched, ""},
+    {"GET", "/events/latest/", 0, 404, "not_found", rk::unmatched, ""},
+    {"GET", "/events/1/2", 0, 404, "not_found", rk::unmatched, ""},
+    {"GET", "/health/", 0, 404, "not_found", rk::unmatched, ""},
+    {"GET", "/dlq/", 0, 404, "not_found", rk::unmatched, ""},
+    {"GET", "/Health", 0, 404, "not_found", rk::unmatched, ""},
+    {"GET", "//health", 0, 404, "not_found", rk::unmatched, ""},
+    {"GET", "/./health", 0, 404, "not_found", rk::unmatched, ""},
+    {"GET", "/events/../health", 0, 404, "not_found", rk::unmatched, ""},
+    {"GET", "/events%2Flatest", 0, 404, "not_found", rk::unmatched, ""},
+    {"POST", "/replay", 0, 404, "not_found", rk::unmatched, ""},
+    {"POST", "/replay/1/", 0, 404, "not_found", rk::unmatched, ""},
+    {"GET", "/metrics", 0, 404, "not_found", rk::unmatched, ""},
+    {"GET", "/events/%", 0, 400, "bad_path", rk::unmatched, ""},
+    {"GET", "/events/%4", 0, 400, "bad_path", rk::unmatched, ""},
+    {"GET", "/events/%zz", 0, 400, "bad_path", rk::unmatched, ""},
+    {"GET", "*", 0, 400, "bad_path", rk::unmatched, ""},
+    {"GET", "http://host/health", 0, 400, "bad_path", rk::unmatched, ""},
+    {"GET", "", 0, 400, "bad_path", rk::unmatched, ""},
+    // -- methods ---------------------------------------------------------------
+    {"POST", "/health", 0, 405, "method_not_allowed", rk::health, "GET, HEAD"},
+    {"POST", "/ready", 0, 405, "method_not_allowed", rk::ready, "GET, HEAD"},
+    {"POST", "/events/latest", 0, 405, "method_not_allowed",
+     rk::events_latest, "GET, HEAD"},
+    {"DELETE", "/events/7", 0, 405, "method_not_allowed", rk::event_by_id,
+     "GET, HEAD"},
+    {"PUT", "/dlq", 0, 405, "method_not_allowed", rk::dlq_latest, "GET, HEAD"},
+    {"GET", "/replay/7", 0, 405, "method_not_allowed", rk::replay, "POST"},
+    {"HEAD", "/replay/7", 0, 405, "method_not_allowed", rk::replay, "POST"},
+    {"PUT", "/replay/7", 0, 405, "method_not_allowed", rk::replay, "POST"},
+    {"OPTIONS", "/replay/7", 0, 405, "method_not_allowed", rk::replay, "POST"},
+    {"get", "/health", 0, 405, "method_not_allowed", rk::health, "GET, HEAD"},
+    // 405 comes before the id check: the method is wrong whatever the id.
+    {"GET", "/replay/abc", 0, 405, "method_not_allowed", rk::replay, "POST"},
+    {"DELETE", "/events/abc", 0, 405, "method_not_allowed", rk::event_by_id,
+     "GET, HEAD"},
+    // -- bodies ----------------------------------------------------------------
+    {"POST", "/replay/7", kib64 + 1, 413, "body_too_large", rk::replay, ""},
+    {"GET", "/events/latest", kib64 + 1, 413, "body_too_large",
+     rk::events_latest, ""},
+    {"GET", "/health", 10 * 1024 * 1024, 413, "body_too_large", rk::health,
+     ""},
+    // 413 first, whatever else is wrong.
+    {"POST", "/nope", kib64 + 1, 413, "body_too_large", rk::unmatched, ""},
+    {"POST", "/replay/abc", kib64 + 1, 413, "body_too_large", rk::replay, ""},
+    {"GET", "/replay/7", kib64 + 1, 413, "body_too_large", rk::replay, ""},
+  };
+  for (auto& c : cases) {
+    INFO(c.method << " " << c.target << " body=" << c.body);
+    auto r = route(c.method, c.target, c.body);
+    CHECK_FALSE(r.ok());
+    CHECK(r.error.status == c.status);
+    CHECK(r.error.code == c.code);
+    CHECK(r.kind == c.kind);
+    CHECK(r.error.allow == c.allow);
+    CHECK_FALSE(r.error.message.empty());
+  }
+}
+
+TEST_CASE("valid requests", "[routes]") {
+  SECTION("health and ready") {
+    auto h = route("GET", "/health", 0);
+    REQUIRE(h.ok());
+    CHECK(h.kind == route_kind::health);
+    CHECK(h.request.kind == route_kind::health);
+    CHECK_FALSE(h.request.head);
+    auto r = route("GET", "/ready", 0);
+    REQUIRE(r.ok());
+    CHECK(r.request.kind == route_kind::ready);
+  }
+  SECTION("limits: default, bounds, leading zeros, empty query pieces") {
+    auto d = route("GET", "/events/latest", 0);
+    REQUIRE(d.ok());
+    CHECK(d.request.kind == route_kind::events_latest);
+    CHECK(d.request.limit == 50);
+    CHECK(route("GET", "/events/latest?", 0).request.limit == 50);
+    CHECK(route("GET", "/events/latest?limit=1", 0).request.limit == 1);
+    CHECK(route("GET", "/events/latest?limit=1000", 0).request.limit == 1000);
+    CHECK(route("GET", "/events/latest?limit=007", 0).request.limit == 7);
+    CHECK(route("GET", "/events/latest?&limit=3&", 0).request.limit == 3);
+    CHECK(route("GET", "/events/latest?limit=%31%30", 0).request.limit == 10);
+    CHECK(route("GET", "/events/latest?%6Cimit=4", 0).request.limit == 4);
+    auto q = route("GET", "/dlq?limit=20", 0);
+    REQUIRE(q.ok());
+    CHECK(q.request.kind == route_kind::dlq_latest);
+    CHECK(q.request.limit == 20);
+    CHECK(route("GET", "/dlq", 0).request.limit == 50);
+  }
+  SECTION("ids: max int64, leading zeros, percent-encoded digits") {
+    auto e = route("GET", "/events/42", 0);
+    REQUIRE(e.ok());
+    CHECK(e.request.kind == route_kind::event_by_id);
+    CHECK(e.request.id == 42);
+    CHECK(e.request.limit == 0);
+    CHECK(route("GET", "/events/9223372036854775807", 0).request.id
+          == 9223372036854775807LL);
+    CHECK(route("GET", "/events/0042", 0).request.id == 42);
+    CHECK(route("GET", "/events/%31%32", 0).request.id == 12);
+    auto p = route("POST", "/replay/7", 0);
+    REQUIRE(p.ok());
+    CHECK(p.request.kind == route_kind::replay);
+    CHECK(p.request.id == 7);
+  }
+  SECTION("a body on GET is ignored; bodies up to the limit pass") {
+    CHECK(route("GET", "/events/latest", 100).ok());
+    CHECK(route("GET", "/events/latest", kib64).ok());
+    CHECK(route("POST", "/replay/7", kib64).ok());
+  }
+  SECTION("HEAD is GET without a body") {
+    auto h = route("HEAD", "/events/latest?limit=3", 0);
+    REQUIRE(h.ok());
+    CHECK(h.request.head);
+    CHECK(h.request.kind == route_kind::events_latest);
+    CHECK(h.request.limit == 3);
+    CHECK(route("HEAD", "/health", 0).request.head);
+  }
+  SECTION("a fragment is ignored") {
+    auto f = route("GET", "/events/latest?limit=2#top", 0);
+    REQUIRE(f.ok());
+    CHECK(f.request.limit == 2);
+    CHECK(route("GET", "/health#x", 0).ok());
+  }
+}
+
+TEST_CASE("route options change the limits", "[routes]") {
+  route_options o;
+  o.max_body_bytes = 10;
+  o.default_limit = 5;
+  o.max_limit = 20;
+  CHECK(route("GET", "/dlq", 0, o).request.limit == 5);
+  CHECK(route("GET", "/dlq?limit=20", 0, o).ok());
+  CHECK(route("GET", "/dlq?limit=21", 0, o).error.code == "bad_limit");
+  CHECK(route("POST", "/replay/1", 10, o).ok());
+  auto big = route("POST", "/replay/1", 11, o);
+  CHECK(big.error.status == 413);
+  CHECK(big.error.message.find("10 bytes") != std::string::npos);
+}
+
+TEST_CASE("route labels are a small fixed set", "[routes]") {
+  using ces::api::to_string;
+  CHECK(std::string(to_string(route_kind::unmatched)) == "unmatched");
+  CHECK(std::string(to_string(route_kind::health)) == "health");
+  CHECK(std::string(to_string(route_kind::ready)) == "ready");
+  CHECK(std::string(to_string(route_kind::events_latest)) == "events_latest");
+  CHECK(std::string(to_string(route_kind::event_by_id)) == "event_by_id");
+  CHECK(std::string(to_string(route_kind::replay)) == "replay");
+  CHECK(std::string(to_string(route_kind::dlq_latest)) == "dlq_latest");
+}
+
+TEST_CASE("error messages help", "[routes]") {
+  auto slash = route("GET", "/events/latest/", 0);
+  CHECK(slash.error.message.find("did you mean /events/latest?")
+        != std::string::npos);
+  auto id = route("GET", "/events/abc", 0);
+  CHECK(id.error.message.find("'abc'") != std::string::npos);
+  // Echoed input is cut.
+  auto longid = route("GET", "/events/" + std::string(5000, 'a'), 0);
+  CHECK(longid.error.message.size() < 300);
+  auto longpath = route("GET", "/" + std::string(5000, 'a'), 0);
+  CHECK(longpath.error.message.size() < 600);
+}
+
+TEST_CASE("parse_positive_id and percent_decode", "[routes]") {
+  CHECK(parse_positive_id("1") == 1);
+  CHECK(parse_positive_id("9223372036854775807") == 9223372036854775807LL);
+  CHECK(parse_positive_id("9223372036854775808") == 0);
+  CHECK(parse_positive_id("18446744073709551616") == 0);
+  CHECK(parse_positive_id("") == 0);
+  CHECK(parse_positive_id("0") == 0);
+  CHECK(parse_positive_id("-1") == 0);
+  CHECK(parse_positive_id(" 1") == 0);
+  std::string out;
+  CHECK(percent_decode("a%20b+c", out));
+  CHECK(out == "a b+c");
+  CHECK(percent_decode("a%20b+c", out, true));
+  CHECK(out == "a b c");
+  CHECK(percent_decode("%00", out));
+  CHECK(out == std::string(1, '\0'));
+  CHECK_FALSE(percent_decode("%", out));
+  CHECK_FALSE(percent_decode("%1", out));
+  CHECK_FALSE(percent_decode("%g1", out));
+  CHECK_FALSE(percent_decode("ab%", out));
+}
