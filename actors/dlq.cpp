@@ -2,8 +2,7 @@
 
 #include "api/metrics.hpp"
 #include "config/logging.hpp"
-#include "storage/dlq_store.hpp"
-#include "storage/journal.hpp"
+#include "storage/journal_reader.hpp"
 
 namespace ces {
 
@@ -11,14 +10,17 @@ namespace {
 
 class store_reader : public dlq_reader {
 public:
-  explicit store_reader(const std::string& url) : store_(url) {
+  explicit store_reader(const std::string& url) : reader_(url) {
   }
   int64_t pending_count() override {
-    return store_.pending_count();
+    return reader_.pending_dlq_count();
+  }
+  std::vector<storage::dlq_entry_row> latest(int32_t limit) override {
+    return reader_.latest_dlq(limit);
   }
 
 private:
-  storage::dlq_store store_;
+  storage::journal_reader reader_;
 };
 
 } // namespace
@@ -55,6 +57,18 @@ dlq_actor::behavior_type dlq(dlq_actor::stateful_pointer<dlq_state> self,
       self->delayed_send(self, st.refresh_interval, atom::refresh_v);
     },
     [=](atom::status) { return self->state.pending; },
+    [=](atom::latest, int32_t limit)
+      -> caf::result<std::vector<storage::dlq_entry_row>> {
+      auto& st = self->state;
+      try {
+        if (!st.reader)
+          st.reader = st.make_reader();
+        return st.reader->latest(limit);
+      } catch (const storage::infra_error& e) {
+        st.reader.reset();
+        return caf::make_error(errc::db_unavailable, std::string{e.what()});
+      }
+    },
   };
 }
 

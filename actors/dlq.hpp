@@ -1,7 +1,7 @@
-// DLQ: owns event_dlq reads and maintenance on a connection of its own (the
-// PERSISTER writes dead letters inside its batch transaction, so that a
-// record is acknowledged only once it is journalled or dead-lettered). Keeps
-// the crm_dlq_pending gauge current.
+// DLQ: owns event_dlq reads (GET /dlq) on a connection of its own, and keeps
+// the crm_dlq_pending gauge current. The PERSISTER writes dead letters inside
+// its batch transaction, so that a record is acknowledged only once it is
+// journalled or dead-lettered.
 #pragma once
 
 #include "actors/interfaces.hpp"
@@ -20,6 +20,7 @@ class dlq_reader {
 public:
   virtual ~dlq_reader() = default;
   virtual int64_t pending_count() = 0;
+  virtual std::vector<storage::dlq_entry_row> latest(int32_t limit) = 0;
 };
 
 using dlq_reader_factory = std::function<std::unique_ptr<dlq_reader>()>;
@@ -38,7 +39,7 @@ dlq_actor::behavior_type dlq(dlq_actor::stateful_pointer<dlq_state> self,
                              std::chrono::milliseconds refresh_interval,
                              metrics* stats);
 
-/// dlq_reader on storage::dlq_store.
+/// dlq_reader on storage::journal_reader.
 dlq_reader_factory dlq_store_factory(std::string database_url);
 
 } // namespace ces

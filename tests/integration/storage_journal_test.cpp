@@ -1,7 +1,7 @@
-// journal_writer, load_offsets and dlq_store against a throwaway PostgreSQL.
-#include "storage/dlq_store.hpp"
+// journal_writer, load_offsets and DLQ counts against a throwaway PostgreSQL.
 #include "storage/headers_json.hpp"
 #include "storage/journal.hpp"
+#include "storage/journal_reader.hpp"
 #include "tests/integration/storage_test_util.hpp"
 
 #include <catch2/catch.hpp>
@@ -140,8 +140,8 @@ TEST_CASE("good, rejected and refused records in one batch", "[journal]") {
   CHECK(stored_offset(url, "crm", 1) == 4);
   CHECK(stored_offset(url, "other", 3) == 101);
 
-  storage::dlq_store dlq{url};
-  CHECK(dlq.pending_count() == 8);
+  storage::journal_reader dlq{url};
+  CHECK(dlq.pending_dlq_count() == 8);
 }
 
 TEST_CASE("isolation finds many refused rows among many good ones",
@@ -499,24 +499,25 @@ TEST_CASE("load_offsets returns what was committed", "[journal]") {
   CHECK(storage::load_offsets(url, group, {"zzz"}).empty());
 }
 
-TEST_CASE("dlq_store counts pending entries and reconnects", "[journal][dlq]") {
+TEST_CASE("pending DLQ entries are counted, across a reconnect",
+          "[journal][dlq]") {
   auto url = migrated_db();
-  storage::dlq_store dlq{url};
-  CHECK(dlq.pending_count() == 0);
+  storage::journal_reader dlq{url};
+  CHECK(dlq.pending_dlq_count() == 0);
   journal_writer w{url, group};
   std::vector<checked_record> batch;
   for (int64_t o = 0; o < 5; ++o)
     batch.push_back(rejected("crm", 0, o, "", reject_reason::empty_value, ""));
   w.write(batch);
-  CHECK(dlq.pending_count() == 5);
+  CHECK(dlq.pending_dlq_count() == 5);
   exec(url, "UPDATE event_dlq SET status = 'resolved' WHERE \"offset\" < 2");
-  CHECK(dlq.pending_count() == 3);
+  CHECK(dlq.pending_dlq_count() == 3);
   CHECK_THROWS_AS(exec(url, "UPDATE event_dlq SET status = 'bogus'"),
                   pqxx::check_violation);
   terminate_others(url);
-  CHECK_THROWS_AS(dlq.pending_count(), infra_error);
+  CHECK_THROWS_AS(dlq.pending_dlq_count(), infra_error);
   CHECK_FALSE(dlq.connected());
-  CHECK(dlq.pending_count() == 3);
+  CHECK(dlq.pending_dlq_count() == 3);
 }
 
 TEST_CASE("a PostgreSQL restart is an infra error, then writes resume",

@@ -1,6 +1,6 @@
 // storage::migrate against a throwaway PostgreSQL.
-#include "storage/dlq_store.hpp"
 #include "storage/journal.hpp"
+#include "storage/journal_reader.hpp"
 #include "storage/migrations.hpp"
 #include "tests/integration/storage_test_util.hpp"
 
@@ -113,7 +113,7 @@ TEST_CASE("an unreachable server is an infra_error", "[migrate]") {
   CHECK_THROWS_AS(storage::journal_writer(url, "g"), storage::infra_error);
   CHECK_THROWS_AS(storage::load_offsets(url, "g", {"t"}),
                   storage::infra_error);
-  CHECK_THROWS_AS(storage::dlq_store(url), storage::infra_error);
+  CHECK_THROWS_AS(storage::journal_reader(url).ping(), storage::infra_error);
   CHECK_THROWS_WITH(storage::migrate(url),
                     Catch::Contains("cannot connect to PostgreSQL"));
 }
