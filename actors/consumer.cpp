@@ -51,15 +51,8 @@ void count_by_topic(const std::vector<checked_record>& records, metrics* m) {
 void on_ack(self_ptr self, persist_outcome& out) {
   auto& st = self->state;
   --st.in_flight;
-  if (auto m = st.stats) {
-    for (auto& c : out.journalled)
-      m->add_persisted(c.topic, c.count);
-    for (auto& c : out.dead_lettered)
-      m->add_dlq(c.topic, c.reason, c.count);
-    for (auto& c : out.skipped)
-      m->add_skipped(c.topic, c.count);
+  if (auto m = st.stats)
     m->set_in_flight_batches(static_cast<int64_t>(st.in_flight));
-  }
   for (auto& o : out.offsets)
     st.acked[{o.topic, o.partition}] = o.next_offset;
   if (!st.broken && !st.stopping)

@@ -32,7 +32,41 @@ using dlq_actor = caf::typed_actor<
   /// (self, timer) Re-read the number of pending DLQ entries.
   caf::reacts_to<atom::refresh>,
   /// Number of pending DLQ entries as last read (-1 before the first read).
-  caf::replies_to<atom::status>::with<int64_t>>;
+  caf::replies_to<atom::status>::with<int64_t>,
+  /// The newest N entries of event_dlq, newest first.
+  caf::replies_to<atom::latest, int32_t>::with<
+    std::vector<storage::dlq_entry_row>>>;
+
+/// JOURNAL (detached; own PostgreSQL connection, read-only transactions):
+/// journal reads for the operator API. Never waits behind a write batch.
+using journal_actor = caf::typed_actor<
+  /// The newest N journal rows, newest first.
+  caf::replies_to<atom::latest, int32_t>::with<
+    std::vector<storage::journal_event>>,
+  /// The journal row with this id: one element, or none.
+  caf::replies_to<atom::get, int64_t>::with<std::vector<storage::journal_event>>,
+  /// Whether PostgreSQL answers (for /ready); error db_unavailable if not.
+  caf::replies_to<atom::ping>::with<bool>>;
+
+/// REPLAYER (detached; owns the only librdkafka producer and a journal
+/// connection of its own). Republishes a journalled event to its topic with
+/// its key and headers plus provenance headers, and answers once the broker
+/// acknowledged it (errors: not_found, db_unavailable, broker_unavailable,
+/// delivery_failed). A fatal producer error crashes it for the SUPERVISOR.
+using replayer_actor = caf::typed_actor<
+  /// Republish journal event `id`; the reply is where it landed.
+  caf::replies_to<atom::replay, int64_t>::with<replay_result>,
+  /// Whether the broker answers a metadata request (for /ready).
+  caf::replies_to<atom::ping>::with<bool>,
+  /// (self) Serve delivery reports while replays are in flight.
+  caf::reacts_to<atom::poll>>;
+
+/// HTTP_BRIDGE (cooperative, never blocks). Turns an operator request that
+/// the HTTP server accepted into messages for the JOURNAL, DLQ, REPLAYER and
+/// SUPERVISOR, and answers it from their replies.
+using http_bridge_actor = caf::typed_actor<
+  /// Serve one routed request; the answer goes to the request itself.
+  caf::reacts_to<std::shared_ptr<api::pending_request>, api::parsed_request>>;
 
 /// SUPERVISOR. Monitors its children, restarts a crashed child with
 /// exponential backoff together with the children that depend on it, and
@@ -56,4 +90,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(ces_actors, caf::id_block::ces::end)
   CAF_ADD_TYPE_ID(ces_actors, (ces::consumer_actor))
   CAF_ADD_TYPE_ID(ces_actors, (ces::dlq_actor))
   CAF_ADD_TYPE_ID(ces_actors, (ces::supervisor_actor))
+  CAF_ADD_TYPE_ID(ces_actors, (ces::journal_actor))
+  CAF_ADD_TYPE_ID(ces_actors, (ces::replayer_actor))
+  CAF_ADD_TYPE_ID(ces_actors, (ces::http_bridge_actor))
 CAF_END_TYPE_ID_BLOCK(ces_actors)

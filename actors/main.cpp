@@ -1,12 +1,17 @@
 // crm-events-sink: Kafka -> PostgreSQL journal on supervised CAF actors.
 #include "actors/consumer.hpp"
 #include "actors/dlq.hpp"
+#include "actors/http_bridge.hpp"
 #include "actors/interfaces.hpp"
+#include "actors/journal.hpp"
 #include "actors/kafka/embedded_broker.hpp"
 #include "actors/kafka_source.hpp"
 #include "actors/persister.hpp"
+#include "actors/replayer.hpp"
 #include "actors/supervisor.hpp"
+#include "api/json.hpp"
 #include "api/metrics.hpp"
+#include "api/server.hpp"
 #include "config/config.hpp"
 #include "config/logging.hpp"
 #include "storage/journal.hpp"
@@ -20,6 +25,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <thread>
 #include <unistd.h>
 
@@ -77,25 +83,55 @@ bool migrate_with_retry(const ces::settings& s, const sigset_t& signals) {
   }
 }
 
+/// The current HTTP_BRIDGE, for the HTTP server's threads: the SUPERVISOR
+/// replaces it when it restarts the bridge.
+struct bridge_slot {
+  std::mutex mtx;
+  ces::http_bridge_actor hdl;
+
+  void set(ces::http_bridge_actor x) {
+    std::lock_guard<std::mutex> guard{mtx};
+    hdl = std::move(x);
+  }
+  ces::http_bridge_actor get() {
+    std::lock_guard<std::mutex> guard{mtx};
+    return hdl;
+  }
+};
+
+/// The supervised actors, in start order (they stop in reverse order).
 std::vector<ces::child_spec> child_specs(const ces::settings& s,
-                                         ces::metrics* m) {
+                                         ces::metrics* m,
+                                         std::shared_ptr<bridge_slot> slot) {
   using namespace ces;
+  auto as_actor = [](auto hdl) { return caf::actor_cast<caf::actor>(hdl); };
   std::vector<child_spec> specs;
   persister_settings ps;
   ps.retry_initial = std::chrono::milliseconds(s.db_retry_initial_ms);
   ps.retry_max = std::chrono::milliseconds(s.db_retry_max_ms);
   specs.push_back(child_spec{
-    "persister",
-    {},
-    [=](caf::local_actor* self, const peer_map&) {
-      return caf::actor_cast<caf::actor>(self->spawn<caf::detached>(
+    "persister", {}, [=](caf::local_actor* self, const peer_map&) {
+      return as_actor(self->spawn<caf::detached>(
         persister, journal_writer_factory(s.database_url, s.kafka_group_id),
         ps, m));
     }});
   specs.push_back(child_spec{
     "dlq", {}, [=](caf::local_actor* self, const peer_map&) {
-      return caf::actor_cast<caf::actor>(self->spawn<caf::detached>(
+      return as_actor(self->spawn<caf::detached>(
         dlq, dlq_store_factory(s.database_url), std::chrono::seconds(5), m));
+    }});
+  specs.push_back(child_spec{
+    "journal", {}, [=](caf::local_actor* self, const peer_map&) {
+      return as_actor(self->spawn<caf::detached>(journal, s.database_url));
+    }});
+  replayer_settings rs;
+  rs.database_url = s.database_url;
+  rs.producer.bootstrap_servers = s.kafka_bootstrap_servers;
+  rs.producer.properties = s.kafka_properties;
+  rs.producer.message_timeout_ms = s.replay_timeout_ms;
+  specs.push_back(child_spec{
+    "replayer", {}, [=](caf::local_actor* self, const peer_map&) {
+      return as_actor(self->spawn<caf::detached>(replayer, rs, m));
     }});
   consumer_settings cs;
   cs.batch_max_records = s.batch_max_records;
@@ -118,8 +154,24 @@ std::vector<ces::child_spec> child_specs(const ces::settings& s,
       source_factory make_source = [kc] {
         return std::unique_ptr<record_source>(new kafka_source(kc));
       };
-      return caf::actor_cast<caf::actor>(
+      return as_actor(
         self->spawn<caf::detached>(consumer, make_source, p, cs, m));
+    }});
+  http_bridge_settings hs;
+  // Above the broker's own timeout, so the replayer answers first.
+  hs.replay_timeout = std::chrono::milliseconds(s.replay_timeout_ms + 5000);
+  specs.push_back(child_spec{
+    "http_bridge",
+    {"dlq", "journal", "replayer"},
+    [=](caf::local_actor* self, const peer_map& peers) {
+      http_bridge_peers hp{caf::actor_cast<journal_actor>(peers.at("journal")),
+                           caf::actor_cast<dlq_actor>(peers.at("dlq")),
+                           caf::actor_cast<replayer_actor>(
+                             peers.at("replayer")),
+                           caf::actor_cast<supervisor_actor>(self)};
+      auto hdl = self->spawn(http_bridge, hp, hs);
+      slot->set(hdl);
+      return as_actor(hdl);
     }});
   return specs;
 }
@@ -129,7 +181,8 @@ std::vector<ces::child_spec> child_specs(const ces::settings& s,
 int main(int argc, char** argv) {
   ces::service_config cfg;
   cfg.add_message_types<caf::id_block::ces>()
-    .add_message_types<caf::id_block::ces_actors>();
+    .add_message_types<caf::id_block::ces_actors>()
+    .add_error_category(caf::atom("ces"), ces::render_errc);
   auto loaded = cfg.load(argc, argv, ::getenv, std::cout, std::cerr);
   if (!loaded.proceed)
     return loaded.exit_code;
@@ -167,7 +220,8 @@ int main(int argc, char** argv) {
   }
   ces::metrics stats;
   stats.declare_topics(s.kafka_topics);
-  stats.declare_actors({"persister", "dlq", "consumer"});
+  stats.declare_actors(
+    {"persister", "dlq", "journal", "replayer", "consumer", "http_bridge"});
   try {
     stats.expose(s.metrics_address, s.metrics_port);
   } catch (const std::exception& e) {
@@ -193,12 +247,42 @@ int main(int argc, char** argv) {
     policy.max_restarts = static_cast<size_t>(s.max_restarts);
     policy.window = std::chrono::seconds(s.restart_window_s);
     policy.stop_timeout = std::chrono::milliseconds(s.shutdown_timeout_ms);
-    auto sup = sys.spawn(ces::supervisor, child_specs(s, &stats), policy,
+    auto slot = std::make_shared<bridge_slot>();
+    auto sup = sys.spawn(ces::supervisor, child_specs(s, &stats, slot), policy,
                          [&stats](const std::string& actor) {
                            stats.add_actor_restart(actor);
                          });
+    // The operator API: RESTinio routes and validates on its own threads and
+    // hands each valid request to the HTTP_BRIDGE without waiting.
+    std::unique_ptr<ces::api::http_server> http;
+    try {
+      ces::api::http_server_options ho;
+      ho.address = s.http_address;
+      ho.port = s.http_port;
+      ho.max_in_flight = static_cast<size_t>(s.http_max_in_flight);
+      ho.request_timeout = std::chrono::milliseconds(s.replay_timeout_ms + 10000);
+      ho.observer = [&stats](ces::api::route_kind r, int status, double secs) {
+        stats.observe_http_request(ces::api::to_string(r), status, secs);
+      };
+      http = std::make_unique<ces::api::http_server>(
+        ho, [slot](std::shared_ptr<ces::api::pending_request> req,
+                   ces::api::parsed_request r) {
+          if (auto bridge = slot->get())
+            caf::anon_send(bridge, std::move(req), r);
+          else
+            req->respond(503, ces::api::error_json("unavailable",
+                                                   "the service is starting"));
+        });
+    } catch (const std::exception& e) {
+      ces::log::event(spdlog::level::critical, "main", "http_failed",
+                      {{"reason", e.what()}});
+      caf::anon_send_exit(sup, caf::exit_reason::kill);
+      spdlog::shutdown();
+      std::_Exit(1);
+    }
     ces::log::event(spdlog::level::info, "main", "started",
-                    {{"metrics_port", static_cast<int64_t>(s.metrics_port)},
+                    {{"http_port", static_cast<int64_t>(http->port())},
+                     {"metrics_port", static_cast<int64_t>(s.metrics_port)},
                      {"group", s.kafka_group_id}});
     std::atomic<bool> supervisor_down{false};
     std::thread signal_thread{[&] {
@@ -209,6 +293,9 @@ int main(int argc, char** argv) {
         ces::log::event(spdlog::level::info, "main", "signal",
                         {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
                          {"action", "graceful shutdown"}});
+        // Stop taking requests first (pending ones are answered 503), then
+        // stop the actors in order.
+        http->stop();
         caf::anon_send(sup, ces::atom::shutdown_v);
         // A second signal, or the timeout, ends the process at once. Signals
         // within the first second count as one (Ctrl-C in a terminal
@@ -238,6 +325,7 @@ int main(int argc, char** argv) {
     }
     supervisor_down = true;
     signal_thread.join();
+    http->stop();
     if (reason && reason != caf::exit_reason::normal
         && reason != caf::exit_reason::user_shutdown) {
       exit_code = reason == ces::errc::restart_budget_exhausted ? 3 : 1;

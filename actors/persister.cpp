@@ -38,9 +38,17 @@ void drain(self_ptr self) {
       auto out = st.writer->write(head.job.records);
       std::chrono::duration<double> took =
         std::chrono::steady_clock::now() - started;
-      if (st.stats) {
-        st.stats->observe_batch_persist(took.count(), head.job.records.size());
-        st.stats->set_db_up(true);
+      // Counted here, right after the commit, so that the metrics never
+      // lag behind what a reader of the journal sees.
+      if (auto m = st.stats) {
+        m->observe_batch_persist(took.count(), head.job.records.size());
+        m->set_db_up(true);
+        for (auto& c : out.journalled)
+          m->add_persisted(c.topic, c.count);
+        for (auto& c : out.dead_lettered)
+          m->add_dlq(c.topic, c.reason, c.count);
+        for (auto& c : out.skipped)
+          m->add_skipped(c.topic, c.count);
       }
       if (st.failures > 0)
         log::event(spdlog::level::info, "persister", "db_recovered",

@@ -3,9 +3,13 @@
 // Included only by actor code and actor tests: it pulls in CAF.
 #pragma once
 
+#include "api/routes.hpp"
+#include "storage/journal_reader.hpp"
 #include "storage/model.hpp"
 
 #include <caf/all.hpp>
+
+#include <memory>
 
 #include <cstdint>
 #include <string>
@@ -22,6 +26,25 @@ enum class errc : uint8_t {
   start_failed,
   /// librdkafka reported a fatal error.
   kafka_fatal,
+  /// No journal row with that id.
+  not_found,
+  /// PostgreSQL did not answer a read.
+  db_unavailable,
+  /// The broker is unreachable or its local queue is full: try again.
+  broker_unavailable,
+  /// The broker refused the message.
+  delivery_failed,
+  /// The broker did not acknowledge the message within the replay timeout.
+  delivery_timeout,
+};
+
+/// What the REPLAYER did with one journalled event.
+struct replay_result {
+  int64_t event_id = 0;
+  std::string topic;
+  int32_t partition = -1;
+  int64_t offset = -1;
+  std::string replay_id;
 };
 
 /// One poll result handed from the CONSUMER to the PERSISTER.
@@ -93,7 +116,55 @@ typename Inspector::result_type inspect(Inspector& f, child_status& x) {
            x.restarts, x.last_failure);
 }
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, replay_result& x) {
+  return f(caf::meta::type_name("ces.replay_result"), x.event_id, x.topic,
+           x.partition, x.offset, x.replay_id);
+}
+
 } // namespace ces
+
+namespace ces::api {
+
+class pending_request;
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, parsed_request& x) {
+  auto kind = static_cast<uint8_t>(x.kind);
+  auto load = caf::meta::load_callback([&]() -> caf::error {
+    x.kind = static_cast<route_kind>(kind);
+    return caf::none;
+  });
+  return f(caf::meta::type_name("ces.api.parsed_request"), kind, load, x.id,
+           x.limit, x.head);
+}
+
+} // namespace ces::api
+
+namespace ces::storage {
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, journal_event& x) {
+  return f(caf::meta::type_name("ces.journal_event"), x.id, x.tenant_id,
+           x.topic, x.partition, x.offset, x.has_key, x.key, x.headers,
+           x.payload_json, x.kafka_timestamp_ms, x.received_at, x.replay_of);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, dlq_entry_row& x) {
+  return f(caf::meta::type_name("ces.dlq_entry_row"), x.id, x.topic,
+           x.has_partition, x.partition, x.has_offset, x.offset, x.has_key,
+           x.key, x.headers, x.has_payload, x.payload, x.payload_size,
+           x.payload_truncated, x.kafka_timestamp_ms, x.tenant_id,
+           x.error_class, x.error, x.attempts, x.status, x.received_at,
+           x.updated_at);
+}
+
+} // namespace ces::storage
+
+/// Requests waiting for an answer travel between actors of this process
+/// only; they are never serialized.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<ces::api::pending_request>)
 
 CAF_ERROR_CODE_ENUM(ces::errc, "ces")
 
@@ -108,10 +179,19 @@ CAF_BEGIN_TYPE_ID_BLOCK(ces, caf::first_custom_type_id)
   CAF_ADD_ATOM(ces, ces::atom, shutdown, "shutdown")
   CAF_ADD_ATOM(ces, ces::atom, stop_next, "stop_next")
   CAF_ADD_ATOM(ces, ces::atom, force_stop, "force_stop")
+  CAF_ADD_ATOM(ces, ces::atom, replay, "replay")
+  CAF_ADD_ATOM(ces, ces::atom, latest, "latest")
+  CAF_ADD_ATOM(ces, ces::atom, get, "get")
+  CAF_ADD_ATOM(ces, ces::atom, ping, "ping")
   CAF_ADD_TYPE_ID(ces, (ces::batch))
   CAF_ADD_TYPE_ID(ces, (ces::persist_outcome))
   CAF_ADD_TYPE_ID(ces, (ces::child_status))
   CAF_ADD_TYPE_ID(ces, (std::vector<ces::child_status>))
+  CAF_ADD_TYPE_ID(ces, (ces::replay_result))
+  CAF_ADD_TYPE_ID(ces, (ces::api::parsed_request))
+  CAF_ADD_TYPE_ID(ces, (std::shared_ptr<ces::api::pending_request>))
+  CAF_ADD_TYPE_ID(ces, (std::vector<ces::storage::journal_event>))
+  CAF_ADD_TYPE_ID(ces, (std::vector<ces::storage::dlq_entry_row>))
 CAF_END_TYPE_ID_BLOCK(ces)
 
 namespace ces {
@@ -129,6 +209,61 @@ inline caf::error exception_to_error(caf::scheduled_actor*,
     return caf::make_error(caf::sec::runtime_error,
                            std::string{"unknown exception"});
   }
+}
+
+} // namespace ces
+
+namespace ces {
+
+/// The human part of an error: its context when that is a single string
+/// (how this service makes its errors), else CAF's rendering.
+inline std::string error_message(const caf::actor_system& sys,
+                                 const caf::error& err) {
+  const auto& ctx = err.context();
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    return ctx.get_as<std::string>(0);
+  return sys.render(err);
+}
+
+} // namespace ces
+
+namespace ces {
+
+/// "not_found", "kafka_fatal", ...
+inline const char* to_string(errc x) noexcept {
+  switch (x) {
+    case errc::none:
+      return "none";
+    case errc::restart_budget_exhausted:
+      return "restart_budget_exhausted";
+    case errc::start_failed:
+      return "start_failed";
+    case errc::kafka_fatal:
+      return "kafka_fatal";
+    case errc::not_found:
+      return "not_found";
+    case errc::db_unavailable:
+      return "db_unavailable";
+    case errc::broker_unavailable:
+      return "broker_unavailable";
+    case errc::delivery_failed:
+      return "delivery_failed";
+    case errc::delivery_timeout:
+      return "delivery_timeout";
+  }
+  return "unknown";
+}
+
+/// Renders errors of category "ces" as `<name>: <context>` for logs; load it
+/// with cfg.add_error_category(caf::atom("ces"), render_errc).
+inline std::string render_errc(uint8_t code, caf::atom_value,
+                               const caf::message& ctx) {
+  std::string result = to_string(static_cast<errc>(code));
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    result += ": " + ctx.get_as<std::string>(0);
+  else if (!ctx.empty())
+    result += ": " + to_string(ctx);
+  return result;
 }
 
 } // namespace ces

@@ -157,11 +157,22 @@ struct pending_request::state {
   clock_type::time_point start;
   clock_type::time_point deadline;
   std::atomic<bool> done{false};
+  /// Set for detached requests (make_detached_request): receives the answer
+  /// instead of a connection.
+  std::function<void(int, std::string)> sink;
 
   /// Answers unless already answered. Thread-safe.
   bool respond(int status, std::string body, const header_list& headers) noexcept {
     if (done.exchange(true))
       return false;
+    if (sink) {
+      try {
+        sink(status, std::move(body));
+      } catch (...) {
+        // A test sink must not take the caller down.
+      }
+      return true;
+    }
     std::shared_lock<std::shared_mutex> lock{core->gate};
     // Bookkeeping first: once the client has the answer, it is done.
     {
@@ -204,6 +215,17 @@ const parsed_request& pending_request::request() const noexcept {
 
 std::chrono::steady_clock::duration pending_request::age() const noexcept {
   return clock_type::now() - state_->start;
+}
+
+std::shared_ptr<pending_request>
+make_detached_request(parsed_request request,
+                      std::function<void(int status, std::string body)> sink) {
+  auto st = std::make_shared<pending_request::state>();
+  st->request = request;
+  st->start = clock_type::now();
+  st->deadline = st->start;
+  st->sink = std::move(sink);
+  return std::make_shared<pending_request>(std::move(st));
 }
 
 struct http_server::impl {

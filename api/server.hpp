@@ -84,6 +84,13 @@ private:
   std::shared_ptr<state> state_;
 };
 
+/// A request that belongs to no connection: its answer goes to `sink`
+/// (status and JSON body), once. For tests of code that answers requests, and
+/// for internal callers.
+std::shared_ptr<pending_request>
+make_detached_request(parsed_request request,
+                      std::function<void(int status, std::string body)> sink);
+
 struct http_server_options {
   /// Listen address: IPv4/IPv6 literal or "localhost".
   std::string address = "0.0.0.0";

@@ -80,6 +80,10 @@ const std::vector<setting_def>& defs() {
      "listen address of the Prometheus /metrics endpoint"},
     {"HTTP", "metrics-port", &settings::metrics_port, "PORT",
      "listen port of the Prometheus /metrics endpoint"},
+    {"HTTP", "http-max-in-flight", &settings::http_max_in_flight, "N",
+     "operator API requests served at once; beyond it 503 at once"},
+    {"Replay", "replay-timeout-ms", &settings::replay_timeout_ms, "MS",
+     "a replay the broker has not acknowledged in this time fails (503)"},
     {"Ingestion", "batch-max-records", &settings::batch_max_records, "N",
      "a batch closes at this many records ..."},
     {"Ingestion", "batch-linger-ms", &settings::batch_linger_ms, "MS",
@@ -607,6 +611,8 @@ std::string validate(const settings& s) {
          ordered("db-retry-initial-ms", s.db_retry_initial_ms,
                  "db-retry-max-ms", s.db_retry_max_ms),
          positive("shutdown-timeout-ms", s.shutdown_timeout_ms),
+         positive("http-max-in-flight", s.http_max_in_flight),
+         positive("replay-timeout-ms", s.replay_timeout_ms),
        })
     if (!e.empty())
       return e;

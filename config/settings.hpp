@@ -34,6 +34,12 @@ struct settings {
   uint16_t http_port = 9106;
   std::string metrics_address = "0.0.0.0";
   uint16_t metrics_port = 9105;
+  /// Operator API requests being served at once; more get 503 at once.
+  int http_max_in_flight = 64;
+
+  // -- Replay ----------------------------------------------------------------
+  /// A replay the broker has not acknowledged within this time fails (503).
+  int replay_timeout_ms = 5000;
 
   // -- Ingestion -------------------------------------------------------------
   /// A batch closes at this many records ...

@@ -196,6 +196,16 @@ std::string replay_producer::fatal_error() const {
   return err_name(rc) + ": " + err;
 }
 
+bool replay_producer::reachable(int timeout_ms, std::string& why) {
+  RdKafka::Metadata* md = nullptr;
+  auto err = impl_->producer->metadata(false, nullptr, &md, timeout_ms);
+  std::unique_ptr<RdKafka::Metadata> guard{md};
+  if (err == RdKafka::ERR_NO_ERROR)
+    return true;
+  why = err_name(err) + ": " + RdKafka::err2str(err);
+  return false;
+}
+
 std::string replay_producer::last_error() const {
   std::lock_guard<std::mutex> guard{impl_->err_mtx};
   return impl_->last_error;

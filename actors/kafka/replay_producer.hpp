@@ -120,6 +120,11 @@ public:
   /// producer is unusable: destroy it and create a new one.
   std::string fatal_error() const;
 
+  /// Asks a broker for cluster metadata, waiting up to `timeout_ms`: true
+  /// when one answered; otherwise false with librdkafka's reason in `why`.
+  /// Blocks the calling thread.
+  bool reachable(int timeout_ms, std::string& why);
+
   /// The last error librdkafka reported as an event (e.g. "1/1 brokers are
   /// down"), "" when none since the last successful delivery.
   std::string last_error() const;

@@ -12,6 +12,7 @@ struct config : caf::actor_system_config {
   config() {
     add_message_types<caf::id_block::ces>();
     add_message_types<caf::id_block::ces_actors>();
+    add_error_category(caf::atom("ces"), render_errc);
   }
 };
 

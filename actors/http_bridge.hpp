@@ -1,0 +1,41 @@
+// HTTP_BRIDGE: the actor side of the operator API. The HTTP server (api/)
+// routes and validates a request, then hands it over with anon_send and
+// returns at once; the bridge asks the JOURNAL, DLQ, REPLAYER or SUPERVISOR
+// and answers the request from their reply. It never blocks: every call is an
+// asynchronous request with a timeout, so a request is always answered.
+#pragma once
+
+#include "actors/interfaces.hpp"
+
+#include <chrono>
+
+namespace ces {
+
+struct http_bridge_settings {
+  /// Longest wait for a journal or DLQ read.
+  std::chrono::milliseconds read_timeout{5000};
+  /// Longest wait for a replay (keep above the producer's message timeout).
+  std::chrono::milliseconds replay_timeout{15000};
+  /// Longest wait for each readiness probe.
+  std::chrono::milliseconds ready_timeout{3000};
+};
+
+struct http_bridge_peers {
+  journal_actor journal;
+  dlq_actor dlq;
+  replayer_actor replayer;
+  supervisor_actor supervisor;
+};
+
+struct http_bridge_state {
+  static inline const char* name = "http_bridge";
+};
+
+http_bridge_actor::behavior_type
+http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
+            http_bridge_peers peers, http_bridge_settings cfg);
+
+/// HTTP status and stable error code for an error a peer answered with.
+std::pair<int, const char*> http_error(const caf::error& err);
+
+} // namespace ces

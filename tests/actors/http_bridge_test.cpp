@@ -1,0 +1,240 @@
+#include "actors/http_bridge.hpp"
+#include "api/server.hpp"
+#include "fixture.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+using namespace std::chrono_literals;
+using namespace ces;
+
+namespace {
+
+struct answer {
+  int status = 0;
+  std::string body;
+  nlohmann::json json() const {
+    return nlohmann::json::parse(body);
+  }
+};
+
+/// Scripted peers: what each one answers.
+struct script {
+  bool db_up = true;
+  bool broker_up = true;
+  bool replay_missing = false;
+  bool replay_timeout = false;
+  bool silent_replayer = false; // never answers
+  std::vector<int64_t> replayed;
+};
+
+journal_actor::behavior_type fake_journal(journal_actor::pointer,
+                                          std::shared_ptr<script> sc) {
+  auto event = [](int64_t id) {
+    storage::journal_event e;
+    e.id = id;
+    e.tenant_id = "t";
+    e.topic = "apexflow.jobs.created";
+    e.payload_json = R"({"tenant_id": "t"})";
+    e.received_at = "2026-11-27T12:00:00.000000Z";
+    return e;
+  };
+  return {
+    [=](atom::latest, int32_t limit)
+      -> caf::result<std::vector<storage::journal_event>> {
+      if (!sc->db_up)
+        return caf::make_error(errc::db_unavailable, "connection refused");
+      std::vector<storage::journal_event> xs;
+      for (int32_t i = limit; i > 0; --i)
+        xs.push_back(event(i));
+      return xs;
+    },
+    [=](atom::get, int64_t id) -> std::vector<storage::journal_event> {
+      if (id == 7)
+        return {event(7)};
+      return {};
+    },
+    [=](atom::ping) -> caf::result<bool> {
+      if (!sc->db_up)
+        return caf::make_error(errc::db_unavailable, "connection refused");
+      return true;
+    },
+  };
+}
+
+dlq_actor::behavior_type fake_dlq(dlq_actor::pointer) {
+  return {
+    [](atom::refresh) {},
+    [](atom::status) { return int64_t{0}; },
+    [](atom::latest, int32_t) { return std::vector<storage::dlq_entry_row>{}; },
+  };
+}
+
+replayer_actor::behavior_type fake_replayer(replayer_actor::pointer self,
+                                            std::shared_ptr<script> sc) {
+  return {
+    [=](atom::replay, int64_t id) -> caf::result<replay_result> {
+      if (sc->silent_replayer)
+        return self->make_response_promise<replay_result>();
+      if (sc->replay_missing)
+        return caf::make_error(errc::not_found, "no journal event");
+      if (sc->replay_timeout)
+        return caf::make_error(errc::delivery_timeout, "_MSG_TIMED_OUT");
+      sc->replayed.push_back(id);
+      return replay_result{id, "apexflow.jobs.created", 3, 42, "r-1"};
+    },
+    [=](atom::ping) -> caf::result<bool> {
+      if (!sc->broker_up)
+        return caf::make_error(errc::broker_unavailable, "all brokers down");
+      return true;
+    },
+    [](atom::poll) {},
+  };
+}
+
+/// Answers `status` with two children, one of them restarting.
+supervisor_actor::behavior_type fake_supervisor(supervisor_actor::pointer,
+                                                bool all_running) {
+  return {
+    [](atom::respawn, const std::string&) {},
+    [=](atom::status) {
+      return std::vector<child_status>{
+        {"persister", "running", 0, ""},
+        {"consumer", all_running ? "running" : "restarting", 1,
+         "kafka_fatal: boom"}};
+    },
+    [](atom::shutdown) {},
+    [](atom::stop_next) {},
+    [](atom::force_stop, const std::string&) {},
+  };
+}
+
+struct bridge_fixture : ces::test::fixture {
+  std::shared_ptr<script> sc = std::make_shared<script>();
+  http_bridge_actor bridge;
+
+  void start(bool all_running = true) {
+    http_bridge_peers peers{sys.spawn(fake_journal, sc), sys.spawn(fake_dlq),
+                            sys.spawn(fake_replayer, sc),
+                            sys.spawn(fake_supervisor, all_running)};
+    http_bridge_settings cfg;
+    cfg.replay_timeout = 2s;
+    bridge = sys.spawn(http_bridge, peers, cfg);
+    sched.run();
+  }
+
+  /// Sends one routed request through the bridge and runs until answered.
+  answer ask(api::route_kind kind, int64_t id = 0, int32_t limit = 0) {
+    auto got = std::make_shared<answer>();
+    api::parsed_request r;
+    r.kind = kind;
+    r.id = id;
+    r.limit = limit;
+    auto req = api::make_detached_request(r, [got](int status, std::string b) {
+      got->status = status;
+      got->body = std::move(b);
+    });
+    self->send(bridge, std::move(req), r);
+    sched.run();
+    return *got;
+  }
+};
+
+} // namespace
+
+TEST_CASE_METHOD(bridge_fixture, "reads are answered from the journal") {
+  start();
+  auto latest = ask(api::route_kind::events_latest, 0, 3);
+  CHECK(latest.status == 200);
+  REQUIRE(latest.json().size() == 3);
+  CHECK(latest.json()[0]["id"] == 3);
+  auto one = ask(api::route_kind::event_by_id, 7);
+  CHECK(one.status == 200);
+  CHECK(one.json()["id"] == 7);
+  auto none = ask(api::route_kind::event_by_id, 8);
+  CHECK(none.status == 404);
+  CHECK(none.json()["error"] == "not_found");
+  CHECK(ask(api::route_kind::dlq_latest, 0, 10).body == "[]");
+}
+
+TEST_CASE_METHOD(bridge_fixture, "replay answers map to HTTP statuses") {
+  start();
+  auto ok = ask(api::route_kind::replay, 7);
+  CHECK(ok.status == 200);
+  CHECK(ok.json()["status"] == "replayed");
+  CHECK(ok.json()["partition"] == 3);
+  CHECK(ok.json()["offset"] == 42);
+  CHECK(sc->replayed == std::vector<int64_t>{7});
+  sc->replay_missing = true;
+  auto missing = ask(api::route_kind::replay, 9);
+  CHECK(missing.status == 404);
+  CHECK(missing.json()["error"] == "not_found");
+  CHECK(missing.json()["message"] == "no journal event");
+  sc->replay_missing = false;
+  sc->replay_timeout = true;
+  auto slow = ask(api::route_kind::replay, 7);
+  CHECK(slow.status == 503);
+  CHECK(slow.json()["error"] == "broker_timeout");
+}
+
+TEST_CASE_METHOD(bridge_fixture,
+                 "a replayer that never answers still gets the request answered") {
+  start();
+  sc->silent_replayer = true;
+  auto got = std::make_shared<answer>();
+  api::parsed_request r;
+  r.kind = api::route_kind::replay;
+  r.id = 7;
+  self->send(bridge,
+             api::make_detached_request(r,
+                                        [got](int s, std::string b) {
+                                          got->status = s;
+                                          got->body = std::move(b);
+                                        }),
+             r);
+  sched.run();
+  CHECK(got->status == 0); // waiting
+  advance_time(2s);        // the bridge's replay timeout
+  sched.run();
+  CHECK(got->status == 503);
+  CHECK(nlohmann::json::parse(got->body)["error"] == "upstream_timeout");
+}
+
+TEST_CASE_METHOD(bridge_fixture, "readiness combines PostgreSQL, Kafka and actors") {
+  SECTION("all up") {
+    start();
+    auto r = ask(api::route_kind::ready);
+    CHECK(r.status == 200);
+    CHECK(r.json()["status"] == "ready");
+  }
+  SECTION("database down") {
+    start();
+    sc->db_up = false;
+    auto r = ask(api::route_kind::ready);
+    CHECK(r.status == 503);
+    CHECK(r.json()["failing"] == nlohmann::json::array({"postgres"}));
+    CHECK(r.json()["checks"]["kafka"]["ok"] == true);
+  }
+  SECTION("broker down and an actor restarting") {
+    start(false);
+    sc->broker_up = false;
+    auto r = ask(api::route_kind::ready);
+    CHECK(r.status == 503);
+    auto failing = r.json()["failing"];
+    CHECK(std::find(failing.begin(), failing.end(), "kafka") != failing.end());
+    CHECK(std::find(failing.begin(), failing.end(), "actor:consumer")
+          != failing.end());
+    CHECK(r.json()["checks"]["actor:consumer"]["detail"]
+          == "restarting: kafka_fatal: boom");
+  }
+}
+
+TEST_CASE_METHOD(bridge_fixture, "a read failure is a 503 with its reason") {
+  start();
+  sc->db_up = false;
+  auto r = ask(api::route_kind::events_latest, 0, 5);
+  CHECK(r.status == 503);
+  CHECK(r.json()["error"] == "db_unavailable");
+  CHECK(r.json()["message"] == "connection refused");
+}

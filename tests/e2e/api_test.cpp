@@ -1,0 +1,238 @@
+// End-to-end: the operator API of the real binary, reproducing the original
+// service's own verification, plus bad requests and the README's examples.
+#include "tests/e2e/harness.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+using namespace ces::e2e;
+using json = nlohmann::json;
+
+namespace {
+
+const std::string jobs = "apexflow.jobs.created";
+const std::string leads = "apexflow.leads.created";
+
+uint16_t http_port_of(const world& w) {
+  for (auto& a : w.sink_args())
+    if (a.rfind("--http-port=", 0) == 0)
+      return static_cast<uint16_t>(std::stoi(a.substr(12)));
+  throw std::logic_error("no --http-port");
+}
+
+ces::test::http_response call(const world& w, const std::string& method,
+                              const std::string& target,
+                              const std::string& body = {}) {
+  return ces::test::http_request(method, "127.0.0.1", http_port_of(w), target,
+                                 body, "application/json", 20s);
+}
+
+double scrape(const world& w, const std::string& series) {
+  auto m = ces::test::http_get("127.0.0.1", w.metrics_port(), "/metrics");
+  return metric(m.body, series);
+}
+
+long long journal_rows(const world& w) {
+  return w.count("select count(*) from event_journal");
+}
+
+} // namespace
+
+TEST_CASE("the original service's verification: events, replay, DLQ",
+          "[e2e]") {
+  world w{{leads, jobs}, 4};
+  auto sink = w.start_sink();
+  w.produce({"--topics", jobs, "--count", "1"});
+  w.produce({"--topics", leads, "--count", "9", "--start-index", "1"});
+  REQUIRE(eventually([&] { return journal_rows(w) == 10; }, 30s));
+
+  auto latest = call(w, "GET", "/events/latest");
+  REQUIRE(latest.status == 200);
+  auto events = json::parse(latest.body);
+  REQUIRE(events.size() == 10);
+  CHECK(events[0]["id"].get<int64_t>() > events[9]["id"].get<int64_t>());
+  int64_t job_id = 0;
+  for (auto& e : events) {
+    CHECK(e["payload"].is_object()); // JSON, not a string
+    CHECK(e["payload"]["tenant_id"] == e["tenant_id"]);
+    CHECK(e["replay_of"].is_null());
+    CHECK(e["received_at"].get<std::string>().back() == 'Z');
+    if (e["topic"] == jobs)
+      job_id = e["id"];
+  }
+  REQUIRE(job_id > 0);
+  auto job_series = "{topic=\"" + jobs + "\"}";
+  // Counted right after the commit: allow for that instant.
+  CHECK(eventually(
+    [&] {
+      return scrape(w, "crm_events_ingested_total" + job_series) == 1
+             && scrape(w, "crm_events_persisted_total" + job_series) == 1;
+    },
+    5s));
+
+  auto replay = call(w, "POST", "/replay/" + std::to_string(job_id));
+  REQUIRE(replay.status == 200);
+  auto r = json::parse(replay.body);
+  CHECK(r["status"] == "replayed");
+  CHECK(r["event_id"] == job_id);
+  CHECK(r["topic"] == jobs);
+  CHECK(r["partition"].is_number_integer());
+  CHECK(r["offset"].is_number_integer());
+
+  // Consumed again and journalled again: the audit trail.
+  REQUIRE(eventually([&] { return journal_rows(w) == 11; }, 30s));
+  CHECK(w.count("select count(*) from event_journal where topic = '" + jobs
+                + "'")
+        == 2);
+  CHECK(w.count("select count(*) from event_journal where topic = '" + leads
+                + "'")
+        == 9);
+  auto copy = w.rows("select replay_of, partition, \"offset\", key = (select "
+                     "key from event_journal where id = "
+                     + std::to_string(job_id)
+                     + "), payload = (select payload from event_journal "
+                       "where id = "
+                     + std::to_string(job_id)
+                     + ") from event_journal where replay_of is not null");
+  REQUIRE(copy.size() == 1);
+  CHECK(copy[0][0] == std::to_string(job_id));
+  CHECK(copy[0][1] == std::to_string(r["partition"].get<int>()));
+  CHECK(copy[0][2] == std::to_string(r["offset"].get<int64_t>()));
+  CHECK(copy[0][3] == "t"); // same key
+  CHECK(copy[0][4] == "t"); // same payload
+  CHECK(eventually(
+    [&] {
+      return scrape(w, "crm_events_ingested_total" + job_series) == 2
+             && scrape(w, "crm_events_persisted_total" + job_series) == 2;
+    },
+    10s));
+  CHECK(scrape(w, "crm_replays_total{outcome=\"replayed\",topic=\"" + jobs
+                    + "\"}")
+        == 1);
+  // The replayed row shows its provenance headers through the API too.
+  auto newest = json::parse(call(w, "GET", "/events/latest?limit=1").body);
+  REQUIRE(newest.size() == 1);
+  CHECK(newest[0]["replay_of"] == job_id);
+  std::set<std::string> header_keys;
+  for (auto& h : newest[0]["headers"])
+    header_keys.insert(h["key"].get<std::string>());
+  CHECK(header_keys.count("x-replay-of") == 1);
+  CHECK(header_keys.count("x-replay-id") == 1);
+
+  auto dlq = call(w, "GET", "/dlq");
+  REQUIRE(dlq.status == 200);
+  CHECK(dlq.body == "[]");
+  // One invalid event: with --poison-every 1, sequence number 8 is the
+  // invalid-JSON kind (kinds cycle with period 8).
+  w.produce({"--topics", leads, "--count", "1", "--poison-every", "1",
+             "--start-index", "8"});
+  REQUIRE(eventually(
+    [&] { return w.count("select count(*) from event_dlq") == 1; }, 30s));
+  auto dlq2 = json::parse(call(w, "GET", "/dlq").body);
+  REQUIRE(dlq2.size() == 1);
+  CHECK(dlq2[0]["topic"] == leads);
+  CHECK(dlq2[0]["error_class"] == "invalid_json");
+  CHECK(dlq2[0]["status"] == "pending");
+  CHECK(dlq2[0]["attempts"] == 1);
+  CHECK(dlq2[0]["payload"].is_string()); // not JSON: kept as received
+  CHECK(sink.stop().success());
+}
+
+TEST_CASE("bad requests get a stable error, and the service keeps serving",
+          "[e2e]") {
+  world w{{leads, jobs}, 2};
+  auto sink = w.start_sink();
+  struct row {
+    const char* method;
+    std::string target;
+    size_t body;
+    int status;
+    const char* error;
+  };
+  std::vector<row> table = {
+    {"GET", "/events/-1", 0, 400, "bad_id"},
+    {"GET", "/events/abc", 0, 400, "bad_id"},
+    {"GET", "/events/0", 0, 400, "bad_id"},
+    {"GET", "/events/1180591620717411303424", 0, 400, "bad_id"},
+    {"POST", "/replay/abc", 0, 400, "bad_id"},
+    {"POST", "/replay/-1", 0, 400, "bad_id"},
+    {"POST", "/replay/1180591620717411303424", 0, 400, "bad_id"},
+    {"GET", "/events/latest?limit=0", 0, 400, "bad_limit"},
+    {"GET", "/events/latest?limit=-5", 0, 400, "bad_limit"},
+    {"GET", "/events/latest?limit=100000", 0, 400, "bad_limit"},
+    {"GET", "/events/latest?limit=x", 0, 400, "bad_limit"},
+    {"GET", "/dlq?limit=0", 0, 400, "bad_limit"},
+    {"GET", "/events/latest?limt=5", 0, 400, "bad_query"},
+    {"GET", "/nope", 0, 404, "not_found"},
+    {"GET", "/events/latest/", 0, 404, "not_found"},
+    {"GET", "/events/%zz", 0, 400, "bad_path"},
+    {"DELETE", "/events/1", 0, 405, "method_not_allowed"},
+    {"GET", "/replay/1", 0, 405, "method_not_allowed"},
+    {"POST", "/events/latest", 0, 405, "method_not_allowed"},
+    {"POST", "/replay/1", 100 * 1024, 413, "body_too_large"},
+    {"POST", "/replay/999999", 0, 404, "not_found"},
+    {"GET", "/events/999999", 0, 404, "not_found"},
+  };
+  for (auto& t : table) {
+    INFO(t.method << " " << t.target);
+    auto res = call(w, t.method, t.target, std::string(t.body, 'x'));
+    CHECK(res.status == t.status);
+    auto body = json::parse(res.body, nullptr, false);
+    REQUIRE(!body.is_discarded());
+    CHECK(body["error"] == t.error);
+    CHECK(body["message"].is_string());
+    if (t.status == 405)
+      CHECK(!res.header("allow").empty());
+  }
+  CHECK(call(w, "GET", "/replay/1").header("allow") == "POST");
+  CHECK(call(w, "DELETE", "/events/1").header("allow") == "GET, HEAD");
+  // Still healthy and ingesting.
+  CHECK(call(w, "GET", "/health").status == 200);
+  w.produce({"--count", "20"});
+  CHECK(eventually([&] { return journal_rows(w) == 20; }, 30s));
+  CHECK(scrape(w, "crm_http_requests_total{code=\"400\",route=\"unmatched\"}")
+        >= 1);
+  CHECK(sink.stop().success());
+}
+
+TEST_CASE("README curl examples work", "[e2e]") {
+  world w{{leads, jobs}, 2};
+  auto sink = w.start_sink();
+  w.produce({"--count", "5"});
+  REQUIRE(eventually([&] { return journal_rows(w) == 5; }, 30s));
+  std::ifstream readme{CES_SOURCE_DIR "/README.md"};
+  REQUIRE(readme);
+  std::vector<std::string> examples;
+  bool inside = false;
+  for (std::string line; std::getline(readme, line);) {
+    if (line.find("<!-- api-examples") == 0)
+      inside = true;
+    else if (line.find("<!-- /api-examples") == 0)
+      inside = false;
+    else if (inside && line.rfind("curl ", 0) == 0)
+      examples.push_back(line);
+  }
+  REQUIRE(examples.size() >= 6);
+  auto port = std::to_string(http_port_of(w));
+  for (auto cmd : examples) {
+    for (size_t p; (p = cmd.find("localhost:9106")) != std::string::npos;)
+      cmd.replace(p, 14, "127.0.0.1:" + port);
+    INFO(cmd);
+    std::string out;
+    auto pipe = popen(cmd.c_str(), "r");
+    REQUIRE(pipe != nullptr);
+    char buf[4096];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, pipe)) > 0;)
+      out.append(buf, n);
+    CHECK(pclose(pipe) == 0);
+    auto j = json::parse(out, nullptr, false);
+    REQUIRE(!j.is_discarded());
+    CHECK(!(j.is_object() && j.contains("error")));
+  }
+  CHECK(sink.stop().success());
+}
