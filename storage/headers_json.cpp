@@ -272,21 +272,6 @@ kafka_header read_header(json_reader& r) {
 
 } // namespace
 
-bool is_valid_utf8(std::string_view s) noexcept {
-  size_t i = 0;
-  while (i < s.size()) {
-    if (static_cast<unsigned char>(s[i]) < 0x80) {
-      ++i;
-      continue;
-    }
-    auto n = utf8_seq_len(s, i);
-    if (n == 0)
-      return false;
-    i += n;
-  }
-  return true;
-}
-
 bool is_pg_text(std::string_view s) noexcept {
   return s.find('\0') == std::string_view::npos && is_valid_utf8(s);
 }

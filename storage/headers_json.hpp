@@ -10,6 +10,7 @@
 #pragma once
 
 #include "storage/model.hpp"
+#include "storage/validate.hpp"
 
 #include <string>
 #include <string_view>
@@ -17,10 +18,8 @@
 
 namespace ces::storage {
 
-/// True when `s` is well-formed UTF-8 as PostgreSQL checks it (no overlong
-/// forms, no surrogates, nothing above U+10FFFF). NUL bytes are well-formed
-/// UTF-8 but PostgreSQL's text cannot hold them: see `is_pg_text`.
-bool is_valid_utf8(std::string_view s) noexcept;
+/// (The one UTF-8 check of the code base lives in storage/validate.hpp.)
+using ces::is_valid_utf8;
 
 /// True when `s` can be stored as PostgreSQL text/jsonb string: valid UTF-8
 /// without NUL.
