@@ -72,7 +72,7 @@ dlq_actor::behavior_type dlq(dlq_actor::stateful_pointer<dlq_state> self,
   };
 }
 
-dlq_reader_factory dlq_store_factory(std::string database_url) {
+dlq_reader_factory dlq_reader_on_journal(std::string database_url) {
   return [url = std::move(database_url)]() -> std::unique_ptr<dlq_reader> {
     return std::make_unique<store_reader>(url);
   };

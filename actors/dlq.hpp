@@ -40,6 +40,6 @@ dlq_actor::behavior_type dlq(dlq_actor::stateful_pointer<dlq_state> self,
                              metrics* stats);
 
 /// dlq_reader on storage::journal_reader.
-dlq_reader_factory dlq_store_factory(std::string database_url);
+dlq_reader_factory dlq_reader_on_journal(std::string database_url);
 
 } // namespace ces

@@ -118,7 +118,7 @@ std::vector<ces::child_spec> child_specs(const ces::settings& s,
   specs.push_back(child_spec{
     "dlq", {}, [=](caf::local_actor* self, const peer_map&) {
       return as_actor(self->spawn<caf::detached>(
-        dlq, dlq_store_factory(s.database_url), std::chrono::seconds(5), m));
+        dlq, dlq_reader_on_journal(s.database_url), std::chrono::seconds(5), m));
     }});
   specs.push_back(child_spec{
     "journal", {}, [=](caf::local_actor* self, const peer_map&) {
