@@ -148,6 +148,31 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
               },
               fail);
           return;
+        case api::route_kind::supervision:
+          self->request(peers.supervisor, cfg.read_timeout, atom::status_v)
+            .then(
+              [=](std::vector<child_status>& children) {
+                std::vector<api::actor_state> xs;
+                for (auto& c : children)
+                  xs.push_back({c.name, c.state, c.restarts, c.last_failure});
+                req->respond(200, api::supervision_json(xs));
+              },
+              fail);
+          return;
+        case api::route_kind::debug_fail:
+          self
+            ->request(peers.supervisor, cfg.read_timeout, atom::fail_v, r.name)
+            .then(
+              [=](bool done) {
+                if (done)
+                  req->respond(202, "{\"status\":\"failure injected\",\"actor\":\""
+                                      + r.name + "\"}");
+                else
+                  req->respond(409, api::error_json(
+                                      "not_running", r.name + " is not running"));
+              },
+              fail);
+          return;
         case api::route_kind::unmatched:
           break;
       }

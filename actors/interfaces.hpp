@@ -81,7 +81,10 @@ using supervisor_actor = caf::typed_actor<
   /// (self) Stop the next child of the shutdown sequence.
   caf::reacts_to<atom::stop_next>,
   /// (self, timer) Kill the named child if it outlived its stop timeout.
-  caf::reacts_to<atom::force_stop, std::string>>;
+  caf::reacts_to<atom::force_stop, std::string>,
+  /// Fault injection: end the named child as if it had crashed; false if no
+  /// such child is running.
+  caf::replies_to<atom::fail, std::string>::with<bool>>;
 
 } // namespace ces
 

@@ -260,6 +260,7 @@ int main(int argc, char** argv) {
       ho.address = s.http_address;
       ho.port = s.http_port;
       ho.max_in_flight = static_cast<size_t>(s.http_max_in_flight);
+      ho.routes.fault_injection = s.fault_injection == 1;
       ho.request_timeout = std::chrono::milliseconds(s.replay_timeout_ms + 10000);
       ho.observer = [&stats](ces::api::route_kind r, int status, double secs) {
         stats.observe_http_request(ces::api::to_string(r), status, secs);

@@ -109,6 +109,17 @@ replayer(replayer_actor::stateful_pointer<replayer_state> self,
         return caf::make_error(errc::not_found,
                                "no journal event " + std::to_string(id));
       }
+      // Fail fast while the broker is known to be away: librdkafka reported
+      // an error since the last delivery, and a metadata request confirms
+      // it. (Otherwise the answer would wait for the message timeout.)
+      if (!st.producer->last_error().empty()) {
+        std::string why;
+        if (!st.producer->reachable(cfg.ping_timeout_ms, why)) {
+          count(self, ev->topic, "failed");
+          return caf::make_error(errc::broker_unavailable,
+                                 "broker unreachable: " + why);
+        }
+      }
       auto token = st.next_token++;
       auto replay_id = make_replay_id();
       auto sent = st.producer->produce(

@@ -25,7 +25,8 @@ struct replayer_settings {
   std::chrono::milliseconds poll_interval{5};
   /// Longest wait for the broker during a graceful stop.
   std::chrono::milliseconds flush_timeout{5000};
-  /// Longest wait for a metadata answer in a readiness probe.
+  /// Longest wait for a metadata answer (readiness probe, and the check
+  /// before a replay while librdkafka reports the broker away).
   int ping_timeout_ms = 1000;
 };
 

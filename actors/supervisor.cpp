@@ -224,6 +224,17 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
       log::event(spdlog::level::info, "supervisor", "shutdown_complete", {});
       self->quit();
     },
+    [=](atom::fail, const std::string& name) {
+      auto c = find_child(self, name);
+      if (c == nullptr || !c->hdl || self->state.shutting_down)
+        return false;
+      log::event(spdlog::level::warn, "supervisor", "fault_injected",
+                 {{"actor", name}});
+      self->send_exit(c->hdl,
+                      caf::make_error(caf::sec::runtime_error,
+                                      std::string{"injected failure"}));
+      return true;
+    },
     [=](atom::force_stop, const std::string& name) {
       auto c = find_child(self, name);
       if (c == nullptr || !c->hdl)

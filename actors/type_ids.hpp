@@ -136,7 +136,7 @@ typename Inspector::result_type inspect(Inspector& f, parsed_request& x) {
     return caf::none;
   });
   return f(caf::meta::type_name("ces.api.parsed_request"), kind, load, x.id,
-           x.limit, x.head);
+           x.limit, x.head, x.name);
 }
 
 } // namespace ces::api
@@ -183,6 +183,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(ces, caf::first_custom_type_id)
   CAF_ADD_ATOM(ces, ces::atom, latest, "latest")
   CAF_ADD_ATOM(ces, ces::atom, get, "get")
   CAF_ADD_ATOM(ces, ces::atom, ping, "ping")
+  CAF_ADD_ATOM(ces, ces::atom, fail, "fail")
   CAF_ADD_TYPE_ID(ces, (ces::batch))
   CAF_ADD_TYPE_ID(ces, (ces::persist_outcome))
   CAF_ADD_TYPE_ID(ces, (ces::child_status))

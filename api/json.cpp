@@ -284,6 +284,29 @@ std::string replay_json(int64_t event_id, std::string_view topic,
   return out;
 }
 
+std::string supervision_json(const std::vector<actor_state>& actors) {
+  std::string out = "{\"actors\":[";
+  for (size_t i = 0; i < actors.size(); ++i) {
+    auto& a = actors[i];
+    if (i > 0)
+      out += ',';
+    out += "{\"name\":";
+    append_text(out, a.name);
+    out += ",\"state\":";
+    append_text(out, a.state);
+    out += ",\"restarts\":";
+    append_int(out, a.restarts);
+    out += ",\"last_failure\":";
+    if (a.last_failure.empty())
+      out += "null";
+    else
+      append_text(out, a.last_failure);
+    out += '}';
+  }
+  out += "]}";
+  return out;
+}
+
 std::string health_json() {
   return R"({"status":"healthy","service":"crm-events-sink"})";
 }

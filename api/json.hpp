@@ -89,6 +89,17 @@ bool all_ready(const std::vector<readiness_check>& checks) noexcept;
 /// Answer it with 200 when all_ready(checks), else 503.
 std::string ready_json(const std::vector<readiness_check>& checks);
 
+/// One supervised actor in GET /supervision.
+struct actor_state {
+  std::string name;
+  std::string state; // running, restarting, stopping, stopped
+  uint32_t restarts = 0;
+  std::string last_failure; // "" when none
+};
+
+/// {"actors":[{"name":…,"state":…,"restarts":…,"last_failure":…|null},…]}.
+std::string supervision_json(const std::vector<actor_state>& actors);
+
 /// Milliseconds since the Unix epoch as RFC 3339 UTC with milliseconds:
 /// "2024-05-01T12:00:00.123Z".
 std::string rfc3339_ms(int64_t epoch_ms);

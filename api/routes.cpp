@@ -1,5 +1,7 @@
 #include "api/routes.hpp"
 
+#include <algorithm>
+
 #include <limits>
 #include <vector>
 
@@ -50,7 +52,7 @@ struct match {
   std::string id_text;
 };
 
-match match_path(const std::vector<std::string>& seg) {
+match match_path(const std::vector<std::string>& seg, bool fault_injection) {
   match m;
   if (seg.size() == 1) {
     if (seg[0] == "health")
@@ -59,6 +61,12 @@ match match_path(const std::vector<std::string>& seg) {
       m.kind = route_kind::ready;
     else if (seg[0] == "dlq")
       m.kind = route_kind::dlq_latest;
+    else if (seg[0] == "supervision")
+      m.kind = route_kind::supervision;
+  } else if (seg.size() == 3 && fault_injection && seg[0] == "debug"
+             && seg[1] == "fail") {
+    m.kind = route_kind::debug_fail;
+    m.id_text = seg[2];
   } else if (seg.size() == 2) {
     if (seg[0] == "events") {
       if (seg[1] == "latest") {
@@ -76,19 +84,22 @@ match match_path(const std::vector<std::string>& seg) {
 }
 
 bool is_get_route(route_kind k) noexcept {
-  return k != route_kind::replay && k != route_kind::unmatched;
+  return k != route_kind::replay && k != route_kind::debug_fail
+         && k != route_kind::unmatched;
 }
 
 std::string path_hint(std::string_view path) {
   // A trailing slash on a known path is the most likely mistake.
   if (path.size() > 1 && path.back() == '/') {
     auto trimmed = path.substr(0, path.size() - 1);
-    for (std::string_view known : {"/health", "/ready", "/events/latest", "/dlq"})
+    for (std::string_view known :
+         {"/health", "/ready", "/events/latest", "/dlq", "/supervision"})
       if (trimmed == known)
         return "; did you mean " + std::string(known) + "?";
   }
   return "; routes: GET /health, GET /ready, GET /events/latest?limit=N, "
-         "GET /events/{id}, POST /replay/{id}, GET /dlq?limit=N";
+         "GET /events/{id}, POST /replay/{id}, GET /dlq?limit=N, "
+         "GET /supervision";
 }
 
 } // namespace
@@ -102,6 +113,8 @@ const char* to_string(route_kind k) noexcept {
     case route_kind::event_by_id: return "event_by_id";
     case route_kind::replay: return "replay";
     case route_kind::dlq_latest: return "dlq_latest";
+    case route_kind::supervision: return "supervision";
+    case route_kind::debug_fail: return "debug_fail";
   }
   return "unmatched";
 }
@@ -188,7 +201,7 @@ route_result route(std::string_view method, std::string_view target,
       pos = slash + 1;
     }
     if (!bad_path) {
-      auto m = match_path(segs);
+      auto m = match_path(segs, opts.fault_injection);
       kind = m.kind;
       id_text = std::move(m.id_text);
     }
@@ -225,6 +238,15 @@ route_result route(std::string_view method, std::string_view target,
   r.kind = kind;
   r.request.kind = kind;
   r.request.head = head;
+  if (kind == route_kind::debug_fail) {
+    static constexpr std::string_view actors[]
+      = {"persister", "dlq", "journal", "replayer", "consumer", "http_bridge"};
+    if (std::find(std::begin(actors), std::end(actors), id_text)
+        == std::end(actors))
+      return fail(kind, 404, "not_found",
+                  "no supervised actor " + quote(id_text));
+    r.request.name = id_text;
+  }
   if (kind == route_kind::event_by_id || kind == route_kind::replay) {
     r.request.id = parse_positive_id(id_text);
     if (r.request.id == 0)

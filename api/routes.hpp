@@ -8,6 +8,8 @@
 //   GET  /events/{id}         event_by_id
 //   POST /replay/{id}         replay
 //   GET  /dlq                 dlq_latest       ?limit=N
+//   GET  /supervision         supervision
+//   POST /debug/fail/{actor}  debug_fail       only with fault_injection
 //
 // Rules (see route()):
 // * The path is matched exactly, segment by segment, after percent-decoding
@@ -54,6 +56,8 @@ enum class route_kind : uint8_t {
   event_by_id,
   replay,
   dlq_latest,
+  supervision,  // GET /supervision
+  debug_fail,   // POST /debug/fail/{actor}, only with fault injection on
 };
 
 /// "unmatched", "health", "ready", "events_latest", "event_by_id", "replay",
@@ -68,6 +72,8 @@ struct route_options {
   int default_limit = 50;
   /// Largest accepted `limit`.
   int max_limit = 1000;
+  /// Serve POST /debug/fail/{actor} (tests and chaos drills only).
+  bool fault_injection = false;
 };
 
 /// A valid request.
@@ -79,6 +85,8 @@ struct parsed_request {
   int32_t limit = 0;
   /// The method was HEAD: the server sends the answer without its body.
   bool head = false;
+  /// debug_fail: the actor to fail.
+  std::string name;
 };
 
 /// A request that is answered with an error right away.

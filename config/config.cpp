@@ -82,6 +82,9 @@ const std::vector<setting_def>& defs() {
      "listen port of the Prometheus /metrics endpoint"},
     {"HTTP", "http-max-in-flight", &settings::http_max_in_flight, "N",
      "operator API requests served at once; beyond it 503 at once"},
+    {"HTTP", "fault-injection", &settings::fault_injection, "0|1",
+     "1 serves POST /debug/fail/{actor} (drills and tests; not for "
+     "production)"},
     {"Replay", "replay-timeout-ms", &settings::replay_timeout_ms, "MS",
      "a replay the broker has not acknowledged in this time fails (503)"},
     {"Ingestion", "batch-max-records", &settings::batch_max_records, "N",
@@ -616,6 +619,9 @@ std::string validate(const settings& s) {
        })
     if (!e.empty())
       return e;
+  if (s.fault_injection != 0 && s.fault_injection != 1)
+    return invalid("fault-injection",
+                   std::to_string(s.fault_injection) + " is not 0 or 1");
   // Logging.
   if (s.log_format != "text" && s.log_format != "json")
     return invalid("log-format", quoted(s.log_format)

@@ -36,6 +36,9 @@ struct settings {
   uint16_t metrics_port = 9105;
   /// Operator API requests being served at once; more get 503 at once.
   int http_max_in_flight = 64;
+  /// 1: serve POST /debug/fail/{actor} (fault-injection drills; never in
+  /// production).
+  int fault_injection = 0;
 
   // -- Replay ----------------------------------------------------------------
   /// A replay the broker has not acknowledged within this time fails (503).

@@ -107,6 +107,7 @@ supervisor_actor::behavior_type fake_supervisor(supervisor_actor::pointer,
     [](atom::shutdown) {},
     [](atom::stop_next) {},
     [](atom::force_stop, const std::string&) {},
+    [](atom::fail, const std::string& name) { return name == "consumer"; },
   };
 }
 
@@ -237,4 +238,40 @@ TEST_CASE_METHOD(bridge_fixture, "a read failure is a 503 with its reason") {
   CHECK(r.status == 503);
   CHECK(r.json()["error"] == "db_unavailable");
   CHECK(r.json()["message"] == "connection refused");
+}
+
+TEST_CASE_METHOD(bridge_fixture, "supervision state and fault injection") {
+  start(false);
+  auto sv = ask(api::route_kind::supervision);
+  CHECK(sv.status == 200);
+  auto actors = sv.json()["actors"];
+  REQUIRE(actors.size() == 2);
+  CHECK(actors[0]["name"] == "persister");
+  CHECK(actors[0]["last_failure"].is_null());
+  CHECK(actors[1]["state"] == "restarting");
+  CHECK(actors[1]["restarts"] == 1);
+  CHECK(actors[1]["last_failure"] == "kafka_fatal: boom");
+  auto got = std::make_shared<answer>();
+  api::parsed_request r;
+  r.kind = api::route_kind::debug_fail;
+  r.name = "consumer";
+  self->send(bridge,
+             api::make_detached_request(r,
+                                        [got](int s, std::string b) {
+                                          got->status = s;
+                                          got->body = std::move(b);
+                                        }),
+             r);
+  sched.run();
+  CHECK(got->status == 202);
+  r.name = "journal"; // the fake says it is not running
+  self->send(bridge,
+             api::make_detached_request(r,
+                                        [got](int s, std::string b) {
+                                          got->status = s;
+                                          got->body = std::move(b);
+                                        }),
+             r);
+  sched.run();
+  CHECK(got->status == 409);
 }
