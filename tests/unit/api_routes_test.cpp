@@ -285,3 +285,24 @@ TEST_CASE("parse_positive_id and percent_decode", "[routes]") {
   CHECK_FALSE(percent_decode("%g1", out));
   CHECK_FALSE(percent_decode("ab%", out));
 }
+
+TEST_CASE("supervision and fault-injection routes", "[routes]") {
+  auto sv = route("GET", "/supervision", 0);
+  REQUIRE(sv.ok());
+  CHECK(sv.request.kind == route_kind::supervision);
+  CHECK(route("POST", "/supervision", 0).error.status == 405);
+  // Without fault injection the debug route does not exist.
+  auto off = route("POST", "/debug/fail/persister", 0);
+  CHECK(off.error.status == 404);
+  CHECK(off.error.code == "not_found");
+  route_options on;
+  on.fault_injection = true;
+  auto fail = route("POST", "/debug/fail/persister", 0, on);
+  REQUIRE(fail.ok());
+  CHECK(fail.request.kind == route_kind::debug_fail);
+  CHECK(fail.request.name == "persister");
+  CHECK(route("POST", "/debug/fail/nobody", 0, on).error.code == "not_found");
+  CHECK(route("GET", "/debug/fail/consumer", 0, on).error.status == 405);
+  CHECK(std::string(ces::api::to_string(route_kind::debug_fail))
+        == "debug_fail");
+}
