@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -48,27 +49,43 @@ bool eventually(const std::function<bool()>& pred,
   }
 }
 
-world::world(std::vector<std::string> ts, int partitions)
+world::world(std::vector<std::string> ts, int partitions,
+             world_options options)
   : topics(std::move(ts)),
     broker_([&] {
       std::string list;
       for (auto& t : topics)
         list += (list.empty() ? "" : ",") + t;
-      return child_process{{CES_MOCK_BROKER_BIN, "--topics", list,
-                            "--partitions", std::to_string(partitions)}};
+      std::vector<std::string> argv{CES_MOCK_BROKER_BIN, "--topics", list,
+                                    "--partitions",
+                                    std::to_string(partitions)};
+      ces::test::spawn_options opts;
+      if (options.broker_control) {
+        argv.emplace_back("--control-stdin");
+        opts.pipe_stdin = true;
+      }
+      return child_process{argv, opts};
     }()) {
   auto line = broker_.wait_for_line(ces::test::stream::out, "bootstrap=", 20s);
   if (!line)
     throw std::runtime_error("mock broker did not start: "
                              + broker_.stderr_text());
   bootstrap_ = line->substr(line->find('=') + 1);
-  db_url_ = pg().create_database();
+  if (options.own_cluster) {
+    own_cluster_ = std::make_unique<ces::test::pg_fixture>("ces_world");
+    cluster_ = own_cluster_.get();
+    db_url_ = cluster_->url();
+  } else {
+    cluster_ = &pg();
+    db_url_ = cluster_->create_database();
+  }
   char tmpl[] = "/tmp/ces-e2e-XXXXXX";
   dir_ = mkdtemp(tmpl);
   metrics_port_ = ces::test::free_tcp_port();
   do
     http_port_ = ces::test::free_tcp_port();
   while (http_port_ == metrics_port_);
+  instance_ports_[0] = {metrics_port_, http_port_};
 }
 
 world::~world() {
@@ -106,20 +123,118 @@ std::vector<std::string> world::sink_args(std::vector<std::string> extra) const 
 }
 
 child_process world::start_sink(std::vector<std::string> extra) {
+  return start_instance(0, std::move(extra));
+}
+
+std::string world::sink_log(int instance) const {
+  return temp_path(instance == 0 ? "sink.log"
+                                 : "sink-" + std::to_string(instance) + ".log");
+}
+
+uint16_t world::metrics_port(int instance) {
+  auto it = instance_ports_.find(instance);
+  if (it != instance_ports_.end())
+    return it->second.first;
+  std::set<uint16_t> taken;
+  for (auto& [i, ports] : instance_ports_) {
+    taken.insert(ports.first);
+    taken.insert(ports.second);
+  }
+  uint16_t m, h;
+  do
+    m = ces::test::free_tcp_port();
+  while (taken.count(m) != 0);
+  taken.insert(m);
+  do
+    h = ces::test::free_tcp_port();
+  while (taken.count(h) != 0);
+  instance_ports_[instance] = {m, h};
+  return m;
+}
+
+uint16_t world::http_port(int instance) {
+  metrics_port(instance); // allocates the instance's ports
+  return instance_ports_[instance].second;
+}
+
+std::vector<std::string> world::instance_args(int instance,
+                                              std::vector<std::string> extra) {
+  if (instance == 0)
+    return sink_args(std::move(extra));
+  auto m = metrics_port(instance);
+  auto h = instance_ports_[instance].second;
+  auto args = sink_args();
+  for (auto& a : args) {
+    if (a.rfind("--metrics-port=", 0) == 0)
+      a = "--metrics-port=" + std::to_string(m);
+    else if (a.rfind("--http-port=", 0) == 0)
+      a = "--http-port=" + std::to_string(h);
+  }
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+child_process world::start_instance(int instance,
+                                    std::vector<std::string> extra,
+                                    bool wait_assigned) {
   ces::test::spawn_options opts;
-  opts.stderr_path = temp_path("sink.log");
+  opts.stderr_path = sink_log(instance);
   opts.append = true; // restarts of a test append to one log
   auto offset = [&] {
     std::error_code ec;
     auto n = std::filesystem::file_size(opts.stderr_path, ec);
     return ec ? size_t{0} : static_cast<size_t>(n);
   }();
-  child_process sink{sink_args(std::move(extra)), opts};
-  if (!sink.wait_for_line(ces::test::stream::err, "partitions_assigned", 30s,
-                          offset))
+  child_process sink{instance_args(instance, std::move(extra)), opts};
+  if (wait_assigned
+      && !sink.wait_for_line(ces::test::stream::err, "partitions_assigned",
+                             30s, offset))
     throw std::runtime_error("sink did not join the group: "
                              + sink.stderr_text());
   return sink;
+}
+
+std::string world::broker_command(const std::string& line,
+                                  std::vector<std::string>* before,
+                                  std::chrono::milliseconds timeout) {
+  auto from = broker_.output_size(ces::test::stream::out);
+  if (!broker_.write_stdin(line + "\n"))
+    throw std::runtime_error("broker_command '" + line
+                             + "': cannot write to the broker (started "
+                               "without broker_control?)");
+  static const std::regex answer{"^(ok|error)( |$)"};
+  auto got = broker_.wait_for_regex(ces::test::stream::out, answer, timeout,
+                                    from);
+  if (!got)
+    throw std::runtime_error("broker_command '" + line + "': no answer: "
+                             + broker_.describe());
+  if (before != nullptr) {
+    auto text = broker_.stdout_text().substr(from);
+    std::istringstream in{text};
+    for (std::string l; std::getline(in, l);) {
+      if (std::regex_search(l, answer))
+        break;
+      before->push_back(l);
+    }
+  }
+  return *got;
+}
+
+long long world::broker_messages() {
+  std::vector<std::string> lines;
+  auto answer = broker_command("watermarks", &lines);
+  if (answer.rfind("ok", 0) != 0)
+    throw std::runtime_error("watermarks: " + answer);
+  long long total = 0;
+  for (auto& l : lines) {
+    std::istringstream in{l};
+    std::string tag, topic;
+    int partition;
+    long long low, high;
+    if (in >> tag >> topic >> partition >> low >> high && tag == "watermark")
+      total += high;
+  }
+  return total;
 }
 
 std::vector<manifest_entry> world::produce(std::vector<std::string> args) {

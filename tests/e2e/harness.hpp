@@ -11,6 +11,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <tuple>
@@ -38,12 +39,41 @@ std::vector<manifest_entry> read_manifest(const std::string& path);
 bool eventually(const std::function<bool()>& pred,
                 std::chrono::milliseconds timeout);
 
+/// Optional features of a world (the defaults are what the e2e tests use).
+struct world_options {
+  /// true: the world gets a PostgreSQL cluster of its own (cluster()), which
+  /// a test may stop()/start() without disturbing other tests; false: a fresh
+  /// database in the shared pg().
+  bool own_cluster = false;
+  /// true: the broker reads control commands from its stdin
+  /// (broker_command()).
+  bool broker_control = false;
+};
+
 class world {
 public:
   /// Starts a mock broker with `topics` of `partitions` each and creates a
   /// fresh database.
-  world(std::vector<std::string> topics, int partitions);
+  world(std::vector<std::string> topics, int partitions,
+        world_options options = {});
   ~world();
+
+  /// The cluster holding db_url(): the world's own or the shared pg().
+  ces::test::pg_fixture& cluster() const {
+    return *cluster_;
+  }
+
+  /// Sends one control command to the broker (needs broker_control) and
+  /// returns its answer line (`ok ...` or `error ...`); lines the broker
+  /// prints before the answer (e.g. `watermark ...`) go to `before` if given.
+  /// Throws if the broker does not answer within `timeout`.
+  std::string broker_command(const std::string& line,
+                             std::vector<std::string>* before = nullptr,
+                             std::chrono::milliseconds timeout = 10s);
+
+  /// Sum of the high watermarks of all partitions: how many records the
+  /// broker has been given so far (needs broker_control).
+  long long broker_messages();
 
   const std::string& bootstrap() const {
     return bootstrap_;
@@ -61,6 +91,22 @@ public:
   /// Starts the sink and waits until it has joined the group (partitions
   /// assigned), up to 30 s.
   child_process start_sink(std::vector<std::string> extra = {});
+
+  /// Several sink instances side by side (same group): instance 0 is the one
+  /// of sink_args()/start_sink(); instance n > 0 has metrics and HTTP ports
+  /// of its own and logs to sink-<n>.log (see sink_log()).
+  std::vector<std::string> instance_args(int instance,
+                                         std::vector<std::string> extra
+                                         = {});
+  /// Starts instance `instance`; with `wait_assigned`, waits (30 s) for its
+  /// partitions_assigned line like start_sink().
+  child_process start_instance(int instance,
+                               std::vector<std::string> extra = {},
+                               bool wait_assigned = true);
+  uint16_t metrics_port(int instance);
+  uint16_t http_port(int instance = 0);
+  /// The log (stderr) of an instance; restarts append to it.
+  std::string sink_log(int instance = 0) const;
 
   /// Runs crm-produce to completion with a manifest; returns the manifest.
   std::vector<manifest_entry> produce(std::vector<std::string> args);
@@ -84,6 +130,9 @@ public:
   std::string group = "e2e";
 
 private:
+  std::unique_ptr<ces::test::pg_fixture> own_cluster_;
+  ces::test::pg_fixture* cluster_ = nullptr;
+  std::map<int, std::pair<uint16_t, uint16_t>> instance_ports_;
   child_process broker_;
   std::string bootstrap_;
   std::string db_url_;
