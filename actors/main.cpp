@@ -302,8 +302,12 @@ int main(int argc, char** argv) {
         // within the first second count as one (Ctrl-C in a terminal
         // signals the whole process group, and a wrapper script may forward
         // the same stop request).
+        // The supervisor kills a child that outlives shutdown-timeout-ms and
+        // reports an unclean stop (exit 1); this deadline is only the
+        // backstop for an actor stuck in a blocking call.
         auto first = std::chrono::steady_clock::now();
-        auto deadline = first + std::chrono::milliseconds(s.shutdown_timeout_ms);
+        auto deadline = first + std::chrono::milliseconds(s.shutdown_timeout_ms)
+                        + 3s;
         while (!supervisor_down && std::chrono::steady_clock::now() < deadline)
           if (wait_signal(signals, 100ms) != 0
               && std::chrono::steady_clock::now() - first > 1s)

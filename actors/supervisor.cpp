@@ -221,6 +221,16 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
                            c.spec.name);
         return; // continue when its DOWN arrives
       }
+      if (!st.forced.empty()) {
+        std::string who;
+        for (auto& n : st.forced)
+          who += (who.empty() ? "" : ",") + n;
+        log::event(spdlog::level::err, "supervisor", "shutdown_incomplete",
+                   {{"killed", who}});
+        self->quit(caf::make_error(errc::shutdown_forced,
+                                   "killed after the stop timeout: " + who));
+        return;
+      }
       log::event(spdlog::level::info, "supervisor", "shutdown_complete", {});
       self->quit();
     },
@@ -239,6 +249,7 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
       auto c = find_child(self, name);
       if (c == nullptr || !c->hdl)
         return;
+      self->state.forced.push_back(name);
       log::event(spdlog::level::err, "supervisor", "actor_stop_timeout",
                  {{"actor", name},
                   {"timeout_ms", to_ms(policy.stop_timeout)}});

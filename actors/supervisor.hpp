@@ -34,7 +34,8 @@ struct supervision_policy {
   /// More restarts than this within `window` ends supervision.
   size_t max_restarts = 10;
   caf::timespan window = std::chrono::seconds(60);
-  /// How long a child may take to stop during shutdown before it is killed.
+  /// How long a child may take to stop during shutdown before it is killed;
+  /// then the SUPERVISOR quits with errc::shutdown_forced, not normally.
   caf::timespan stop_timeout = std::chrono::seconds(10);
 };
 
@@ -57,6 +58,9 @@ struct supervisor_state {
   std::deque<caf::actor_clock::time_point> recent_restarts;
   bool shutting_down = false;
   size_t stop_cursor = 0; // children[0, stop_cursor) remain to be stopped
+  /// Children that had to be killed because they outlived their stop
+  /// timeout: the shutdown was not clean.
+  std::vector<std::string> forced;
   static inline const char* name = "supervisor";
 };
 

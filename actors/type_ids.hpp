@@ -36,6 +36,8 @@ enum class errc : uint8_t {
   delivery_failed,
   /// The broker did not acknowledge the message within the replay timeout.
   delivery_timeout,
+  /// A graceful stop had to kill an actor that outlived its stop timeout.
+  shutdown_forced,
 };
 
 /// What the REPLAYER did with one journalled event.
@@ -251,6 +253,8 @@ inline const char* to_string(errc x) noexcept {
       return "delivery_failed";
     case errc::delivery_timeout:
       return "delivery_timeout";
+    case errc::shutdown_forced:
+      return "shutdown_forced";
   }
   return "unknown";
 }

@@ -202,3 +202,35 @@ TEST_CASE_METHOD(supervisor_fixture,
   CHECK(*exits == std::vector<std::string>{"c", "b", "a"});
   CHECK(restart_counts.empty());
 }
+
+namespace {
+
+/// A child that ignores stop requests (a graceful stop that never ends).
+caf::behavior stubborn(caf::event_based_actor* self, journal exits) {
+  self->attach_functor([=](const caf::error&) { exits->push_back("stubborn"); });
+  self->set_exit_handler([](caf::exit_msg&) {});
+  return {[](int32_t) {}};
+}
+
+} // namespace
+
+TEST_CASE_METHOD(supervisor_fixture,
+                 "a child that does not stop in time is killed: unclean stop") {
+  auto p = policy();
+  p.stop_timeout = 2s;
+  auto ex = exits;
+  child_spec slow{"slow", {}, [ex](caf::local_actor* self, const peer_map&) {
+                    return self->spawn(stubborn, ex);
+                  }};
+  auto sup = start({spec("a"), slow}, p);
+  self->monitor(sup);
+  self->send(sup, atom::shutdown_v);
+  sched.run();
+  CHECK(exits->empty()); // "slow" ignores the stop request
+  advance_time(2s);
+  sched.run();
+  caf::error reason;
+  self->receive([&](caf::down_msg& dm) { reason = dm.reason; });
+  CHECK(reason == errc::shutdown_forced);
+  CHECK(*exits == std::vector<std::string>{"stubborn", "a"});
+}

@@ -236,3 +236,61 @@ TEST_CASE("README curl examples work", "[e2e]") {
   }
   CHECK(sink.stop().success());
 }
+
+TEST_CASE("a replayer crash is contained: ingestion goes on, next replay works",
+          "[e2e][replayer_crash]") {
+  world_options opts;
+  opts.broker_control = true;
+  world w{{leads, jobs}, 2, opts};
+  auto sink = w.start_sink();
+  w.produce({"--count", "5"});
+  REQUIRE(eventually([&] { return journal_rows(w) == 5; }, 30s));
+  // The next Produce request is refused with an error that an idempotent
+  // producer cannot recover from: the replayer's producer turns fatal.
+  REQUIRE(w.broker_command("error Produce OUT_OF_ORDER_SEQUENCE_NUMBER 1")
+            .rfind("ok", 0)
+          == 0);
+  auto failed = call(w, "POST", "/replay/1");
+  CHECK((failed.status == 502 || failed.status == 503));
+  auto err = json::parse(failed.body);
+  CHECK(err["error"].get<std::string>().rfind("broker_", 0) == 0);
+  CHECK(err["message"].get<std::string>().find("OUT_OF_ORDER_SEQUENCE_NUMBER")
+        != std::string::npos);
+  // The supervisor logged the crash and the restart, one line each.
+  REQUIRE(eventually(
+    [&] {
+      return ces::test::read_file(w.sink_log()).find(R"("event":"actor_restart","actor":"replayer")")
+             != std::string::npos;
+    },
+    10s));
+  auto log = ces::test::read_file(w.sink_log());
+  CHECK(log.find(R"("event":"actor_crash","actor":"replayer")")
+        != std::string::npos);
+  CHECK(log.find(R"("event":"actor_crash","actor":"consumer")")
+        == std::string::npos);
+  CHECK(log.find(R"("event":"actor_crash","actor":"persister")")
+        == std::string::npos);
+  // Ingestion went on.
+  w.produce({"--count", "10", "--start-index", "5"});
+  CHECK(eventually([&] { return journal_rows(w) == 15; }, 30s));
+  // The next replay succeeds on the fresh producer.
+  auto ok = call(w, "POST", "/replay/2");
+  CHECK(ok.status == 200);
+  CHECK(eventually(
+    [&] {
+      return w.count(
+               "select count(*) from event_journal where replay_of = 2")
+             == 1;
+    },
+    30s));
+  CHECK(scrape(w, "crm_actor_restarts_total{actor=\"replayer\"}") == 1);
+  CHECK(scrape(w, "crm_actor_restarts_total{actor=\"consumer\"}") == 0);
+  CHECK(scrape(w, "crm_actor_restarts_total{actor=\"persister\"}") == 0);
+  auto sv = json::parse(call(w, "GET", "/supervision").body);
+  for (auto& a : sv["actors"])
+    if (a["name"] == "replayer") {
+      CHECK(a["restarts"] == 1);
+      CHECK(a["state"] == "running");
+    }
+  CHECK(sink.stop().success());
+}

@@ -78,29 +78,37 @@ TEST_CASE("a child that keeps crashing ends the process after the budget",
   CHECK(st->exited);
   CHECK(st->code == 3);
   // Each supervision event is one JSON line with actor, reason, attempt and
-  // backoff_ms.
+  // backoff_ms. The property breaks every Kafka client: the CONSUMER and the
+  // REPLAYER fail at each start (and the HTTP_BRIDGE, which holds the
+  // REPLAYER's handle, is restarted with it).
   std::istringstream lines{sink.stderr_text()};
   std::map<std::string, int> events;
-  int last_attempt = 0;
+  std::map<std::string, int> last_attempt; // per actor
   for (std::string line; std::getline(lines, line);) {
     auto j = nlohmann::json::parse(line);
     auto ev = j.value("event", "");
     if (ev != "actor_crash" && ev != "actor_restart" && ev != "actor_give_up")
       continue;
     ++events[ev];
+    auto actor = j.at("actor").get<std::string>();
     CHECK(j.at("logger") == "supervisor");
-    CHECK(j.at("actor") == "consumer");
-    CHECK(j.at("reason").get<std::string>().find("fetch.wait.max.ms")
-          != std::string::npos);
+    CHECK((actor == "consumer" || actor == "replayer" || actor == "http_bridge"));
+    CHECK(j.at("reason").is_string());
     CHECK(j.at("attempt").is_number_integer());
     CHECK(j.at("backoff_ms").is_number_integer());
     if (ev == "actor_crash") {
-      CHECK(j.at("attempt").get<int>() == last_attempt + 1);
-      last_attempt = j.at("attempt").get<int>();
-      CHECK(j.at("backoff_ms").get<int>() == 50 << (last_attempt - 1));
+      CHECK(j.at("reason").get<std::string>().find("fetch.wait.max.ms")
+            != std::string::npos);
+      // Consecutive failures of one actor back off exponentially.
+      auto attempt = j.at("attempt").get<int>();
+      CHECK(attempt == last_attempt[actor] + 1);
+      last_attempt[actor] = attempt;
+      CHECK(j.at("backoff_ms").get<int>() == 50 << (attempt - 1));
     }
   }
+  // max-restarts=3: the fourth failure within the window ends the process.
   CHECK(events["actor_crash"] == 3);
-  CHECK(events["actor_restart"] == 3);
+  CHECK(events["actor_restart"] >= 3);
   CHECK(events["actor_give_up"] == 1);
+  CHECK(last_attempt["consumer"] >= 1);
 }
