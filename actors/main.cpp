@@ -255,6 +255,7 @@ int main(int argc, char** argv) {
     // The operator API: RESTinio routes and validates on its own threads and
     // hands each valid request to the HTTP_BRIDGE without waiting.
     std::unique_ptr<ces::api::http_server> http;
+    std::atomic<bool> draining{false};
     try {
       ces::api::http_server_options ho;
       ho.address = s.http_address;
@@ -266,9 +267,12 @@ int main(int argc, char** argv) {
         stats.observe_http_request(ces::api::to_string(r), status, secs);
       };
       http = std::make_unique<ces::api::http_server>(
-        ho, [slot](std::shared_ptr<ces::api::pending_request> req,
-                   ces::api::parsed_request r) {
-          if (auto bridge = slot->get())
+        ho, [slot, &draining](std::shared_ptr<ces::api::pending_request> req,
+                              ces::api::parsed_request r) {
+          if (draining)
+            req->respond(503, ces::api::error_json("shutting_down",
+                                                   "the service is stopping"));
+          else if (auto bridge = slot->get())
             caf::anon_send(bridge, std::move(req), r);
           else
             req->respond(503, ces::api::error_json("unavailable",
@@ -294,8 +298,16 @@ int main(int argc, char** argv) {
         ces::log::event(spdlog::level::info, "main", "signal",
                         {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
                          {"action", "graceful shutdown"}});
-        // Stop taking requests first (pending ones are answered 503), then
-        // stop the actors in order.
+        // Stop taking requests, let the ones in flight (replays waiting for
+        // the broker) get their true answer, then stop the actors in order.
+        draining = true;
+        auto drain_until = std::chrono::steady_clock::now()
+                           + std::chrono::milliseconds(std::min(
+                             s.replay_timeout_ms + 1000,
+                             s.shutdown_timeout_ms / 2));
+        while (http->in_flight() > 0
+               && std::chrono::steady_clock::now() < drain_until)
+          std::this_thread::sleep_for(20ms);
         http->stop();
         caf::anon_send(sup, ces::atom::shutdown_v);
         // A second signal, or the timeout, ends the process at once. Signals

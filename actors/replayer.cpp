@@ -112,6 +112,7 @@ replayer(replayer_actor::stateful_pointer<replayer_state> self,
       // Fail fast while the broker is known to be away: librdkafka reported
       // an error since the last delivery, and a metadata request confirms
       // it. (Otherwise the answer would wait for the message timeout.)
+      st.producer->poll(0); // serve pending events: last_error is current
       if (!st.producer->last_error().empty()) {
         std::string why;
         if (!st.producer->reachable(cfg.ping_timeout_ms, why)) {
