@@ -1,7 +1,13 @@
 // CONSUMER: polls records, validates them, cuts batches (by count and linger)
-// and hands them to the PERSISTER, never more than `max_in_flight` at once:
-// at the bound it pauses its partitions and stops polling (backpressure)
-// until an acknowledgement arrives. After each acknowledged batch it commits
+// and hands them to the PERSISTERs — each partition always to the same one,
+// so that their transactions lock disjoint offset rows and commit in
+// parallel — never more than `max_in_flight` per persister at once:
+// at the bound it stops calling consume() (backpressure; librdkafka's
+// prefetch queue is capped) until an acknowledgement arrives. Only when the
+// stall lasts (PostgreSQL down) does it pause its partitions and keep
+// serving group callbacks, so the group does not evict it: librdkafka 2.0.2
+// stops fetching for about a second after every resume, too costly for the
+// short stalls of normal operation. After each acknowledged batch it commits
 // the stored offsets to Kafka too, so standard lag tools work.
 #pragma once
 
@@ -13,6 +19,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <utility>
 
 namespace ces {
@@ -21,27 +28,37 @@ class metrics;
 
 struct consumer_settings {
   size_t batch_max_records = 5000;
-  std::chrono::milliseconds linger{50};
+  std::chrono::milliseconds linger{20};
   size_t max_in_flight = 2;
   validation_limits limits;
   /// Longest blocking wait for a record while no batch is open.
   std::chrono::milliseconds idle_wait{100};
-  /// How often group callbacks are served while paused.
+  /// How often a stalled consumer checks in (and, once paused, serves
+  /// group callbacks).
   std::chrono::milliseconds keepalive{1000};
+  /// A stall at the in-flight bound longer than this pauses the partitions.
+  std::chrono::milliseconds pause_after{10000};
 };
 
 using source_factory = std::function<std::unique_ptr<record_source>()>;
 
 struct consumer_state {
   std::unique_ptr<record_source> source;
-  persister_actor persister;
+  /// Partition p of topic t goes to persisters[route(t, p) % size].
+  std::vector<persister_actor> persisters;
+  /// Unacknowledged batches per persister (same index).
+  std::vector<size_t> in_flight_per;
   consumer_settings cfg;
   metrics* stats = nullptr;
   std::vector<checked_record> building;
   std::chrono::steady_clock::time_point batch_started;
   uint64_t next_seq = 0;
-  size_t in_flight = 0;
+  size_t in_flight = 0; // sum of in_flight_per
   bool paused = false;
+  /// Since when the in-flight bound holds polling back (none: not stalled).
+  /// (The actor clock: simulated in actor tests.)
+  std::optional<caf::actor_clock::time_point> stalled_since;
+  bool keepalive_pending = false;
   bool poll_pending = false;
   bool stopping = false; // graceful stop: drain in-flight batches, then quit
   bool broken = false;   // the PERSISTER failed; wait for the SUPERVISOR
@@ -52,7 +69,11 @@ struct consumer_state {
 
 consumer_actor::behavior_type
 consumer(consumer_actor::stateful_pointer<consumer_state> self,
-         source_factory make_source, persister_actor persister,
+         source_factory make_source, std::vector<persister_actor> persisters,
          consumer_settings cfg, metrics* stats);
+
+/// Which of `n` persisters journals (topic, partition): stable for the life
+/// of the process (FNV-1a of the topic, mixed with the partition).
+size_t persister_for(const std::string& topic, int32_t partition, size_t n);
 
 } // namespace ces

@@ -168,8 +168,9 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
                   req->respond(202, "{\"status\":\"failure injected\",\"actor\":\""
                                       + r.name + "\"}");
                 else
-                  req->respond(409, api::error_json(
-                                      "not_running", r.name + " is not running"));
+                  req->respond(404, api::error_json(
+                                      "not_found",
+                                      "no running actor " + r.name));
               },
               fail);
           return;

@@ -217,9 +217,12 @@ kafka_source::kafka_source(const kafka_source_config& cfg)
   set("session.timeout.ms", std::to_string(cfg.session_timeout_ms));
   // An idle fetch is answered after at most this long (the mock broker
   // always waits the full time): bounds latency at low rates.
-  set("fetch.wait.max.ms", "100");
-  // librdkafka's prefetch queue is part of our memory budget.
-  set("queued.max.messages.kbytes", "16384");
+  set("fetch.wait.max.ms", "20");
+  // librdkafka's prefetch queue is most of our memory budget, and what keeps
+  // the persisters fed: 16 MiB starved them (47k rows/s, bench/run.sh), 64
+  // MiB (librdkafka's default) fed them (104k) at 168 MiB peak RSS on a 1 M
+  // backlog; 48 MiB is the measured compromise (see bench/README.md).
+  set("queued.max.messages.kbytes", "49152");
   set("log.connection.close", "false");
   for (auto& kv : cfg.properties) {
     auto eq = kv.find('=');

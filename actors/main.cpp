@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <malloc.h>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -109,12 +110,17 @@ std::vector<ces::child_spec> child_specs(const ces::settings& s,
   persister_settings ps;
   ps.retry_initial = std::chrono::milliseconds(s.db_retry_initial_ms);
   ps.retry_max = std::chrono::milliseconds(s.db_retry_max_ms);
-  specs.push_back(child_spec{
-    "persister", {}, [=](caf::local_actor* self, const peer_map&) {
-      return as_actor(self->spawn<caf::detached>(
-        persister, journal_writer_factory(s.database_url, s.kafka_group_id),
-        ps, m));
-    }});
+  // persister-0 .. persister-N-1, each with its own connection.
+  std::vector<std::string> persister_names;
+  for (int i = 0; i < s.persister_connections; ++i) {
+    persister_names.push_back("persister-" + std::to_string(i));
+    specs.push_back(child_spec{
+      persister_names.back(), {}, [=](caf::local_actor* self, const peer_map&) {
+        return as_actor(self->spawn<caf::detached>(
+          persister, journal_writer_factory(s.database_url, s.kafka_group_id),
+          ps, m));
+      }});
+  }
   specs.push_back(child_spec{
     "dlq", {}, [=](caf::local_actor* self, const peer_map&) {
       return as_actor(self->spawn<caf::detached>(
@@ -148,9 +154,11 @@ std::vector<ces::child_spec> child_specs(const ces::settings& s,
   kc.database_url = s.database_url;
   specs.push_back(child_spec{
     "consumer",
-    {"persister"},
+    persister_names,
     [=](caf::local_actor* self, const peer_map& peers) {
-      auto p = caf::actor_cast<persister_actor>(peers.at("persister"));
+      std::vector<persister_actor> p;
+      for (auto& name : persister_names)
+        p.push_back(caf::actor_cast<persister_actor>(peers.at(name)));
       source_factory make_source = [kc] {
         return std::unique_ptr<record_source>(new kafka_source(kc));
       };
@@ -179,6 +187,13 @@ std::vector<ces::child_spec> child_specs(const ces::settings& s,
 } // namespace
 
 int main(int argc, char** argv) {
+  // Records are allocated by the consumer's thread and freed by the
+  // persisters': with glibc's default of one arena per thread that churn
+  // keeps memory in several arenas. Two arenas measured 20 MiB less peak RSS
+  // draining a 1 M backlog (bench/run.sh --backlog), no throughput cost.
+  // MALLOC_ARENA_MAX in the environment still wins.
+  if (std::getenv("MALLOC_ARENA_MAX") == nullptr)
+    mallopt(M_ARENA_MAX, 2);
   ces::service_config cfg;
   cfg.add_message_types<caf::id_block::ces>()
     .add_message_types<caf::id_block::ces_actors>()
@@ -220,8 +235,13 @@ int main(int argc, char** argv) {
   }
   ces::metrics stats;
   stats.declare_topics(s.kafka_topics);
-  stats.declare_actors(
-    {"persister", "dlq", "journal", "replayer", "consumer", "http_bridge"});
+  {
+    std::vector<std::string> actors{"dlq", "journal", "replayer", "consumer",
+                                    "http_bridge"};
+    for (int i = 0; i < s.persister_connections; ++i)
+      actors.push_back("persister-" + std::to_string(i));
+    stats.declare_actors(actors);
+  }
   try {
     stats.expose(s.metrics_address, s.metrics_port);
   } catch (const std::exception& e) {

@@ -30,6 +30,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include <optional>
+#include <set>
 
 namespace {
 
@@ -176,8 +178,15 @@ int latency(conn& db, const args& a) {
   // Only index scans: a generic or misestimated plan must never turn one
   // poll into a scan of the whole journal.
   PQclear(db.exec("SET enable_seqscan = off"));
-  int64_t last = db.scalar("SELECT coalesce(max(id), 0) FROM event_journal");
-  const int64_t baseline = last;
+  // Rows may commit out of id order (several persisters, each with its own
+  // transaction): poll above `floor` (every id up to it seen) and remember
+  // the ids seen above it, so that a row committed late is still caught. A
+  // gap that stays open for 2 s (an id consumed by a rolled back
+  // transaction) is skipped.
+  int64_t floor = db.scalar("SELECT coalesce(max(id), 0) FROM event_journal");
+  const int64_t baseline = floor;
+  std::set<int64_t> above;
+  std::optional<steady::time_point> gap_since;
 
   struct row {
     int64_t id, ts_us, seen_us;
@@ -198,7 +207,7 @@ int latency(conn& db, const args& a) {
     PGresult* r = db.exec(
       "SELECT id, (extract(epoch FROM kafka_timestamp) * 1000000)::bigint"
       " FROM event_journal WHERE id > $1 ORDER BY id",
-      {std::to_string(last)});
+      {std::to_string(floor)});
     // The row was visible by the time the query's snapshot was taken, so
     // the end of the query is an upper bound of its visibility time (and the
     // start of the previous query a lower one): latencies are never
@@ -213,14 +222,27 @@ int latency(conn& db, const args& a) {
     for (int i = 0; i < n; ++i) {
       row x;
       x.id = std::strtoll(PQgetvalue(r, i, 0), nullptr, 10);
+      if (!above.insert(x.id).second)
+        continue; // seen in an earlier poll
       x.ts_us = PQgetisnull(r, i, 1)
                   ? -1
                   : std::strtoll(PQgetvalue(r, i, 1), nullptr, 10);
       x.seen_us = seen;
       rows.push_back(x);
-      last = std::max(last, x.id);
     }
     PQclear(r);
+    while (!above.empty() && *above.begin() == floor + 1) {
+      above.erase(above.begin());
+      ++floor;
+    }
+    if (above.empty()) {
+      gap_since.reset();
+    } else if (!gap_since) {
+      gap_since = steady::now();
+    } else if (steady::now() - *gap_since > std::chrono::seconds(2)) {
+      floor = *above.begin() - 1; // give up on the gap
+      gap_since.reset();
+    }
   }
   const double elapsed =
     std::chrono::duration<double>(steady::now() - started).count();

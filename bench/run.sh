@@ -633,7 +633,7 @@ if [ $DO_LATENCY -eq 1 ]; then
   [ $rc -eq 0 ] || die "latency poller: $LAT_OUT"
   lv() { echo "$LAT_OUT" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
   LAT_P50=$(lv p50_ms) LAT_P99=$(lv p99_ms) LAT_MAX=$(lv max_ms)
-  [ "$(lv missed)" = 0 ] || log "warning: the poller missed $(lv missed) rows (committed out of id order)"
+  [ "$(lv missed)" = 0 ] || log "warning: the poller missed $(lv missed) rows"
   ct=$(psql_db lat -F ' ' -c "
     SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY l)::numeric, 1),
            round(percentile_cont(0.99) WITHIN GROUP (ORDER BY l)::numeric, 1),

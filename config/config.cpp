@@ -90,9 +90,14 @@ const std::vector<setting_def>& defs() {
     {"Ingestion", "batch-max-records", &settings::batch_max_records, "N",
      "a batch closes at this many records ..."},
     {"Ingestion", "batch-linger-ms", &settings::batch_linger_ms, "MS",
-     "... or this long after its first record, whichever comes first"},
+     "... or this long after its first record, whichever comes first; "
+     "while no batch is in flight, as soon as no more records are ready"},
     {"Ingestion", "max-in-flight-batches", &settings::max_in_flight_batches,
-     "N", "batches sent to the persister and not yet acknowledged"},
+     "N", "batches sent to each persister and not yet acknowledged"},
+    {"Ingestion", "persister-connections", &settings::persister_connections,
+     "N",
+     "persisters writing in parallel, one PostgreSQL connection each; a "
+     "partition always goes to the same one"},
     {"Ingestion", "max-payload-bytes", &settings::max_payload_bytes, "BYTES",
      "larger records go to the DLQ"},
     {"Ingestion", "max-json-depth", &settings::max_json_depth, "N",
@@ -616,6 +621,7 @@ std::string validate(const settings& s) {
          positive("shutdown-timeout-ms", s.shutdown_timeout_ms),
          positive("http-max-in-flight", s.http_max_in_flight),
          positive("replay-timeout-ms", s.replay_timeout_ms),
+         positive("persister-connections", s.persister_connections),
        })
     if (!e.empty())
       return e;

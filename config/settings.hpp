@@ -47,10 +47,14 @@ struct settings {
   // -- Ingestion -------------------------------------------------------------
   /// A batch closes at this many records ...
   size_t batch_max_records = 5000;
-  /// ... or this long after its first record, whichever comes first.
-  int batch_linger_ms = 50;
-  /// Batches sent to the persister and not yet acknowledged.
+  /// ... or this long after its first record, whichever comes first (while
+  /// no batch is in flight, as soon as no more records are ready).
+  int batch_linger_ms = 20;
+  /// Batches sent to each persister and not yet acknowledged.
   size_t max_in_flight_batches = 2;
+  /// Persister actors, each with its own PostgreSQL connection; each
+  /// partition is always journalled by the same one.
+  int persister_connections = 2;
   size_t max_payload_bytes = 1024 * 1024;
   size_t max_json_depth = 512;
 

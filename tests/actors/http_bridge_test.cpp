@@ -273,5 +273,5 @@ TEST_CASE_METHOD(bridge_fixture, "supervision state and fault injection") {
                                         }),
              r);
   sched.run();
-  CHECK(got->status == 409);
+  CHECK(got->status == 404);
 }

@@ -33,8 +33,9 @@ double restarts_of(world& w, const std::string& actor) {
   return metric(m.body, "crm_actor_restarts_total{actor=\"" + actor + "\"}");
 }
 
-const std::vector<std::string> actors = {"persister", "dlq",      "journal",
-                                         "replayer",  "consumer", "http_bridge"};
+const std::vector<std::string> actors = {
+  "persister-0", "persister-1", "dlq", "journal", "replayer", "consumer",
+  "http_bridge"};
 
 /// Every (topic, partition, offset) below the broker's high watermarks is
 /// stored exactly once (journal or DLQ) — including the replays the service
@@ -79,7 +80,8 @@ TEST_CASE("a failing actor restarts alone (with its dependants)",
   auto ld = start_load(w, 3000, 10);
   // Who restarts with whom (rest-for-one on held handles).
   const std::map<std::string, std::set<std::string>> group = {
-    {"persister", {"persister", "consumer"}},
+    {"persister-0", {"persister-0", "consumer"}},
+    {"persister-1", {"persister-1", "consumer"}},
     {"dlq", {"dlq", "http_bridge"}},
     {"journal", {"journal", "http_bridge"}},
     {"replayer", {"replayer", "http_bridge"}},
@@ -152,7 +154,7 @@ TEST_CASE("a failing actor restarts alone (with its dependants)",
   f.notes = "failed in turn: " + notes;
   f.print();
   CHECK(crashes.size() == actors.size());
-  CHECK(restarts.size() == 10); // 6 victims + 4 dependants
+  CHECK(restarts.size() == 12); // 7 victims + 5 dependants
   CHECK(t.holds());
   CHECK(sink.stop(10s).success());
 }
@@ -269,7 +271,7 @@ TEST_CASE("an exhausted restart budget ends the process, saying why",
   auto sink = w.start_sink({"--fault-injection=1", "--max-restarts=2",
                             "--restart-backoff-initial-ms=50"});
   for (int i = 0; i < 3; ++i) {
-    call(w, "POST", "/debug/fail/persister");
+    call(w, "POST", "/debug/fail/persister-0");
     pause_s(0.5);
   }
   auto st = sink.wait_exit(20s);
@@ -278,7 +280,7 @@ TEST_CASE("an exhausted restart budget ends the process, saying why",
   CHECK(st->code == 3);
   auto give_up = log_events(w.sink_log(), "actor_give_up");
   REQUIRE(give_up.size() == 1);
-  CHECK(give_up[0]["actor"] == "persister");
+  CHECK(give_up[0]["actor"] == "persister-0");
   CHECK(give_up[0]["reason"].get<std::string>().find("injected failure")
         != std::string::npos);
   auto exiting = log_events(w.sink_log(), "exiting");

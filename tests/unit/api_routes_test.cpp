@@ -297,11 +297,12 @@ TEST_CASE("supervision and fault-injection routes", "[routes]") {
   CHECK(off.error.code == "not_found");
   route_options on;
   on.fault_injection = true;
-  auto fail = route("POST", "/debug/fail/persister", 0, on);
+  auto fail = route("POST", "/debug/fail/persister-1", 0, on);
   REQUIRE(fail.ok());
   CHECK(fail.request.kind == route_kind::debug_fail);
-  CHECK(fail.request.name == "persister");
-  CHECK(route("POST", "/debug/fail/nobody", 0, on).error.code == "not_found");
+  CHECK(fail.request.name == "persister-1");
+  CHECK(route("POST", "/debug/fail/No%20Body", 0, on).error.code
+        == "not_found");
   CHECK(route("GET", "/debug/fail/consumer", 0, on).error.status == 405);
   CHECK(std::string(ces::api::to_string(route_kind::debug_fail))
         == "debug_fail");
