@@ -3,11 +3,11 @@
 // so that their transactions lock disjoint offset rows and commit in
 // parallel — never more than `max_in_flight` per persister at once:
 // at the bound it stops calling consume() (backpressure; librdkafka's
-// prefetch queue is capped) until an acknowledgement arrives. Only when the
-// stall lasts (PostgreSQL down) does it pause its partitions and keep
-// serving group callbacks, so the group does not evict it: librdkafka 2.0.2
-// stops fetching for about a second after every resume, too costly for the
-// short stalls of normal operation. After each acknowledged batch it commits
+// prefetch queue is capped) until an acknowledgement arrives. When the stall
+// lasts (PostgreSQL down) it pauses its partitions, which drops the prefetch
+// and keeps memory flat, and keeps serving group callbacks so the group does
+// not evict it. Short stalls (every commit) do not pause: librdkafka 2.0.2
+// stops fetching for about a second after every resume. After each acknowledged batch it commits
 // the stored offsets to Kafka too, so standard lag tools work.
 #pragma once
 
@@ -37,7 +37,7 @@ struct consumer_settings {
   /// group callbacks).
   std::chrono::milliseconds keepalive{1000};
   /// A stall at the in-flight bound longer than this pauses the partitions.
-  std::chrono::milliseconds pause_after{10000};
+  std::chrono::milliseconds pause_after{1000};
 };
 
 using source_factory = std::function<std::unique_ptr<record_source>()>;
