@@ -145,12 +145,12 @@ void append_timestamp_ms(std::string& out, int64_t ms) {
   out.append(buf, sizeof(buf));
 }
 
-void append_journal_row(std::string& out, const checked_record& r,
-                        std::string& scratch) {
-  auto& k = r.rec;
-  append_escaped(out, r.tenant_id);
-  out += '\t';
-  append_escaped(out, k.topic);
+namespace {
+
+/// topic, partition, offset and key columns (each followed by a tab).
+void append_coordinates(std::string& out, std::string_view topic,
+                        const kafka_record& k) {
+  append_escaped(out, topic);
   out += '\t';
   append_int(out, k.partition);
   out += '\t';
@@ -161,6 +161,16 @@ void append_journal_row(std::string& out, const checked_record& r,
   else
     append_null(out);
   out += '\t';
+}
+
+} // namespace
+
+void append_journal_row(std::string& out, const checked_record& r,
+                        std::string& scratch) {
+  auto& k = r.rec;
+  append_escaped(out, r.tenant_id);
+  out += '\t';
+  append_coordinates(out, k.topic, k);
   if (k.headers.empty()) {
     out += "[]";
   } else {
@@ -184,17 +194,7 @@ void append_dlq_row(std::string& out, const checked_record& r,
                     reject_reason reason, std::string_view error,
                     std::string& scratch) {
   auto& k = r.rec;
-  append_escaped(out, to_pg_text(k.topic));
-  out += '\t';
-  append_int(out, k.partition);
-  out += '\t';
-  append_int(out, k.offset);
-  out += '\t';
-  if (k.has_key)
-    append_bytea(out, k.key);
-  else
-    append_null(out);
-  out += '\t';
+  append_coordinates(out, to_pg_text(k.topic), k);
   scratch.clear();
   append_headers_json(scratch, k.headers);
   append_escaped(out, scratch);
