@@ -203,6 +203,9 @@ int main(int argc, char** argv) {
     return loaded.exit_code;
   auto s = cfg.values;
   ces::log::init(s.log_format, s.log_level);
+  // A server does not die of writing to a closed pipe or socket (e.g. its
+  // log reader went away): those writes fail with EPIPE instead.
+  std::signal(SIGPIPE, SIG_IGN);
   // Signals are taken synchronously (sigtimedwait); block them in every
   // thread, including the ones CAF and librdkafka start.
   auto signals = shutdown_signals();

@@ -30,6 +30,9 @@ rm -f "$RUN/bootstrap"
 sink_pid= producer_pid=
 cleanup() {
   trap - INT TERM EXIT
+  # Ctrl-C signals the whole process group: a reader of our output (| tee)
+  # may be gone already; finish the cleanup anyway.
+  trap '' INT PIPE
   echo
   echo "run-local: stopping..."
   [ -n "$producer_pid" ] && kill -TERM "$producer_pid" 2>/dev/null && wait "$producer_pid" 2>/dev/null
@@ -48,7 +51,7 @@ trap cleanup INT TERM EXIT
   --kafka-bootstrap-servers=embedded \
   --embedded-bootstrap-file="$RUN/bootstrap" \
   --kafka-session-timeout-ms=6000 \
-  2> >(tee "$RUN/sink.log" >&2) &
+  2> >(trap '' INT; exec tee "$RUN/sink.log" >&2) &
 sink_pid=$!
 
 for _ in $(seq 1 100); do
@@ -69,6 +72,7 @@ cat <<INFO
    embedded Kafka broker : $BOOTSTRAP   (kcat -C -b $BOOTSTRAP -t apexflow.leads.created)
    sample traffic        : ${RATE:-20} events/s, leads and jobs of 20 tenants, 1 in 500 poison
    metrics               : http://localhost:$METRICS_PORT/metrics
+   operator API          : curl -s 'localhost:$HTTP_PORT/events/latest?limit=5'   (README: every endpoint)
    journal               : psql "$DATABASE_URL" -c 'select id, tenant_id, topic, received_at from event_journal order by id desc limit 5'
    dead letters          : psql "$DATABASE_URL" -c 'select id, topic, error_class, error from event_dlq order by id desc limit 5'
    logs                  : this terminal, and .run/sink.log
