@@ -126,12 +126,14 @@ struct bridge_fixture : ces::test::fixture {
   }
 
   /// Sends one routed request through the bridge and runs until answered.
-  answer ask(api::route_kind kind, int64_t id = 0, int32_t limit = 0) {
+  answer ask(api::route_kind kind, int64_t id = 0, int32_t limit = 0,
+             std::string name = {}) {
     auto got = std::make_shared<answer>();
     api::parsed_request r;
     r.kind = kind;
     r.id = id;
     r.limit = limit;
+    r.name = std::move(name);
     auto req = api::make_detached_request(r, [got](int status, std::string b) {
       got->status = status;
       got->body = std::move(b);
@@ -251,27 +253,7 @@ TEST_CASE_METHOD(bridge_fixture, "supervision state and fault injection") {
   CHECK(actors[1]["state"] == "restarting");
   CHECK(actors[1]["restarts"] == 1);
   CHECK(actors[1]["last_failure"] == "kafka_fatal: boom");
-  auto got = std::make_shared<answer>();
-  api::parsed_request r;
-  r.kind = api::route_kind::debug_fail;
-  r.name = "consumer";
-  self->send(bridge,
-             api::make_detached_request(r,
-                                        [got](int s, std::string b) {
-                                          got->status = s;
-                                          got->body = std::move(b);
-                                        }),
-             r);
-  sched.run();
-  CHECK(got->status == 202);
-  r.name = "journal"; // the fake says it is not running
-  self->send(bridge,
-             api::make_detached_request(r,
-                                        [got](int s, std::string b) {
-                                          got->status = s;
-                                          got->body = std::move(b);
-                                        }),
-             r);
-  sched.run();
-  CHECK(got->status == 404);
+  CHECK(ask(api::route_kind::debug_fail, 0, 0, "consumer").status == 202);
+  // The fake supervisor says "journal" is not running.
+  CHECK(ask(api::route_kind::debug_fail, 0, 0, "journal").status == 404);
 }
