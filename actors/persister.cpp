@@ -10,14 +10,6 @@ namespace {
 
 using self_ptr = persister_actor::stateful_pointer<persister_state>;
 
-std::chrono::milliseconds retry_delay(const persister_settings& cfg,
-                                      uint32_t failures) {
-  auto d = cfg.retry_initial;
-  for (uint32_t i = 1; i < failures && d < cfg.retry_max; ++i)
-    d *= 2;
-  return std::min(d, cfg.retry_max);
-}
-
 uint64_t total(const std::vector<topic_count>& xs) {
   uint64_t n = 0;
   for (auto& x : xs)
@@ -67,7 +59,8 @@ void drain(self_ptr self) {
       ++st.failures;
       if (st.stats)
         st.stats->set_db_up(false);
-      auto delay = retry_delay(st.cfg, st.failures);
+      auto delay
+        = capped_backoff(st.cfg.retry_initial, st.cfg.retry_max, st.failures);
       log::event(spdlog::level::warn, "persister", "db_retry",
                  {{"reason", e.what()},
                   {"attempt", static_cast<int64_t>(st.failures)},

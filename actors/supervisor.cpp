@@ -85,10 +85,7 @@ void stop_all_now(self_ptr self, caf::exit_reason reason) {
 
 caf::timespan restart_backoff(const supervision_policy& policy,
                               uint32_t attempt) {
-  auto result = policy.backoff_initial;
-  for (uint32_t i = 1; i < attempt && result < policy.backoff_max; ++i)
-    result *= 2;
-  return std::min(result, policy.backoff_max);
+  return capped_backoff(policy.backoff_initial, policy.backoff_max, attempt);
 }
 
 supervisor_actor::behavior_type

@@ -22,8 +22,6 @@ enum class errc : uint8_t {
   none = 0,
   /// The SUPERVISOR spent its restart budget and gave up.
   restart_budget_exhausted,
-  /// A child could not start (bad configuration, unreachable dependency).
-  start_failed,
   /// librdkafka reported a fatal error.
   kafka_fatal,
   /// No journal row with that id.
@@ -218,14 +216,30 @@ inline caf::error exception_to_error(caf::scheduled_actor*,
 
 namespace ces {
 
-/// The human part of an error: its context when that is a single string
-/// (how this service makes its errors), else CAF's rendering.
+/// The context of an error when it is a single string (how this service
+/// makes its errors), else nullptr.
+inline const std::string* context_text(const caf::message& ctx) {
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    return &ctx.get_as<std::string>(0);
+  return nullptr;
+}
+
+/// The human part of an error: its text context, else CAF's rendering.
 inline std::string error_message(const caf::actor_system& sys,
                                  const caf::error& err) {
-  const auto& ctx = err.context();
-  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
-    return ctx.get_as<std::string>(0);
+  if (auto text = context_text(err.context()))
+    return *text;
   return sys.render(err);
+}
+
+/// Exponential backoff: `initial` doubled for each attempt after the first
+/// (1-based), capped at `max`. Restarts and PostgreSQL retries use it.
+template <class Duration>
+Duration capped_backoff(Duration initial, Duration max, uint32_t attempt) {
+  auto result = initial;
+  for (uint32_t i = 1; i < attempt && result < max; ++i)
+    result *= 2;
+  return std::min(result, max);
 }
 
 } // namespace ces
@@ -239,8 +253,6 @@ inline const char* to_string(errc x) noexcept {
       return "none";
     case errc::restart_budget_exhausted:
       return "restart_budget_exhausted";
-    case errc::start_failed:
-      return "start_failed";
     case errc::kafka_fatal:
       return "kafka_fatal";
     case errc::not_found:
@@ -264,8 +276,8 @@ inline const char* to_string(errc x) noexcept {
 inline std::string render_errc(uint8_t code, caf::atom_value,
                                const caf::message& ctx) {
   std::string result = to_string(static_cast<errc>(code));
-  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
-    result += ": " + ctx.get_as<std::string>(0);
+  if (auto text = context_text(ctx))
+    result += ": " + *text;
   else if (!ctx.empty())
     result += ": " + to_string(ctx);
   return result;
