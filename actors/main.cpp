@@ -305,6 +305,10 @@ int main(int argc, char** argv) {
   try {
     if (!migrate_with_retry(s, signals))
       return 0; // asked to stop before PostgreSQL came up
+  } catch (const ces::storage::encoding_error& e) {
+    ces::log::event(spdlog::level::critical, "main", "db_encoding_unsupported",
+                    {{"reason", e.what()}});
+    return 1;
   } catch (const std::exception& e) {
     ces::log::event(spdlog::level::critical, "main", "migration_failed",
                     {{"reason", e.what()}});

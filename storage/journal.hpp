@@ -19,11 +19,19 @@ public:
   using std::runtime_error::runtime_error;
 };
 
+/// The database cannot hold the journal's text: its server encoding is not
+/// UTF8. Not retryable; the service refuses to start.
+class encoding_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
 /// Applies the numbered migrations of sql/ (embedded in the binary) that are
 /// not yet recorded in schema_migrations, each in its own transaction, under a
 /// PostgreSQL advisory lock. Returns the versions it applied (empty when the
 /// schema was already current). Throws infra_error when PostgreSQL is
-/// unreachable, std::runtime_error when a migration fails.
+/// unreachable, encoding_error when the database is not UTF8 (checked
+/// first), std::runtime_error when a migration fails.
 std::vector<int> migrate(const std::string& database_url);
 
 /// Moves the offsets that releases before migration 0003 stored for

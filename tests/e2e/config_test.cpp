@@ -135,3 +135,39 @@ TEST_CASE("a Kafka property librdkafka refuses stops the start with exit 2",
         != std::string::npos);
   CHECK(err.find("fetch.wait.max.ms") != std::string::npos);
 }
+
+TEST_CASE("a database whose encoding is not UTF8 stops the start with exit 1",
+          "[e2e][encoding]") {
+  std::string err, out;
+  auto name = "ces_e2e_sql_ascii_" + std::to_string(::getpid());
+  pg().exec("CREATE DATABASE " + name + " ENCODING 'SQL_ASCII'"
+            " TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'");
+  spawn_options o;
+  auto st = run_sink({"--database-url=" + pg().url(name),
+                      "--kafka-bootstrap-servers=127.0.0.1:1",
+                      "--log-format=json",
+                      "--metrics-port="
+                        + std::to_string(ces::test::free_tcp_port()),
+                      "--http-port="
+                        + std::to_string(ces::test::free_tcp_port())},
+                     o, err, out);
+  CHECK(st.exited);
+  CHECK(st.code == 1);
+  // One line after `starting`, saying why, without the URL.
+  std::istringstream lines{err};
+  std::vector<nlohmann::json> critical;
+  for (std::string line; std::getline(lines, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j.value("level", "") == "critical")
+      critical.push_back(j);
+  }
+  REQUIRE(critical.size() == 1);
+  CHECK(critical[0]["event"] == "db_encoding_unsupported");
+  auto reason = critical[0]["reason"].get<std::string>();
+  CHECK(reason.find("SQL_ASCII") != std::string::npos);
+  CHECK(reason.find("UTF8") != std::string::npos);
+  CHECK(reason.find("postgresql://") == std::string::npos);
+  CHECK(pg().query_value("SELECT to_regclass('schema_migrations') IS NULL",
+                         name)
+        == "t");
+}
