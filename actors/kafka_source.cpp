@@ -6,6 +6,7 @@
 #include <librdkafka/rdkafkacpp.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <deque>
 #include <map>
@@ -99,7 +100,7 @@ struct kafka_source::impl : RdKafka::RebalanceCb, RdKafka::EventCb {
                     tp_list& parts) override {
     bool cooperative = c->rebalance_protocol() == "COOPERATIVE";
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
-      apply_stored_offsets(parts);
+      apply_stored_offsets(c, parts);
       if (cooperative) {
         if (auto e = c->incremental_assign(parts)) {
           log::event(spdlog::level::err, "consumer", "assign_failed",
@@ -161,15 +162,24 @@ struct kafka_source::impl : RdKafka::RebalanceCb, RdKafka::EventCb {
                {{"reason", what}});
   }
 
-  /// Starts each partition at the next offset stored in PostgreSQL. Without
-  /// a stored offset, librdkafka uses the group's committed offset or
-  /// auto.offset.reset. If PostgreSQL is unreachable the committed offsets
-  /// are used; they never run ahead of PostgreSQL's, and the persister's
-  /// offset fence skips anything already journalled.
-  void apply_stored_offsets(tp_list& parts) {
+  /// Starts each partition at the journal's next offset stored in PostgreSQL
+  /// for this cluster (whichever group wrote it). Without a stored offset,
+  /// librdkafka uses the group's committed offset or auto.offset.reset. If
+  /// PostgreSQL is unreachable the committed offsets are used; the
+  /// persister's offset fence skips anything already journalled.
+  void apply_stored_offsets(RdKafka::KafkaConsumer* c, tp_list& parts) {
+    // The fence is keyed by the cluster id the persisters were given: a
+    // consumer that reached another cluster (bootstrap servers re-pointed)
+    // must not consume under the old cluster's offsets.
+    if (auto id = c->clusterid(0); !id.empty() && id != cfg.cluster_id) {
+      fatal = true;
+      fatal_reason = "Kafka cluster id changed from " + cfg.cluster_id
+                     + " to " + id + "; restart the service";
+      return;
+    }
     try {
       auto stored =
-        storage::load_offsets(cfg.database_url, cfg.group_id, cfg.topics);
+        storage::load_offsets(cfg.database_url, cfg.cluster_id, cfg.topics);
       for (auto p : parts)
         for (auto& s : stored)
           if (s.topic == p->topic() && s.partition == p->partition())
@@ -197,8 +207,63 @@ struct kafka_source::impl : RdKafka::RebalanceCb, RdKafka::EventCb {
   }
 };
 
+namespace {
+
+/// Swallows librdkafka's log and error events of the short-lived cluster id
+/// client (connection refused, consumer-only properties): the caller reports
+/// the outcome.
+struct quiet_events : RdKafka::EventCb {
+  void event_cb(RdKafka::Event&) override {
+  }
+};
+
+bool secret_like(std::string key) {
+  std::transform(key.begin(), key.end(), key.begin(),
+                 [](unsigned char ch) { return std::tolower(ch); });
+  for (auto word : {"password", "secret", "jaas", "key", "token"})
+    if (key.find(word) != std::string::npos)
+      return true;
+  return false;
+}
+
+} // namespace
+
+std::string kafka_cluster_id(const kafka_source_config& cfg,
+                             std::chrono::milliseconds timeout) {
+  std::unique_ptr<RdKafka::Conf> conf{
+    RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL)};
+  quiet_events quiet;
+  std::string err;
+  auto set = [&](const std::string& key, const std::string& value) {
+    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK)
+      throw std::runtime_error("invalid Kafka property " + key
+                               + (secret_like(key) ? "" : ": " + err));
+  };
+  set("bootstrap.servers", cfg.bootstrap_servers);
+  set("client.id", "crm-events-sink");
+  set("log.connection.close", "false");
+  for (auto& kv : cfg.properties) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos)
+      throw std::runtime_error("invalid Kafka property: expected key=value");
+    set(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  if (conf->set("event_cb", static_cast<RdKafka::EventCb*>(&quiet), err)
+      != RdKafka::Conf::CONF_OK)
+    throw std::runtime_error("cannot install Kafka callbacks: " + err);
+  // A producer handle: it joins no group and sends nothing; consumer-only
+  // properties are ignored here (the consumer checks them itself).
+  std::unique_ptr<RdKafka::Producer> client{
+    RdKafka::Producer::create(conf.get(), err)};
+  if (!client)
+    throw std::runtime_error("cannot create Kafka client: " + err);
+  return client->clusterid(static_cast<int>(timeout.count()));
+}
+
 kafka_source::kafka_source(const kafka_source_config& cfg)
   : impl_(std::make_unique<impl>(cfg)) {
+  if (cfg.cluster_id.empty()) // never fence by anything else
+    throw std::invalid_argument("kafka_source: empty Kafka cluster id");
   std::unique_ptr<RdKafka::Conf> conf{
     RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL)};
   std::string err;

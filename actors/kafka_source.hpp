@@ -6,6 +6,7 @@
 
 #include "actors/record_source.hpp"
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,7 +22,20 @@ struct kafka_source_config {
   int session_timeout_ms = 45000;
   /// Where the stored offsets live.
   std::string database_url;
+  /// The Kafka cluster's id (kafka_cluster_id()): the key of the journal's
+  /// offsets. On assignment the consumer starts from the journal's offsets
+  /// for this cluster, whatever its group; a consumer that finds itself on
+  /// another cluster fails instead of consuming.
+  std::string cluster_id;
 };
+
+/// Asks the cluster at `cfg.bootstrap_servers` (with `cfg.properties`) for its
+/// cluster id, waiting up to `timeout`. Returns "" when the cluster did not
+/// answer in time (or reports none). Throws std::runtime_error naming the
+/// offending property (never its value if it may be a secret) on
+/// configuration errors.
+std::string kafka_cluster_id(const kafka_source_config& cfg,
+                             std::chrono::milliseconds timeout);
 
 class kafka_source : public record_source {
 public:

@@ -84,6 +84,54 @@ bool migrate_with_retry(const ces::settings& s, const sigset_t& signals) {
   }
 }
 
+/// The journal's offset fence is keyed by the Kafka cluster id: asks the
+/// cluster for it (retrying while it does not answer: never fence by
+/// anything else), then adopts the offsets this group stored before
+/// migration 0003. Returns "" if a signal asked us to stop meanwhile; throws
+/// std::runtime_error on a Kafka configuration error.
+std::string cluster_id_with_retry(const ces::settings& s,
+                                  const sigset_t& signals) {
+  ces::kafka_source_config kc;
+  kc.bootstrap_servers = s.kafka_bootstrap_servers;
+  kc.group_id = s.kafka_group_id;
+  kc.properties = s.kafka_properties;
+  auto delay = std::chrono::milliseconds(1000);
+  std::string id;
+  for (int attempt = 1; id.empty(); ++attempt) {
+    id = ces::kafka_cluster_id(kc, std::chrono::milliseconds(5000));
+    if (!id.empty())
+      break;
+    ces::log::event(spdlog::level::warn, "main", "kafka_cluster_id_unavailable",
+                    {{"bootstrap", s.kafka_bootstrap_servers},
+                     {"attempt", static_cast<int64_t>(attempt)},
+                     {"backoff_ms", static_cast<int64_t>(delay.count())}});
+    if (wait_signal(signals, delay) != 0)
+      return {};
+    delay = std::min(delay * 2, std::chrono::milliseconds(10000));
+  }
+  auto db_delay = std::chrono::milliseconds(s.db_retry_initial_ms);
+  for (int attempt = 1;; ++attempt) {
+    try {
+      auto adopted = ces::storage::adopt_group_offsets(s.database_url, id,
+                                                       s.kafka_group_id);
+      ces::log::event(spdlog::level::info, "main", "offset_fence",
+                      {{"cluster_id", id},
+                       {"adopted_group_offsets",
+                        static_cast<int64_t>(adopted)}});
+      return id;
+    } catch (const ces::storage::infra_error& e) {
+      ces::log::event(spdlog::level::warn, "main", "db_unavailable",
+                      {{"reason", e.what()},
+                       {"attempt", static_cast<int64_t>(attempt)},
+                       {"backoff_ms", static_cast<int64_t>(db_delay.count())}});
+      if (wait_signal(signals, db_delay) != 0)
+        return {};
+      db_delay = std::min(db_delay * 2,
+                          std::chrono::milliseconds(s.db_retry_max_ms));
+    }
+  }
+}
+
 /// The current HTTP_BRIDGE, for the HTTP server's threads: the SUPERVISOR
 /// replaces it when it restarts the bridge.
 struct bridge_slot {
@@ -102,6 +150,7 @@ struct bridge_slot {
 
 /// The supervised actors, in start order (they stop in reverse order).
 std::vector<ces::child_spec> child_specs(const ces::settings& s,
+                                         const std::string& cluster_id,
                                          ces::metrics* m,
                                          std::shared_ptr<bridge_slot> slot) {
   using namespace ces;
@@ -117,7 +166,7 @@ std::vector<ces::child_spec> child_specs(const ces::settings& s,
     specs.push_back(child_spec{
       persister_names.back(), {}, [=](caf::local_actor* self, const peer_map&) {
         return as_actor(self->spawn<caf::detached>(
-          persister, journal_writer_factory(s.database_url, s.kafka_group_id),
+          persister, journal_writer_factory(s.database_url, cluster_id),
           ps, m));
       }});
   }
@@ -152,6 +201,7 @@ std::vector<ces::child_spec> child_specs(const ces::settings& s,
   kc.properties = s.kafka_properties;
   kc.session_timeout_ms = s.kafka_session_timeout_ms;
   kc.database_url = s.database_url;
+  kc.cluster_id = cluster_id;
   specs.push_back(child_spec{
     "consumer",
     persister_names,
@@ -255,10 +305,24 @@ int main(int argc, char** argv) {
   try {
     if (!migrate_with_retry(s, signals))
       return 0; // asked to stop before PostgreSQL came up
+  } catch (const ces::storage::encoding_error& e) {
+    ces::log::event(spdlog::level::critical, "main", "db_encoding_unsupported",
+                    {{"reason", e.what()}});
+    return 1;
   } catch (const std::exception& e) {
     ces::log::event(spdlog::level::critical, "main", "migration_failed",
                     {{"reason", e.what()}});
     return 1;
+  }
+  std::string cluster_id;
+  try {
+    cluster_id = cluster_id_with_retry(s, signals);
+    if (cluster_id.empty())
+      return 0; // asked to stop before Kafka answered
+  } catch (const std::exception& e) {
+    ces::log::event(spdlog::level::critical, "main", "kafka_config_invalid",
+                    {{"reason", e.what()}});
+    return 2;
   }
   int exit_code = 0;
   {
@@ -271,7 +335,8 @@ int main(int argc, char** argv) {
     policy.window = std::chrono::seconds(s.restart_window_s);
     policy.stop_timeout = std::chrono::milliseconds(s.shutdown_timeout_ms);
     auto slot = std::make_shared<bridge_slot>();
-    auto sup = sys.spawn(ces::supervisor, child_specs(s, &stats, slot), policy,
+    auto sup = sys.spawn(ces::supervisor,
+                         child_specs(s, cluster_id, &stats, slot), policy,
                          [&stats](const std::string& actor) {
                            stats.add_actor_restart(actor);
                          });

@@ -75,8 +75,8 @@ void drain(self_ptr self) {
 
 class journal_batch_writer : public batch_writer {
 public:
-  journal_batch_writer(const std::string& url, const std::string& group)
-    : writer_(url, group) {
+  journal_batch_writer(const std::string& url, const std::string& cluster_id)
+    : writer_(url, cluster_id) {
   }
   persist_outcome write(const std::vector<checked_record>& batch) override {
     return writer_.write(batch);
@@ -112,9 +112,9 @@ persister(persister_actor::stateful_pointer<persister_state> self,
 }
 
 writer_factory journal_writer_factory(std::string database_url,
-                                      std::string group_id) {
+                                      std::string cluster_id) {
   return [=]() -> std::unique_ptr<batch_writer> {
-    return std::make_unique<journal_batch_writer>(database_url, group_id);
+    return std::make_unique<journal_batch_writer>(database_url, cluster_id);
   };
 }
 

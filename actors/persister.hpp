@@ -52,8 +52,9 @@ persister_actor::behavior_type
 persister(persister_actor::stateful_pointer<persister_state> self,
           writer_factory make_writer, persister_settings cfg, metrics* stats);
 
-/// batch_writer on storage::journal_writer (connects lazily).
+/// batch_writer on storage::journal_writer (connects lazily), fencing by the
+/// Kafka cluster id (see kafka_cluster_id()).
 writer_factory journal_writer_factory(std::string database_url,
-                                      std::string group_id);
+                                      std::string cluster_id);
 
 } // namespace ces

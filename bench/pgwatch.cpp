@@ -2,9 +2,10 @@
 // benchmark's own polling costs PostgreSQL one cheap query per interval
 // instead of a connection (a fork) per look. Used by bench/run.sh.
 //
-//   bench-pgwatch wait-offsets --url U --group G --target N
+//   bench-pgwatch wait-offsets --url U [--group G] --target N
 //                 [--interval-ms 50] [--timeout-s 900]
-//       waits until sum(next_offset) of group G in consumer_offsets reaches N
+//       waits until sum(next_offset) in journal_offsets reaches N (keyed by
+//       the Kafka cluster, not the group: --group is accepted and ignored)
 //       (with low watermarks 0 that is "N records journalled or dead-lettered";
 //       the table has one row per partition, so the query is a few µs)
 //   bench-pgwatch wait-rows --url U --min N [--interval-ms 5] [--timeout-s 60]
@@ -304,8 +305,8 @@ int main(int argc, char** argv) {
   if (a.mode == "wait-offsets") {
     return wait_for(db,
                     "SELECT coalesce(sum(next_offset), 0)::bigint"
-                    " FROM consumer_offsets WHERE group_id = $1",
-                    {a.get("group")}, a.num("target"),
+                    " FROM journal_offsets",
+                    {}, a.num("target"),
                     a.num("interval-ms", "50"), a.num("timeout-s", "900"));
   }
   if (a.mode == "wait-rows") {

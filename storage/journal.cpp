@@ -1,5 +1,5 @@
 // journal_writer: one transaction per batch holding the journal rows (COPY),
-// the DLQ rows and the group's offsets, fenced by those offsets.
+// the DLQ rows and the journal's offsets, fenced by those offsets.
 #include "storage/journal.hpp"
 
 #include "storage/copy_text.hpp"
@@ -107,7 +107,7 @@ partition_state& state_of(partition_map& parts, const kafka_record& r,
 
 struct journal_writer::impl {
   std::string url;
-  std::string group;
+  std::string cluster; // Kafka cluster id: the fence's key with the partition
   std::unique_ptr<detail::pg_session> db;
 
   // Reused between batches.
@@ -243,27 +243,27 @@ journal_writer::impl::write(const std::vector<checked_record>& batch) {
   pqxx::work tx{conn, "journal_batch"};
 
   // 1. Create missing offset rows, then lock them all.
-  auto group = tx.quote(this->group);
+  auto cluster = tx.quote(this->cluster);
   std::string keys;   // ('topic', partition), ...
-  std::string values; // (group, 'topic', partition, 0), ...
+  std::string values; // (cluster, 'topic', partition, 0), ...
   std::string ends;   // ('topic', partition, end), ...
   for (auto& [k, st] : parts) {
     auto topic = tx.quote(k.first);
     auto partition = pqxx::to_string(k.second);
     auto sep = keys.empty() ? "" : ", ";
     keys += sep + ("(" + topic + ", " + partition + ")");
-    values += sep + ("(" + group + ", " + topic + ", " + partition + ", 0)");
+    values += sep + ("(" + cluster + ", " + topic + ", " + partition + ", 0)");
     ends += sep + ("(" + topic + ", " + partition + ", "
                    + pqxx::to_string(st.end) + "::bigint)");
   }
   auto locked = tx.exec(
-    "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)"
+    "INSERT INTO journal_offsets (cluster_id, topic, partition, next_offset)"
     " VALUES " + values + " ON CONFLICT DO NOTHING;"
-    " SELECT topic, partition, next_offset FROM consumer_offsets"
-    " WHERE group_id = " + group + " AND (topic, partition) IN (" + keys + ")"
+    " SELECT topic, partition, next_offset FROM journal_offsets"
+    " WHERE cluster_id = " + cluster + " AND (topic, partition) IN (" + keys + ")"
     " ORDER BY topic COLLATE \"C\", partition FOR UPDATE");
   if (locked.size() != parts.size())
-    throw infra_error("consumer_offsets: locked "
+    throw infra_error("journal_offsets: locked "
                       + std::to_string(locked.size()) + " rows, expected "
                       + std::to_string(parts.size()));
   for (auto row : locked) {
@@ -341,15 +341,15 @@ journal_writer::impl::write(const std::vector<checked_record>& batch) {
 
   // 6. Advance the offsets of every partition of the batch.
   auto stored = tx.exec(
-    "UPDATE consumer_offsets AS c"
+    "UPDATE journal_offsets AS c"
     " SET next_offset = greatest(c.next_offset, v.next_offset),"
     " updated_at = now()"
     " FROM (VALUES " + ends + ") AS v (topic, partition, next_offset)"
-    " WHERE c.group_id = " + group + " AND c.topic = v.topic"
+    " WHERE c.cluster_id = " + cluster + " AND c.topic = v.topic"
     " AND c.partition = v.partition"
     " RETURNING c.topic, c.partition, c.next_offset");
   if (stored.size() != parts.size())
-    throw infra_error("consumer_offsets: updated "
+    throw infra_error("journal_offsets: updated "
                       + std::to_string(stored.size()) + " rows, expected "
                       + std::to_string(parts.size()));
 
@@ -376,10 +376,12 @@ journal_writer::impl::write(const std::vector<checked_record>& batch) {
 }
 
 journal_writer::journal_writer(const std::string& database_url,
-                               std::string group_id)
+                               std::string cluster_id)
   : impl_(std::make_unique<impl>()) {
+  if (cluster_id.empty())
+    throw std::invalid_argument("journal_writer: empty Kafka cluster id");
   impl_->url = database_url;
-  impl_->group = std::move(group_id);
+  impl_->cluster = std::move(cluster_id);
   impl_->db = detail::connect(impl_->url);
 }
 
@@ -416,7 +418,7 @@ bool journal_writer::connected() const {
 }
 
 std::vector<partition_offset>
-load_offsets(const std::string& database_url, const std::string& group_id,
+load_offsets(const std::string& database_url, const std::string& cluster_id,
              const std::vector<std::string>& topics) {
   std::vector<partition_offset> out;
   if (topics.empty())
@@ -431,8 +433,8 @@ load_offsets(const std::string& database_url, const std::string& group_id,
       list += tx.quote(t);
     }
     auto res = tx.exec("SELECT topic, partition, next_offset"
-                       " FROM consumer_offsets WHERE group_id = "
-                       + tx.quote(group_id) + " AND topic IN (" + list + ")"
+                       " FROM journal_offsets WHERE cluster_id = "
+                       + tx.quote(cluster_id) + " AND topic IN (" + list + ")"
                        " ORDER BY topic COLLATE \"C\", partition");
     for (auto row : res)
       out.push_back(partition_offset{row[0].as<std::string>(),
@@ -442,6 +444,34 @@ load_offsets(const std::string& database_url, const std::string& group_id,
     throw detail::to_infra_error(e, "load_offsets");
   }
   return out;
+}
+
+size_t adopt_group_offsets(const std::string& database_url,
+                           const std::string& cluster_id,
+                           const std::string& group_id) {
+  if (cluster_id.empty())
+    throw std::invalid_argument("adopt_group_offsets: empty Kafka cluster id");
+  auto db = detail::connect(database_url);
+  try {
+    pqxx::work tx{*db->conn, "adopt_group_offsets"};
+    // DELETE locks the legacy rows: a second instance doing the same waits,
+    // then finds them gone. greatest() keeps a position that a writer (of
+    // this group or another) has already moved further.
+    auto res = tx.exec(
+      "WITH moved AS (DELETE FROM legacy_group_offsets WHERE group_id = "
+      + tx.quote(group_id)
+      + " RETURNING topic, partition, next_offset)"
+        " INSERT INTO journal_offsets (cluster_id, topic, partition,"
+        " next_offset) SELECT " + tx.quote(cluster_id)
+      + ", topic, partition, next_offset FROM moved"
+        " ON CONFLICT (cluster_id, topic, partition) DO UPDATE"
+        " SET next_offset = greatest(journal_offsets.next_offset,"
+        " excluded.next_offset), updated_at = now()");
+    tx.commit();
+    return static_cast<size_t>(res.affected_rows());
+  } catch (const pqxx::failure& e) {
+    throw detail::to_infra_error(e, "adopt_group_offsets");
+  }
 }
 
 } // namespace ces::storage

@@ -18,6 +18,7 @@ constexpr const char* migration_lock_key = "7166760052338370418";
 std::vector<int> migrate(const std::string& database_url) {
   auto db = detail::connect(database_url);
   auto& conn = *db->conn;
+  detail::require_utf8_database(conn);
   std::set<int> done;
   try {
     pqxx::nontransaction nt{conn};

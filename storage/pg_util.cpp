@@ -1,16 +1,65 @@
 #include "storage/pg_util.hpp"
 
+#include <libpq-fe.h>
+
+#include <cstring>
+
 namespace ces::storage::detail {
+
+std::string utf8_conninfo(const std::string& url) {
+  char* err = nullptr;
+  auto opts = PQconninfoParse(url.c_str(), &err);
+  if (opts == nullptr) {
+    PQfreemem(err);
+    return url;
+  }
+  std::string out;
+  for (auto o = opts; o->keyword != nullptr; ++o) {
+    if (o->val == nullptr || std::strcmp(o->keyword, "client_encoding") == 0)
+      continue;
+    out += o->keyword;
+    out += "='";
+    for (auto c = o->val; *c != '\0'; ++c) {
+      if (*c == '\'' || *c == '\\')
+        out += '\\';
+      out += *c;
+    }
+    out += "' ";
+  }
+  PQconninfoFree(opts);
+  return out + "client_encoding='UTF8'";
+}
 
 std::unique_ptr<pg_session> connect(const std::string& url) {
   auto s = std::make_unique<pg_session>();
   try {
-    s->conn = std::make_unique<pqxx::connection>(url);
+    s->conn = std::make_unique<pqxx::connection>(utf8_conninfo(url));
+    // An `options=-c client_encoding=...` in the URL would still win.
+    if (s->conn->get_client_encoding() != "UTF8")
+      s->conn->set_client_encoding("UTF8");
   } catch (const std::exception& e) {
     throw to_infra_error(e, "cannot connect to PostgreSQL");
   }
   s->quiet = std::make_unique<pqxx::quiet_errorhandler>(*s->conn);
   return s;
+}
+
+void require_utf8_database(pqxx::connection& conn) {
+  std::string enc, db;
+  try {
+    pqxx::nontransaction nt{conn};
+    auto row = nt.exec1("SELECT current_setting('server_encoding'),"
+                        " current_database()");
+    enc = row[0].as<std::string>();
+    db = row[1].as<std::string>();
+  } catch (const pqxx::failure& e) {
+    throw to_infra_error(e, "cannot read the database encoding");
+  }
+  if (enc != "UTF8")
+    throw encoding_error(
+      "database " + db + " has server encoding " + enc
+      + "; crm-events-sink needs a UTF8 database (CREATE DATABASE ..."
+        " ENCODING 'UTF8' TEMPLATE template0)");
 }
 
 bool is_data_sqlstate(const std::string& st) noexcept {

@@ -19,8 +19,20 @@ struct pg_session {
   std::unique_ptr<pqxx::quiet_errorhandler> quiet; // destroyed before conn
 };
 
-/// Connects to `url`. Throws infra_error when PostgreSQL is unreachable.
+/// Connects to `url` with client_encoding pinned to UTF8 (whatever
+/// PGCLIENTENCODING or the URL say: the journal's text is UTF-8). Throws
+/// infra_error when PostgreSQL is unreachable.
 std::unique_ptr<pg_session> connect(const std::string& url);
+
+/// `url` (a URI or key=value string) as a key=value connection string with
+/// client_encoding=UTF8 in place of any client_encoding it had. A string
+/// libpq cannot parse is returned unchanged (connecting then fails with
+/// libpq's own message).
+std::string utf8_conninfo(const std::string& url);
+
+/// Throws encoding_error unless the connected database's server encoding is
+/// UTF8.
+void require_utf8_database(pqxx::connection& conn);
 
 /// True for SQLSTATE classes 22 (data exception), 23 (integrity constraint
 /// violation) and 54 (program limit exceeded): the row is at fault, not the

@@ -119,7 +119,7 @@ std::vector<partition_key> all_partitions(const world& w, int partitions) {
 }
 
 /// Per partition: the offsets stored in journal ∪ DLQ (count, max) and
-/// consumer_offsets.next_offset.
+/// journal_offsets.next_offset (the world's one cluster).
 struct partition_store {
   long long rows = 0;
   long long max_offset = -1;
@@ -127,9 +127,7 @@ struct partition_store {
   long long next_offset = -1;
 };
 
-std::map<partition_key, partition_store> store_by_partition(const world& w,
-                                                            const std::string&
-                                                              group) {
+std::map<partition_key, partition_store> store_by_partition(const world& w) {
   std::map<partition_key, partition_store> result;
   for (auto& r : w.rows(
          "select topic, partition, count(*), min(\"offset\"), max(\"offset\")"
@@ -142,8 +140,7 @@ std::map<partition_key, partition_store> store_by_partition(const world& w,
     p.max_offset = std::stoll(r[4]);
   }
   for (auto& r : w.rows("select topic, partition, next_offset from "
-                        "consumer_offsets where group_id = '"
-                        + group + "'"))
+                        "journal_offsets"))
     result[{r[0], std::stoi(r[1])}].next_offset = std::stoll(r[2]);
   return result;
 }
@@ -666,7 +663,7 @@ TEST_CASE("SIGTERM under load: in-flight batches finish, offsets match the "
     = stopping.empty() ? -1 : stopping.back().value("batches_in_flight", -1);
   int64_t in_flight_at_exit
     = stopped.empty() ? -1 : stopped.back().value("batches_in_flight", -1);
-  auto store = store_by_partition(w, w.group);
+  auto store = store_by_partition(w);
   // Per partition: journal ∪ DLQ is exactly [0, next_offset) (no partial
   // batch, no gap) and next_offset = max stored offset + 1.
   int offset_mismatches = 0;
@@ -782,7 +779,7 @@ TEST_CASE("SIGTERM while PostgreSQL is down: bounded exit, nothing "
   // Kafka's committed offsets, read while PostgreSQL is still down.
   auto committed = kafka_committed(w, w.group, partitions);
   w.cluster().start();
-  auto store = store_by_partition(w, w.group);
+  auto store = store_by_partition(w);
   int ahead = 0;
   std::string ahead_text;
   for (auto& [p, offset] : committed)
@@ -952,7 +949,7 @@ TEST_CASE("scale-out: instances share the partitions; kill -9 one, SIGTERM "
   // Nobody writes a partition that instance 0 does not own yet (1 is dead,
   // 2 has left): its stored offset is where 0 must start it.
   auto log0_from = file_size(w.sink_log(0));
-  auto offsets_at_exit = store_by_partition(w, w.group);
+  auto offsets_at_exit = store_by_partition(w);
   auto owned0 = owned_partitions(w.sink_log(0));
   REQUIRE(eventually([&] { return owned_partitions(w.sink_log(0)) == all; },
                      60s));

@@ -2,9 +2,14 @@
 // and COPY text fields. Pure checks, plus what PostgreSQL makes of them.
 #include "storage/copy_text.hpp"
 #include "storage/headers_json.hpp"
+#include "storage/journal_reader.hpp"
 #include "tests/integration/storage_test_util.hpp"
 
 #include <catch2/catch.hpp>
+
+#include <cstdlib>
+#include <optional>
+#include <unistd.h>
 
 using namespace ces;
 using namespace ces::storage;
@@ -201,4 +206,75 @@ TEST_CASE("COPY text escaping matches the byte-by-byte rules", "[codec]") {
     ces::storage::copy_text::append_escaped(out, s);
     REQUIRE(out == "prefix" + reference(s));
   }
+}
+
+namespace {
+
+/// Sets an environment variable for the scope (restores the old value).
+struct scoped_env {
+  std::string name;
+  std::optional<std::string> old;
+  scoped_env(std::string n, const std::string& value) : name(std::move(n)) {
+    if (auto v = std::getenv(name.c_str()))
+      old = v;
+    setenv(name.c_str(), value.c_str(), 1);
+  }
+  ~scoped_env() {
+    if (old)
+      setenv(name.c_str(), old->c_str(), 1);
+    else
+      unsetenv(name.c_str());
+  }
+};
+
+} // namespace
+
+TEST_CASE("PGCLIENTENCODING=LATIN1 cannot garble the journal",
+          "[codec][encoding]") {
+  auto url = ces::test::migrated_db();
+  const std::string name = "Zo\u00eb \u00d8rsted \u65e5\u672c \u2713";
+  std::vector<checked_record> batch{ces::test::accepted(
+    "crm", 0, 0, R"({"tenant_id":"t\u00f6","name":")" + name + "\"}",
+    "t\u00f6")};
+  {
+    // What libpq reads at connect time, e.g. from the service's environment.
+    scoped_env env{"PGCLIENTENCODING", "LATIN1"};
+    storage::migrate(url);
+    storage::journal_writer w{url, "cluster"};
+    auto out = w.write(batch);
+    CHECK(ces::test::find_count(out.journalled, "crm") == 1);
+    // Reads for the API see the same text (a LATIN1 session cannot even
+    // represent it).
+    storage::journal_reader reader{url};
+    auto rows = reader.latest_events(1);
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0].tenant_id == "t\u00f6");
+    CHECK(rows[0].payload_json.find(name) != std::string::npos);
+  }
+  // Checked over a session in the database's own encoding (UTF8).
+  CHECK(ces::test::scalar(url, "SELECT payload->>'name' FROM event_journal")
+        == name);
+  CHECK(ces::test::scalar(url, "SELECT tenant_id FROM event_journal")
+        == "t\u00f6");
+}
+
+TEST_CASE("a database whose encoding is not UTF8 is refused",
+          "[codec][encoding]") {
+  auto name = "ces_sql_ascii_" + std::to_string(::getpid());
+  ces::test::shared_pg().exec("CREATE DATABASE " + name
+                              + " ENCODING 'SQL_ASCII' TEMPLATE template0"
+                                " LC_COLLATE 'C' LC_CTYPE 'C'");
+  auto url = ces::test::shared_pg().url(name);
+  try {
+    storage::migrate(url);
+    FAIL("migrate accepted a SQL_ASCII database");
+  } catch (const storage::encoding_error& e) {
+    CHECK_THAT(e.what(), Catch::Contains("SQL_ASCII")
+                           && Catch::Contains("UTF8")
+                           && Catch::Contains(name));
+  }
+  // Nothing was created.
+  CHECK(ces::test::scalar(url, "SELECT to_regclass('schema_migrations')"
+                               " IS NULL")
+        == "t");
 }

@@ -17,7 +17,7 @@ using storage::journal_writer;
 
 namespace {
 
-const std::string group = "ces-test";
+const std::string cluster = "ces-test-cluster";
 
 std::vector<std::string> strings(const std::string& url,
                                  const std::string& sql) {
@@ -31,8 +31,8 @@ std::vector<std::string> strings(const std::string& url,
 
 int64_t stored_offset(const std::string& url, const std::string& topic,
                       int32_t partition) {
-  auto v = scalar(url, "SELECT next_offset FROM consumer_offsets"
-                       " WHERE group_id = '" + group + "' AND topic = '"
+  auto v = scalar(url, "SELECT next_offset FROM journal_offsets"
+                       " WHERE cluster_id = '" + cluster + "' AND topic = '"
                          + topic + "' AND partition = "
                          + std::to_string(partition));
   return v.empty() ? -1 : std::stoll(v);
@@ -42,17 +42,17 @@ int64_t stored_offset(const std::string& url, const std::string& topic,
 
 TEST_CASE("an empty batch is a no-op", "[journal]") {
   auto url = migrated_db();
-  journal_writer w{url, group};
+  journal_writer w{url, cluster};
   CHECK(w.connected());
   auto out = w.write({});
   CHECK(out.offsets.empty());
   CHECK(out.journalled.empty());
-  CHECK(count(url, "SELECT count(*) FROM consumer_offsets") == 0);
+  CHECK(count(url, "SELECT count(*) FROM journal_offsets") == 0);
 }
 
 TEST_CASE("good, rejected and refused records in one batch", "[journal]") {
   auto url = migrated_db();
-  journal_writer w{url, group};
+  journal_writer w{url, cluster};
   std::vector<checked_record> batch;
   // partition 0: good rows around rows only PostgreSQL refuses.
   batch.push_back(accepted("crm", 0, 10, R"({"tenant_id":"t","n":1})"));
@@ -147,7 +147,7 @@ TEST_CASE("good, rejected and refused records in one batch", "[journal]") {
 TEST_CASE("isolation finds many refused rows among many good ones",
           "[journal]") {
   auto url = migrated_db();
-  journal_writer w{url, group};
+  journal_writer w{url, cluster};
   auto batch = good_batch("crm", 0, 0, 2000);
   std::vector<int64_t> bad;
   for (int64_t o : {0, 1, 2, 777, 1000, 1001, 1500, 1999}) {
@@ -183,21 +183,21 @@ TEST_CASE("a batch is one transaction", "[journal]") {
   auto nothing_stored = [&] {
     CHECK(count(url, "SELECT count(*) FROM event_journal") == 0);
     CHECK(count(url, "SELECT count(*) FROM event_dlq") == 0);
-    CHECK(count(url, "SELECT count(*) FROM consumer_offsets") == 0);
+    CHECK(count(url, "SELECT count(*) FROM journal_offsets") == 0);
   };
 
   SECTION("an error raised after the COPY rolls everything back") {
     exec(url, R"(
       CREATE FUNCTION fail_update() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN RAISE EXCEPTION 'injected failure'; END $$;
-      CREATE TRIGGER fail_update BEFORE UPDATE ON consumer_offsets
+      CREATE TRIGGER fail_update BEFORE UPDATE ON journal_offsets
         FOR EACH ROW EXECUTE FUNCTION fail_update();)");
-    journal_writer w{url, group};
+    journal_writer w{url, cluster};
     CHECK_THROWS_WITH(w.write(batch), Catch::Contains("injected failure")
                                         && Catch::Contains("P0001"));
     nothing_stored();
     CHECK_FALSE(w.connected());
-    exec(url, "DROP TRIGGER fail_update ON consumer_offsets");
+    exec(url, "DROP TRIGGER fail_update ON journal_offsets");
     auto out = w.write(batch);
     CHECK(find_count(out.journalled, "crm") == 5);
   }
@@ -207,13 +207,13 @@ TEST_CASE("a batch is one transaction", "[journal]") {
       CREATE FUNCTION kill_me() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN PERFORM pg_terminate_backend(pg_backend_pid());
             PERFORM pg_sleep(5); RETURN NEW; END $$;
-      CREATE TRIGGER kill_me BEFORE UPDATE ON consumer_offsets
+      CREATE TRIGGER kill_me BEFORE UPDATE ON journal_offsets
         FOR EACH ROW EXECUTE FUNCTION kill_me();)");
-    journal_writer w{url, group};
+    journal_writer w{url, cluster};
     CHECK_THROWS_AS(w.write(batch), infra_error);
     CHECK_FALSE(w.connected());
     nothing_stored();
-    exec(url, "DROP TRIGGER kill_me ON consumer_offsets");
+    exec(url, "DROP TRIGGER kill_me ON journal_offsets");
     auto out = w.write(batch);
     CHECK(find_count(out.journalled, "crm") == 5);
   }
@@ -225,14 +225,14 @@ TEST_CASE("a batch is one transaction", "[journal]") {
       CREATE FUNCTION kill_me() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN PERFORM pg_terminate_backend(pg_backend_pid());
             PERFORM pg_sleep(5); RETURN NULL; END $$;
-      CREATE CONSTRAINT TRIGGER kill_me AFTER UPDATE ON consumer_offsets
+      CREATE CONSTRAINT TRIGGER kill_me AFTER UPDATE ON journal_offsets
         DEFERRABLE INITIALLY DEFERRED
         FOR EACH ROW EXECUTE FUNCTION kill_me();)");
-    journal_writer w{url, group};
+    journal_writer w{url, cluster};
     CHECK_THROWS_WITH(w.write(batch), Catch::Contains("commit outcome unknown"));
     CHECK_FALSE(w.connected());
     nothing_stored();
-    exec(url, "DROP TRIGGER kill_me ON consumer_offsets");
+    exec(url, "DROP TRIGGER kill_me ON journal_offsets");
     auto out = w.write(batch);
     CHECK(find_count(out.journalled, "crm") == 5);
   }
@@ -244,7 +244,7 @@ TEST_CASE("a batch is one transaction", "[journal]") {
 
 TEST_CASE("the offset fence journals each offset once", "[journal][fence]") {
   auto url = migrated_db();
-  journal_writer w{url, group};
+  journal_writer w{url, cluster};
 
   SECTION("the same batch twice") {
     auto batch = good_batch("crm", 0, 0, 10);
@@ -294,7 +294,7 @@ TEST_CASE("the offset fence journals each offset once", "[journal][fence]") {
     // Both write overlapping batches of the partition at the same time, as
     // during a rebalance (each from offset 0, with its own batch sizes); each
     // offset must be journalled exactly once.
-    journal_writer other{url, group};
+    journal_writer other{url, cluster};
     std::exception_ptr err_a, err_b;
     auto run = [&](journal_writer& jw, int64_t step, int64_t size,
                    std::exception_ptr& err) {
@@ -322,7 +322,7 @@ TEST_CASE("the offset fence journals each offset once", "[journal][fence]") {
 TEST_CASE("a writer whose connection was killed reconnects",
           "[journal][fence]") {
   auto url = migrated_db();
-  journal_writer w{url, group};
+  journal_writer w{url, cluster};
   w.write(good_batch("crm", 0, 0, 10));
   CHECK(terminate_others(url) >= 1);
   CHECK_THROWS_AS(w.write(good_batch("crm", 0, 10, 10)), infra_error);
@@ -336,7 +336,7 @@ TEST_CASE("a writer whose connection was killed reconnects",
 
 TEST_CASE("columns land as sent", "[journal]") {
   auto url = migrated_db();
-  journal_writer w{url, group};
+  journal_writer w{url, cluster};
   std::vector<checked_record> batch;
 
   auto a = accepted("crm.leads", 7, 123456789012LL,
@@ -431,7 +431,7 @@ TEST_CASE("columns land as sent", "[journal]") {
 
 TEST_CASE("payload text round-trips through COPY", "[journal]") {
   auto url = migrated_db();
-  journal_writer w{url, group};
+  journal_writer w{url, cluster};
   std::vector<std::string> payloads = {
     "{\"tenant_id\":\"t\",\"s\":\"tab\\there\"}",
     "{\"tenant_id\":\"t\",\"s\":\"back\\\\slash \\\\N \\\\. \\\\x41\"}",
@@ -469,7 +469,7 @@ TEST_CASE("payload text round-trips through COPY", "[journal]") {
 
 TEST_CASE("load_offsets returns what was committed", "[journal]") {
   auto url = migrated_db();
-  journal_writer w{url, group};
+  journal_writer w{url, cluster};
   std::vector<checked_record> batch = good_batch("a", 0, 0, 3);
   for (auto& r : good_batch("a", 2, 40, 2))
     batch.push_back(r);
@@ -479,7 +479,7 @@ TEST_CASE("load_offsets returns what was committed", "[journal]") {
     batch.push_back(r);
   auto out = w.write(batch);
 
-  auto loaded = storage::load_offsets(url, group, {"a", "b"});
+  auto loaded = storage::load_offsets(url, cluster, {"a", "b"});
   REQUIRE(loaded.size() == 3);
   CHECK((loaded[0].topic == "a" && loaded[0].partition == 0
          && loaded[0].next_offset == 3));
@@ -494,9 +494,9 @@ TEST_CASE("load_offsets returns what was committed", "[journal]") {
     CHECK(out.offsets[i].partition == loaded[i].partition);
     CHECK(out.offsets[i].next_offset == loaded[i].next_offset);
   }
-  CHECK(storage::load_offsets(url, "another-group", {"a", "b"}).empty());
-  CHECK(storage::load_offsets(url, group, {}).empty());
-  CHECK(storage::load_offsets(url, group, {"zzz"}).empty());
+  CHECK(storage::load_offsets(url, "another-cluster", {"a", "b"}).empty());
+  CHECK(storage::load_offsets(url, cluster, {}).empty());
+  CHECK(storage::load_offsets(url, cluster, {"zzz"}).empty());
 }
 
 TEST_CASE("pending DLQ entries are counted, across a reconnect",
@@ -504,7 +504,7 @@ TEST_CASE("pending DLQ entries are counted, across a reconnect",
   auto url = migrated_db();
   storage::journal_reader dlq{url};
   CHECK(dlq.pending_dlq_count() == 0);
-  journal_writer w{url, group};
+  journal_writer w{url, cluster};
   std::vector<checked_record> batch;
   for (int64_t o = 0; o < 5; ++o)
     batch.push_back(rejected("crm", 0, o, "", reject_reason::empty_value, ""));
@@ -525,7 +525,7 @@ TEST_CASE("a PostgreSQL restart is an infra error, then writes resume",
   // Its own cluster: the shared one stays up for the other tests.
   pg_fixture pg{"restart_test"};
   storage::migrate(pg.url());
-  journal_writer w{pg.url(), group};
+  journal_writer w{pg.url(), cluster};
   w.write(good_batch("crm", 0, 0, 10));
   pg.stop("immediate");
   CHECK_THROWS_AS(w.write(good_batch("crm", 0, 10, 10)), infra_error);
@@ -534,6 +534,72 @@ TEST_CASE("a PostgreSQL restart is an infra error, then writes resume",
   auto out = w.write(good_batch("crm", 0, 10, 10));
   CHECK(find_count(out.journalled, "crm") == 10);
   CHECK(count(pg.url(), "SELECT count(*) FROM event_journal") == 20);
-  CHECK(storage::load_offsets(pg.url(), group, {"crm"}).at(0).next_offset
+  CHECK(storage::load_offsets(pg.url(), cluster, {"crm"}).at(0).next_offset
         == 20);
+}
+
+TEST_CASE("the fence is the cluster's: another group continues from it",
+          "[journal][fence]") {
+  auto url = migrated_db();
+  // Group A's instance journalled [0, 100) of crm/0.
+  journal_writer a{url, cluster};
+  a.write(good_batch("crm", 0, 0, 100));
+  // Group B starts from `earliest` on the same cluster: nothing again.
+  journal_writer b{url, cluster};
+  auto again = b.write(good_batch("crm", 0, 0, 100));
+  CHECK(find_count(again.skipped, "crm") == 100);
+  CHECK(again.journalled.empty());
+  auto next = b.write(good_batch("crm", 0, 100, 10));
+  CHECK(find_count(next.journalled, "crm") == 10);
+  CHECK(count(url, "SELECT count(*) FROM event_journal") == 110);
+  CHECK(stored_offset(url, "crm", 0) == 110);
+  // The same coordinates on another cluster are other records.
+  journal_writer other{url, "another-cluster"};
+  auto theirs = other.write(good_batch("crm", 0, 0, 5));
+  CHECK(find_count(theirs.journalled, "crm") == 5);
+  CHECK_THROWS_AS(journal_writer(url, ""), std::invalid_argument);
+}
+
+TEST_CASE("adopting a group's legacy offsets keeps the greater position, "
+          "once, with instances starting together",
+          "[journal][fence]") {
+  auto url = migrated_db();
+  exec(url, "INSERT INTO legacy_group_offsets (group_id, topic, partition,"
+            " next_offset) SELECT 'g', 'crm', p, 1000 + p"
+            " FROM generate_series(0, 49) AS p");
+  exec(url, "INSERT INTO legacy_group_offsets VALUES ('h', 'crm', 0, 5)");
+  // A writer of this cluster already moved crm/1 further (an instance that
+  // adopted and ran); crm/2 is behind the legacy position.
+  journal_writer w{url, cluster};
+  w.write(good_batch("crm", 1, 2000, 1));
+  w.write(good_batch("crm", 2, 0, 1));
+  std::vector<size_t> adopted(4);
+  std::vector<std::exception_ptr> errs(4);
+  std::vector<std::thread> starts;
+  for (size_t i = 0; i < 4; ++i)
+    starts.emplace_back([&, i] {
+      try {
+        adopted[i] = storage::adopt_group_offsets(url, cluster, "g");
+      } catch (...) {
+        errs[i] = std::current_exception();
+      }
+    });
+  for (auto& t : starts)
+    t.join();
+  for (auto& e : errs)
+    REQUIRE_FALSE(e);
+  CHECK(adopted[0] + adopted[1] + adopted[2] + adopted[3] == 50);
+  CHECK(stored_offset(url, "crm", 0) == 1000);
+  CHECK(stored_offset(url, "crm", 1) == 2001);
+  CHECK(stored_offset(url, "crm", 2) == 1002);
+  CHECK(stored_offset(url, "crm", 49) == 1049);
+  CHECK(count(url, "SELECT count(*) FROM journal_offsets") == 50);
+  // Group h's row stays until h starts; then it cannot move crm/0 back.
+  CHECK(count(url, "SELECT count(*) FROM legacy_group_offsets") == 1);
+  CHECK(storage::adopt_group_offsets(url, cluster, "h") == 1);
+  CHECK(stored_offset(url, "crm", 0) == 1000);
+  // The adopted position fences: records below it are skipped.
+  auto out = w.write(good_batch("crm", 3, 1000, 6));
+  CHECK(find_count(out.skipped, "crm") == 3);
+  CHECK(find_count(out.journalled, "crm") == 3);
 }

@@ -47,7 +47,8 @@ TEST_CASE("migrate applies each migration once", "[migrate]") {
   CHECK(scalar(url, "SELECT applied_at IS NOT NULL FROM schema_migrations"
                     " WHERE version = 1")
         == "t");
-  for (auto table : {"event_journal", "event_dlq", "consumer_offsets"})
+  for (auto table : {"event_journal", "event_dlq", "journal_offsets",
+                      "legacy_group_offsets"})
     CHECK(scalar(url, std::string("SELECT to_regclass('") + table
                         + "') IS NOT NULL")
           == "t");
@@ -116,4 +117,42 @@ TEST_CASE("an unreachable server is an infra_error", "[migrate]") {
   CHECK_THROWS_AS(storage::journal_reader(url).ping(), storage::infra_error);
   CHECK_THROWS_WITH(storage::migrate(url),
                     Catch::Contains("cannot connect to PostgreSQL"));
+}
+
+TEST_CASE("upgrading keeps the group-keyed offsets as a seed (0003)",
+          "[migrate][fence]") {
+  // A database of the previous release: migrations 1 and 2, offsets of two
+  // groups in consumer_offsets.
+  auto url = shared_pg().create_database();
+  exec(url, "CREATE TABLE schema_migrations (version integer PRIMARY KEY,"
+            " name text, applied_at timestamptz DEFAULT now())");
+  for (auto& m : storage::embedded_migrations())
+    if (m.version <= 2) {
+      exec(url, m.sql);
+      exec(url, "INSERT INTO schema_migrations (version, name) VALUES ("
+                  + std::to_string(m.version) + ", '" + m.name + "')");
+    }
+  exec(url, "INSERT INTO consumer_offsets (group_id, topic, partition,"
+            " next_offset) VALUES ('a', 't', 0, 100), ('a', 't', 1, 7),"
+            " ('b', 't', 0, 40)");
+  auto applied = storage::migrate(url);
+  REQUIRE_FALSE(applied.empty());
+  CHECK(applied.front() == 3);
+  CHECK(scalar(url, "SELECT to_regclass('consumer_offsets') IS NULL") == "t");
+  CHECK(count(url, "SELECT count(*) FROM journal_offsets") == 0);
+  CHECK(count(url, "SELECT sum(next_offset) FROM legacy_group_offsets")
+        == 147);
+  // The first start of group a on cluster C adopts a's rows, once; b's wait
+  // for b's first start.
+  CHECK(storage::adopt_group_offsets(url, "C", "a") == 2);
+  CHECK(storage::adopt_group_offsets(url, "C", "a") == 0);
+  CHECK(scalar(url, "SELECT string_agg(cluster_id || '/' || topic || '/'"
+                    " || partition || '@' || next_offset, ','"
+                    " ORDER BY partition) FROM journal_offsets")
+        == "C/t/0@100,C/t/1@7");
+  CHECK(count(url, "SELECT count(*) FROM legacy_group_offsets") == 1);
+  auto loaded = storage::load_offsets(url, "C", {"t"});
+  REQUIRE(loaded.size() == 2);
+  CHECK(loaded[0].next_offset == 100);
+  CHECK(loaded[1].next_offset == 7);
 }
