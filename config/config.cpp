@@ -1,4 +1,5 @@
 #include "config/config.hpp"
+#include "config/mask.hpp"
 
 #include <caf/config_option_set.hpp>
 #include <caf/config_value.hpp>
@@ -6,8 +7,6 @@
 #include <caf/pec.hpp>
 #include <caf/sec.hpp>
 #include <caf/settings.hpp>
-
-#include <libpq-fe.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -290,70 +289,6 @@ void wrap(std::ostream& out, const std::vector<std::string>& words) {
   out << '\n';
 }
 
-// -- secrets -----------------------------------------------------------------
-
-bool secret_property(std::string_view key) {
-  std::string k{key};
-  std::transform(k.begin(), k.end(), k.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
-  for (auto word : {"password", "secret", "key.pem", "jaas", "oauthbearer"})
-    if (k.find(word) != std::string::npos)
-      return true;
-  return false;
-}
-
-std::string mask_property(const std::string& item) {
-  auto eq = item.find('=');
-  if (eq == std::string::npos || !secret_property(item.substr(0, eq)))
-    return item;
-  return item.substr(0, eq + 1) + "***";
-}
-
-/// Masks the value of every `password` key=value pair in a libpq keyword
-/// connection string.
-std::string mask_keyword_password(const std::string& s) {
-  std::string r;
-  size_t i = 0;
-  while (i < s.size()) {
-    // Read one keyword.
-    while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i])))
-      r += s[i++];
-    size_t kbeg = i;
-    while (i < s.size() && s[i] != '='
-           && !std::isspace(static_cast<unsigned char>(s[i])))
-      ++i;
-    std::string key = s.substr(kbeg, i - kbeg);
-    r += key;
-    while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i])))
-      r += s[i++];
-    if (i >= s.size() || s[i] != '=')
-      continue;
-    r += s[i++];
-    while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i])))
-      r += s[i++];
-    // Read its value, quoted or not.
-    size_t vbeg = i;
-    if (i < s.size() && s[i] == '\'') {
-      ++i;
-      while (i < s.size() && s[i] != '\'') {
-        if (s[i] == '\\' && i + 1 < s.size())
-          ++i;
-        ++i;
-      }
-      if (i < s.size())
-        ++i;
-    } else {
-      while (i < s.size() && !std::isspace(static_cast<unsigned char>(s[i]))) {
-        if (s[i] == '\\' && i + 1 < s.size())
-          ++i;
-        ++i;
-      }
-    }
-    r += key == "password" ? std::string{"***"} : s.substr(vbeg, i - vbeg);
-  }
-  return r;
-}
-
 } // namespace
 
 // -- free functions ----------------------------------------------------------
@@ -367,44 +302,11 @@ std::string env_name(const std::string& setting_name) {
   return r;
 }
 
-std::string mask_database_url(const std::string& url) {
-  // postgresql:// and postgres:// are libpq URIs; mask any other scheme
-  // the same way, a typo must not print the password either.
-  auto scheme_end = url.find("://");
-  if (scheme_end == std::string::npos)
-    return mask_keyword_password(url);
-  std::string r = url;
-  auto auth_begin = scheme_end + 3;
-  auto auth_end = r.find_first_of("/?#", auth_begin);
-  if (auth_end == std::string::npos)
-    auth_end = r.size();
-  auto at = r.rfind('@', auth_end - 1);
-  if (at != std::string::npos && at >= auth_begin) {
-    auto colon = r.find(':', auth_begin);
-    if (colon != std::string::npos && colon < at)
-      r.replace(colon + 1, at - colon - 1, "***");
-  }
-  // password=... in the query string.
-  auto q = r.find('?');
-  while (q != std::string::npos) {
-    auto key_begin = q + 1;
-    auto eq = r.find('=', key_begin);
-    auto amp = r.find('&', key_begin);
-    if (eq != std::string::npos && (amp == std::string::npos || eq < amp)
-        && r.compare(key_begin, eq - key_begin, "password") == 0) {
-      auto value_end = amp == std::string::npos ? r.size() : amp;
-      r.replace(eq + 1, value_end - eq - 1, "***");
-      amp = r.find('&', eq);
-    }
-    q = amp;
-  }
-  return r;
-}
-
 std::vector<std::pair<std::string, std::string>>
 describe(const settings& s) {
   std::vector<std::pair<std::string, std::string>> result;
   for (auto& d : defs()) {
+    bool properties = std::string_view{d.name} == "kafka-properties";
     std::string value = std::visit(
       [&](auto ptr) -> std::string {
         const auto& v = s.*ptr;
@@ -415,7 +317,7 @@ describe(const settings& s) {
           std::vector<std::string> xs;
           for (auto& x : v) { // round-trips through split_list
             std::string item;
-            for (char c : mask_property(x))
+            for (char c : properties ? mask_property(x) : x)
               item += c == ',' ? std::string{"\\,"} : std::string(1, c);
             xs.emplace_back(std::move(item));
           }
@@ -538,12 +440,20 @@ std::string validate(const settings& s) {
   }
   if (trim(s.kafka_group_id).empty())
     return missing("kafka-group-id", "a consumer group id is required");
-  for (auto& p : s.kafka_properties) {
+  for (size_t i = 0; i < s.kafka_properties.size(); ++i) {
+    auto& p = s.kafka_properties[i];
     auto eq = p.find('=');
-    if (eq == std::string::npos || eq == 0
-        || trim(std::string_view{p}.substr(0, eq)).size() != eq)
+    if (eq == std::string::npos)
+      // Perhaps the tail of a secret value cut at an unescaped comma.
       return invalid("kafka-properties",
-                     quoted(p) + " is not a key=value librdkafka property");
+                     "item " + std::to_string(i + 1)
+                       + " is not a key=value librdkafka property (not "
+                         "shown: it may be part of a secret; a comma inside "
+                         "a value is written \\,)");
+    if (eq == 0 || trim(std::string_view{p}.substr(0, eq)).size() != eq)
+      return invalid("kafka-properties",
+                     quoted(mask_property(p))
+                       + " is not a key=value librdkafka property");
   }
   for (auto e : {positive("kafka-session-timeout-ms",
                           s.kafka_session_timeout_ms),
@@ -555,27 +465,8 @@ std::string validate(const settings& s) {
     return missing("database-url", "a libpq URI such as "
                                    "postgresql://user@host:5432/db is "
                                    "required");
-  {
-    char* errmsg = nullptr;
-    PQconninfoOption* opts = PQconninfoParse(s.database_url.c_str(), &errmsg);
-    if (opts == nullptr) {
-      std::string why = errmsg != nullptr ? errmsg : "out of memory";
-      if (errmsg != nullptr)
-        PQfreemem(errmsg);
-      while (!why.empty() && (why.back() == '\n' || why.back() == ' '))
-        why.pop_back();
-      // libpq may quote the string back: never print a password.
-      auto masked = mask_database_url(s.database_url);
-      for (auto pos = why.find(s.database_url); pos != std::string::npos;
-           pos = why.find(s.database_url, pos + masked.size()))
-        why.replace(pos, s.database_url.size(), masked);
-      return invalid("database-url", quoted(masked)
-                                       + " is not a libpq connection "
-                                         "string: "
-                                       + why);
-    }
-    PQconninfoFree(opts);
-  }
+  if (auto problem = database_url_problem(s.database_url); !problem.empty())
+    return invalid("database-url", problem);
   // Ports.
   if (trim(s.http_address).empty())
     return missing("http-address", "a listen address is required");
