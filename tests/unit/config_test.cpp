@@ -288,6 +288,27 @@ TEST_CASE("string values are taken verbatim", "[config]") {
   CHECK(r.values().kafka_bootstrap_servers == "\"h\":1");
 }
 
+TEST_CASE("environment values are typed, not parsed as CAF syntax",
+          "[config]") {
+  run r{{},
+        {{"DATABASE_URL", good_url},
+         {"KAFKA_GROUP_ID", "[g], \"x\" \\n"},
+         {"KAFKA_TOPICS", "[\"x\", \"y\"]"},
+         {"KAFKA_PROPERTIES", "a=[1],b=\"2\""},
+         {"HTTP_PORT", " 8080 "}}};
+  REQUIRE(r.err.empty());
+  CHECK(r.values().kafka_group_id == "[g], \"x\" \\n");
+  CHECK(r.values().kafka_topics == std::vector<std::string>{"x", "y"});
+  CHECK(r.values().kafka_properties
+        == std::vector<std::string>{"a=[1]", "b=\"2\""});
+  CHECK(r.values().http_port == 8080);
+  run bad{{}, {{"DATABASE_URL", good_url}, {"KAFKA_TOPICS", "[1, 2]"}}};
+  CHECK(bad.err
+        == line("invalid setting kafka-topics (KAFKA_TOPICS): \"[1, 2]\" is "
+                "not a list (use a,b or [\"a\", \"b\"] in the INI file) "
+                "(from the environment)"));
+}
+
 TEST_CASE("empty environment variables count as unset", "[config]") {
   run r{{}, {{"DATABASE_URL", good_url}, {"HTTP_PORT", ""}}};
   REQUIRE(r.err.empty());
