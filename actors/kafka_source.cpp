@@ -1,6 +1,8 @@
 #include "actors/kafka_source.hpp"
 
+#include "actors/kafka/properties.hpp"
 #include "config/logging.hpp"
+#include "config/mask.hpp"
 #include "storage/journal.hpp"
 
 #include <librdkafka/rdkafkacpp.h>
@@ -268,9 +270,8 @@ kafka_source::kafka_source(const kafka_source_config& cfg)
     RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL)};
   std::string err;
   auto set = [&](const std::string& key, const std::string& value) {
-    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK)
-      throw std::runtime_error("invalid Kafka property " + key + "=" + value
-                               + ": " + err);
+    if (auto why = set_property(*conf, key, value); !why.empty())
+      throw std::runtime_error("invalid Kafka property " + why);
   };
   set("bootstrap.servers", cfg.bootstrap_servers);
   set("group.id", cfg.group_id);
@@ -291,9 +292,9 @@ kafka_source::kafka_source(const kafka_source_config& cfg)
   set("log.connection.close", "false");
   for (auto& kv : cfg.properties) {
     auto eq = kv.find('=');
-    if (eq == std::string::npos)
-      throw std::runtime_error("invalid Kafka property '" + kv
-                               + "': expected key=value");
+    if (eq == std::string::npos) // not shown: perhaps a secret's tail
+      throw std::runtime_error("invalid Kafka property: an item is not "
+                               "key=value");
     set(kv.substr(0, eq), kv.substr(eq + 1));
   }
   if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(impl_.get()),
@@ -305,7 +306,8 @@ kafka_source::kafka_source(const kafka_source_config& cfg)
     throw std::runtime_error("cannot install Kafka callbacks: " + err);
   impl_->kc.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!impl_->kc)
-    throw std::runtime_error("cannot create Kafka consumer: " + err);
+    throw std::runtime_error("cannot create Kafka consumer: "
+                             + scrub_properties(err, cfg.properties));
   auto rc = impl_->kc->subscribe(cfg.topics);
   if (rc != RdKafka::ERR_NO_ERROR)
     throw std::runtime_error("cannot subscribe: " + RdKafka::err2str(rc));

@@ -9,6 +9,7 @@
 // tests only, not from actors.
 #pragma once
 
+#include "config/mask.hpp"
 #include "config/settings.hpp"
 
 #include <caf/actor_system_config.hpp>
@@ -76,13 +77,10 @@ std::string validate(const settings& s);
 std::string env_name(const std::string& setting_name);
 
 /// All settings as (name, value) pairs in help order, for the start-up log
-/// line. Lists are comma-separated; secrets are masked (the password in
-/// database-url, kafka-properties whose key names a password/secret/key).
+/// line and --dump-config. Lists are comma-separated; secrets are masked
+/// (config/mask.hpp: database-url through libpq's parser, kafka-properties
+/// by their names).
 std::vector<std::pair<std::string, std::string>>
 describe(const settings& s);
-
-/// Replaces the password of a libpq URI or key=value connection string with
-/// "***" (also a password=... URI query parameter). Other text is unchanged.
-std::string mask_database_url(const std::string& url);
 
 } // namespace ces

@@ -1,5 +1,8 @@
 #include "actors/kafka/replay_producer.hpp"
 
+#include "actors/kafka/properties.hpp"
+#include "config/mask.hpp"
+
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafkacpp.h>
 
@@ -102,9 +105,8 @@ replay_producer::replay_producer(const replay_producer_config& cfg,
     RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL)};
   std::string err;
   auto set = [&](const std::string& k, const std::string& v) {
-    if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK)
-      throw std::invalid_argument("replay producer: " + k + "=" + v + ": "
-                                  + err);
+    if (auto why = set_property(*conf, k, v); !why.empty())
+      throw std::invalid_argument("replay producer: " + why);
   };
   set("bootstrap.servers", cfg.bootstrap_servers);
   set("client.id", cfg.client_id);
@@ -112,9 +114,9 @@ replay_producer::replay_producer(const replay_producer_config& cfg,
   set("message.timeout.ms", std::to_string(cfg.message_timeout_ms));
   for (auto& p : cfg.properties) {
     auto eq = p.find('=');
-    if (eq == std::string::npos || eq == 0)
-      throw std::invalid_argument("replay producer: property '" + p
-                                  + "' is not key=value");
+    if (eq == std::string::npos || eq == 0) // not shown: a secret's tail?
+      throw std::invalid_argument("replay producer: a property is not "
+                                  "key=value");
     set(p.substr(0, eq), p.substr(eq + 1));
   }
   // Not overridable.
@@ -129,7 +131,8 @@ replay_producer::replay_producer(const replay_producer_config& cfg,
     throw std::runtime_error("replay producer: " + err);
   impl_->producer.reset(RdKafka::Producer::create(conf.get(), err));
   if (!impl_->producer)
-    throw std::runtime_error("replay producer: cannot create: " + err);
+    throw std::runtime_error("replay producer: cannot create: "
+                             + scrub_properties(err, cfg.properties));
 }
 
 replay_producer::~replay_producer() {

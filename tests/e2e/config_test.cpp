@@ -171,3 +171,108 @@ TEST_CASE("a database whose encoding is not UTF8 stops the start with exit 1",
                          name)
         == "t");
 }
+
+TEST_CASE("no secret in --dump-config, the starting line, crash reasons or "
+          "the API",
+          "[e2e]") {
+  // Each is a secret the sink is given; none may appear anywhere.
+  const std::vector<std::string> secrets = {"E2Ea1", "E2Eb2", "E2Ec3",
+                                            "E2Ed4", "E2Ee5"};
+  auto shows_secret = [&](const std::string& text) {
+    for (auto& s : secrets)
+      if (text.find(s) != std::string::npos)
+        return true;
+    return false;
+  };
+  // A password libpq ends at '@' (not at '?'), an sslpassword in the query;
+  // PostgreSQL trusts local connections here, so the URL still works.
+  auto url = pg().create_database();
+  url.replace(url.find("postgres@"), 9, "postgres:pa?ss-E2Ea1@");
+  url += "?sslpassword=E2Eb2";
+  const std::string props
+    = "sasl.password=E2Ec3,ssl.key.password=E2Ed4,"
+      "sasl.jaas.config=org.apache.kafka.common.security.plain."
+      "PlainLoginModule required username=\"u\" password=\"E2Ee5\";";
+  SECTION("--dump-config") {
+    spawn_options o;
+    o.env = {{"DATABASE_URL", url}, {"KAFKA_PROPERTIES", props}};
+    std::string err, out;
+    auto st = run_sink({"--dump-config"}, o, err, out);
+    INFO(out << err);
+    CHECK(st.success());
+    CHECK(err.empty());
+    CHECK_FALSE(shows_secret(out));
+    CHECK_THAT(out, Catch::Contains("database-url=postgresql://postgres:***@"));
+    CHECK_THAT(out, Catch::Contains("sasl.jaas.config=***"));
+  }
+  // The sink against a database it can reach and a broker it cannot.
+  auto start = [&](const std::string& properties) {
+    spawn_options o;
+    o.env = {{"KAFKA_PROPERTIES", properties}};
+    auto http_port = ces::test::free_tcp_port();
+    auto sink = std::make_unique<child_process>(
+      std::vector<std::string>{
+        CES_SINK_BIN, "--database-url=" + url,
+        "--kafka-bootstrap-servers=127.0.0.1:1", "--max-restarts=1000",
+        "--restart-backoff-initial-ms=100", "--restart-backoff-max-ms=1000",
+        "--log-format=json", "--http-address=127.0.0.1",
+        "--http-port=" + std::to_string(http_port),
+        "--metrics-port=" + std::to_string(ces::test::free_tcp_port())},
+      o);
+    return std::make_pair(std::move(sink), http_port);
+  };
+  SECTION("a refused secret property: crash lines name it, not its value") {
+    // librdkafka refuses sasl.jaas.config (Java syntax): the CONSUMER and
+    // the REPLAYER crash at every start with that property in the reason
+    // (and the HTTP_BRIDGE restarts with the REPLAYER: no API here).
+    auto started = start(props);
+    auto& sink = started.first;
+    INFO(sink->describe());
+    REQUIRE(sink->wait_for_line(ces::test::stream::err, "actor_restart", 30s));
+    sink->stop();
+    auto log = sink->stderr_text();
+    CHECK_THAT(log, Catch::Contains("\"event\":\"starting\""));
+    CHECK_THAT(log, Catch::Contains("postgres:***@"));
+    CHECK_THAT(log, Catch::Contains("sasl.jaas.config=***"));
+    CHECK_THAT(log, Catch::Contains("invalid Kafka property sasl.jaas.config "
+                                    "(value not shown)"));
+    CHECK_FALSE(shows_secret(log + sink->stdout_text()));
+  }
+  SECTION("/supervision and /ready while the consumer keeps failing") {
+    // Consumers only: librdkafka refuses the consumer (max.poll.interval.ms
+    // below session.timeout.ms) and accepts the replay producer, so the API
+    // stays up and shows the CONSUMER's crash reason.
+    auto started = start(
+      "sasl.password=E2Ec3,ssl.key.password=E2Ed4,max.poll.interval.ms=1000");
+    auto& sink = started.first;
+    auto http_port = started.second;
+    INFO(sink->describe());
+    REQUIRE(sink->wait_for_line(ces::test::stream::err, "actor_crash", 30s));
+    ces::test::http_response supervision;
+    CHECK(eventually(
+      [&] {
+        supervision = ces::test::http_get("127.0.0.1", http_port,
+                                          "/supervision");
+        return supervision.status == 200
+               && supervision.body.find("max.poll.interval.ms")
+                    != std::string::npos;
+      },
+      20s));
+    INFO("/supervision: " << supervision.body);
+    CHECK_FALSE(shows_secret(supervision.body));
+    ces::test::http_response ready;
+    CHECK(eventually(
+      [&] {
+        ready = ces::test::http_get("127.0.0.1", http_port, "/ready");
+        return ready.status == 503
+               && ready.body.find("max.poll.interval.ms") != std::string::npos;
+      },
+      20s));
+    INFO("/ready: " << ready.body);
+    CHECK_FALSE(shows_secret(ready.body));
+    sink->stop();
+    auto log = sink->stderr_text();
+    CHECK_THAT(log, Catch::Contains("sasl.password=***"));
+    CHECK_FALSE(shows_secret(log + sink->stdout_text()));
+  }
+}

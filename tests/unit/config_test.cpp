@@ -1,6 +1,7 @@
 // ces::service_config: flags, environment, INI file, precedence, help,
 // validation and masking.
 #include "config/config.hpp"
+#include "config/mask.hpp"
 
 #include <caf/actor_system.hpp>
 #include <caf/scheduler/abstract_coordinator.hpp>
@@ -287,6 +288,27 @@ TEST_CASE("string values are taken verbatim", "[config]") {
   CHECK(r.values().kafka_bootstrap_servers == "\"h\":1");
 }
 
+TEST_CASE("environment values are typed, not parsed as CAF syntax",
+          "[config]") {
+  run r{{},
+        {{"DATABASE_URL", good_url},
+         {"KAFKA_GROUP_ID", "[g], \"x\" \\n"},
+         {"KAFKA_TOPICS", "[\"x\", \"y\"]"},
+         {"KAFKA_PROPERTIES", "a=[1],b=\"2\""},
+         {"HTTP_PORT", " 8080 "}}};
+  REQUIRE(r.err.empty());
+  CHECK(r.values().kafka_group_id == "[g], \"x\" \\n");
+  CHECK(r.values().kafka_topics == std::vector<std::string>{"x", "y"});
+  CHECK(r.values().kafka_properties
+        == std::vector<std::string>{"a=[1]", "b=\"2\""});
+  CHECK(r.values().http_port == 8080);
+  run bad{{}, {{"DATABASE_URL", good_url}, {"KAFKA_TOPICS", "[1, 2]"}}};
+  CHECK(bad.err
+        == line("invalid setting kafka-topics (KAFKA_TOPICS): \"[1, 2]\" is "
+                "not a list (use a,b or [\"a\", \"b\"] in the INI file) "
+                "(from the environment)"));
+}
+
 TEST_CASE("empty environment variables count as unset", "[config]") {
   run r{{}, {{"DATABASE_URL", good_url}, {"HTTP_PORT", ""}}};
   REQUIRE(r.err.empty());
@@ -430,16 +452,32 @@ TEST_CASE("semantic validation", "[config]") {
           == line("missing setting database-url (DATABASE_URL): a libpq URI "
                   "such as postgresql://user@host:5432/db is required"));
   }
+  // libpq's reason, without what it quotes from the string.
   fails_with({"--database-url=postgresql://u:pw@h/db?bogus=1"},
-             "invalid setting database-url (DATABASE_URL): "
-             "\"postgresql://u:***@h/db?bogus=1\" is not a libpq connection "
-             "string: invalid URI query parameter: \"bogus\"");
-  // libpq quotes the whole URL back here: masked too.
+             "invalid setting database-url (DATABASE_URL): not a libpq "
+             "connection string: invalid URI query parameter: \"***\" (the "
+             "value is not shown: it may hold a password)");
   fails_with({"--database-url=postgresql://u:pw@[::1/db"},
-             "invalid setting database-url (DATABASE_URL): "
-             "\"postgresql://u:***@[::1/db\" is not a libpq connection "
-             "string: end of string reached when looking for matching \"]\" "
-             "in IPv6 host address in URI: \"postgresql://u:***@[::1/db\"");
+             "invalid setting database-url (DATABASE_URL): not a libpq "
+             "connection string: end of string reached when looking for "
+             "matching \"]\" in IPv6 host address in URI: \"***\" (the "
+             "value is not shown: it may hold a password)");
+  fails_with({"--database-url=host=h password=a b"},
+             "invalid setting database-url (DATABASE_URL): not a libpq "
+             "connection string: missing \"=\" after \"***\" in connection "
+             "info string (the value is not shown: it may hold a password)");
+  fails_with({"--database-url=postgresql://u:pw@h:54x/db"},
+             "invalid setting database-url (DATABASE_URL): the port is not a "
+             "number 1-65535; in a URI, write '@' and '/' in the password as "
+             "%40 and %2F (the value is not shown: it may hold a password)");
+  fails_with({"--database-url=host=h port=0"},
+             "invalid setting database-url (DATABASE_URL): the port is not a "
+             "number 1-65535 (the value is not shown: it may hold a "
+             "password)");
+  fails_with({"--database-url=postgresql://u:p@w@h/db"},
+             "invalid setting database-url (DATABASE_URL): the host name "
+             "contains '@'; in a URI, write '@' and '/' in the password as "
+             "%40 and %2F (the value is not shown: it may hold a password)");
   fails_with({"--http-port=0"}, "invalid setting http-port (HTTP_PORT): "
                                 "\"0\" is not a port number (1-65535)");
   {
@@ -478,7 +516,11 @@ TEST_CASE("semantic validation", "[config]") {
              "(KAFKA_BOOTSTRAP_SERVERS): a list of host:port pairs (or "
              "\"embedded\") is required");
   fails_with({"--kafka-properties=acks=all,oops"},
-             "invalid setting kafka-properties (KAFKA_PROPERTIES): \"oops\" "
+             "invalid setting kafka-properties (KAFKA_PROPERTIES): item 2 is "
+             "not a key=value librdkafka property (not shown: it may be part "
+             "of a secret; a comma inside a value is written \\,)");
+  fails_with({"--kafka-properties=acks=all,=1"},
+             "invalid setting kafka-properties (KAFKA_PROPERTIES): \"=1\" "
              "is not a key=value librdkafka property");
   fails_with({"--log-format=xml"}, "invalid setting log-format (LOG_FORMAT): "
                                    "\"xml\" is neither text nor json");
@@ -522,7 +564,8 @@ TEST_CASE("passwords never reach the output", "[config]") {
   SECTION("an unparseable URL with a password") {
     run r{{"--database-url=postgresq://u:hunter2@h/db"}};
     CHECK(r.result.exit_code == 2);
-    CHECK_THAT(r.err, Catch::Contains("postgresq://u:***@h/db"));
+    CHECK_THAT(r.err, Catch::Contains("(a URI starts with postgresql:// or "
+                                      "postgres://)"));
     CHECK_THAT(r.err, !Catch::Contains("hunter2"));
   }
   SECTION("mask_database_url") {
@@ -533,14 +576,16 @@ TEST_CASE("passwords never reach the output", "[config]") {
           == "postgres://u:***@h1:1,h2:2/db?sslmode=x");
     CHECK(mask_database_url("postgresql://u@h/db")
           == "postgresql://u@h/db");
-    CHECK(mask_database_url("postgresql://h/db?user=u&password=pw&x=1")
-          == "postgresql://h/db?user=u&password=***&x=1");
+    // Rebuilt from libpq's parse, in libpq's order of options.
+    CHECK(mask_database_url("postgresql://h/db?user=u&password=pw"
+                            "&application_name=a%20b")
+          == "postgresql://u:***@h/db?application_name=a%20b");
     CHECK(mask_database_url("postgresql://u:a@b@h/db")
-          == "postgresql://u:***@h/db");
+          == ces::unparseable_database_url);
     CHECK(mask_database_url("host=h password=pw user=u")
-          == "host=h password=*** user=u");
+          == "user=u password=*** host=h");
     CHECK(mask_database_url("host=h password = 'p w\\'x' user=u")
-          == "host=h password = *** user=u");
+          == "user=u password=*** host=h");
   }
   SECTION("describe masks secret librdkafka properties") {
     ces::settings s;
@@ -606,4 +651,118 @@ TEST_CASE("CAF's own options still work and the config starts a system",
   CHECK(caf::get_or(r.cfg, "scheduler.max-threads", size_t{0}) == 1u);
   caf::actor_system sys{r.cfg};
   CHECK(sys.scheduler().num_workers() == 1u);
+}
+
+namespace {
+
+/// A DATABASE_URL and the secrets in it (each must never be printed).
+struct url_case {
+  std::string url;
+  std::vector<std::string> secrets;
+  bool valid; // libpq parses it and the service accepts it
+};
+
+const std::vector<url_case>& tricky_urls() {
+  static const std::vector<url_case> xs = {
+    // libpq ends the password at '@' (or '/'), not at '?' or '#'.
+    {"postgresql://sink:pa?ss-Sq1@db/crm", {"pa?ss-Sq1", "ss-Sq1"}, true},
+    {"postgresql://sink:pa#ss-Sh2@db/crm", {"pa#ss-Sh2", "ss-Sh2"}, true},
+    {"postgres://sink:S3cr%40t-Se3@db:5432/crm",
+     {"S3cr%40t-Se3", "S3cr@t-Se3", "t-Se3"}, true},
+    {"postgresql://sink:pa ss\"'-Sx4@db/crm", {"pa ss", "ss\"'-Sx4"}, true},
+    // Password options in the query: password and sslpassword.
+    {"postgresql://u@db/crm?sslpassword=Ssl5&sslmode=require", {"Ssl5"},
+     true},
+    {"postgresql://db/crm?password=Sq6&user=u", {"Sq6"}, true},
+    // key=value form.
+    {"host=db user=u password='Sk7 x y' dbname=crm", {"Sk7"}, true},
+    {"host=db sslpassword=Sk8a password=Sk8b", {"Sk8a", "Sk8b"}, true},
+    {"host=db password=Sk9\\'q", {"Sk9"}, true},
+    // libpq cannot parse these: nothing of the string is shown.
+    {"postgresql://sink:pa%zzss-Sz10@db/crm", {"pa%zz", "ss-Sz10"}, false},
+    {"host=db password=Su11a Su11b", {"Su11a", "Su11b"}, false},
+    {"host=db password=Su12a Su12b=c", {"Su12a", "Su12b"}, false},
+    {"postgresq://u:Su13@h/db", {"Su13"}, false},
+    {"postgresql://u:Su14@[::1/db", {"Su14"}, false},
+    {"postgresql://u:Su15@h/db?password=a=b", {"Su15"}, false},
+    // An unencoded '/' or '@' in a URI's password: libpq reads a host, a
+    // port or a database name out of it; refused, not shown.
+    {"postgresql://sink:Sp16/x@db/crm", {"Sp16", "x@db"}, false},
+    {"postgresql://sink:1616/Sp16x@db/crm", {"1616", "Sp16x"}, false},
+    {"postgresql://sink:Sa17@x@db/crm", {"Sa17", "x@db"}, false},
+  };
+  return xs;
+}
+
+bool shows_any(const std::string& text, const std::vector<std::string>& xs) {
+  for (auto& x : xs)
+    if (text.find(x) != std::string::npos)
+      return true;
+  return false;
+}
+
+} // namespace
+
+TEST_CASE("no part of a DATABASE_URL password is ever printed",
+          "[config][secrets]") {
+  for (auto& c : tricky_urls()) {
+    INFO("DATABASE_URL=" << c.url);
+    SECTION(c.url) {
+      run dump{{"--dump-config"}, {{"DATABASE_URL", c.url}}};
+      INFO("out: " << dump.out << "err: " << dump.err);
+      CHECK_FALSE(shows_any(dump.out + dump.err, c.secrets));
+      CHECK(dump.result.exit_code == (c.valid ? 0 : 2));
+      ces::settings s;
+      s.database_url = c.url;
+      std::string described;
+      for (auto& [k, v] : ces::describe(s))
+        described += k + "=" + v + "\n";
+      INFO("describe: " << described);
+      CHECK_FALSE(shows_any(described, c.secrets));
+      CHECK_FALSE(shows_any(ces::mask_database_url(c.url), c.secrets));
+      if (c.valid) {
+        CHECK(dump.err.empty());
+        CHECK_THAT(dump.out, Catch::Contains("***"));
+      } else {
+        CHECK(std::count(dump.err.begin(), dump.err.end(), '\n') == 1);
+        CHECK_THAT(dump.err, Catch::StartsWith("crm-events-sink: invalid "
+                                               "setting database-url "
+                                               "(DATABASE_URL): "));
+      }
+    }
+  }
+}
+
+TEST_CASE("secret librdkafka properties are never printed",
+          "[config][secrets]") {
+  std::vector<std::string> secrets = {"Sj1", "Sk2", "Sp3", "Sks4", "Sc5",
+                                      "Sc6", "St7", "Sv8"};
+  std::string props
+    = "security.protocol=SASL_SSL,"
+      "sasl.jaas.config=org.apache.kafka.common.security.plain."
+      "PlainLoginModule required username=\"u\" password=\"Sj1\";,"
+      "ssl.key.password=Sk2,sasl.password=Sp3,ssl.keystore.password=Sks4,"
+      "sasl.oauthbearer.client.secret=Sc5,SASL.PASSWORD=Sc6,"
+      "some.token=St7,ssl.key.pem=-----BEGIN Sv8";
+  run r{{"--dump-config"}, {{"DATABASE_URL", good_url},
+                            {"KAFKA_PROPERTIES", props}}};
+  INFO(r.out << r.err);
+  REQUIRE(r.result.exit_code == 0);
+  CHECK_FALSE(shows_any(r.out + r.err, secrets));
+  CHECK_THAT(r.out, Catch::Contains("security.protocol=SASL_SSL,"
+                                    "sasl.jaas.config=***,"
+                                    "ssl.key.password=***,"
+                                    "sasl.password=***,"
+                                    "ssl.keystore.password=***,"
+                                    "sasl.oauthbearer.client.secret=***,"
+                                    "SASL.PASSWORD=***,some.token=***,"
+                                    "ssl.key.pem=***\n"));
+  SECTION("the tail of a value cut at an unescaped comma is not shown") {
+    run bad{{"--kafka-properties=sasl.jaas.config=x password=\"Sj9a,Sj9b\";"}};
+    CHECK(bad.result.exit_code == 2);
+    CHECK_FALSE(shows_any(bad.out + bad.err, {"Sj9a", "Sj9b"}));
+    CHECK_THAT(bad.err, Catch::Contains("invalid setting kafka-properties "
+                                        "(KAFKA_PROPERTIES): item 2 is not "
+                                        "a key=value librdkafka property"));
+  }
 }

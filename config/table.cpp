@@ -1,0 +1,191 @@
+#include "config/config.hpp"
+#include "config/table.hpp"
+
+#include <cctype>
+
+namespace ces {
+
+namespace detail {
+
+const std::vector<setting_def>& defs() {
+  static const std::vector<setting_def> xs = {
+    {"Kafka", "kafka-bootstrap-servers", &settings::kafka_bootstrap_servers,
+     "HOSTS",
+     "bootstrap servers host:port[,...]; \"embedded\" runs librdkafka's mock "
+     "cluster in-process (local runs only)"},
+    {"Kafka", "kafka-topics", &settings::kafka_topics, "LIST",
+     "topics to consume, comma-separated"},
+    {"Kafka", "kafka-group-id", &settings::kafka_group_id, "ID",
+     "consumer group id"},
+    {"Kafka", "kafka-properties", &settings::kafka_properties, "LIST",
+     "extra librdkafka properties, comma-separated key=value items (SASL, "
+     "TLS, ...)"},
+    {"Kafka", "kafka-session-timeout-ms", &settings::kafka_session_timeout_ms,
+     "MS", "consumer group session timeout"},
+    {"Kafka", "embedded-partitions", &settings::embedded_partitions, "N",
+     "partitions per topic created by the embedded broker"},
+    {"Kafka", "embedded-bootstrap-file", &settings::embedded_bootstrap_file,
+     "PATH",
+     "with the embedded broker, write its bootstrap address to this file"},
+    {"PostgreSQL", "database-url", &settings::database_url, "URL",
+     "libpq URI of the journal, e.g. postgresql://user:pw@host:5432/db",
+     true},
+    {"HTTP", "http-address", &settings::http_address, "ADDR",
+     "listen address of the operator REST API"},
+    {"HTTP", "http-port", &settings::http_port, "PORT",
+     "listen port of the operator REST API"},
+    {"HTTP", "metrics-address", &settings::metrics_address, "ADDR",
+     "listen address of the Prometheus /metrics endpoint"},
+    {"HTTP", "metrics-port", &settings::metrics_port, "PORT",
+     "listen port of the Prometheus /metrics endpoint"},
+    {"HTTP", "http-max-in-flight", &settings::http_max_in_flight, "N",
+     "operator API requests served at once; beyond it 503 at once"},
+    {"HTTP", "fault-injection", &settings::fault_injection, "0|1",
+     "1 serves POST /debug/fail/{actor} (drills and tests; not for "
+     "production)"},
+    {"Replay", "replay-timeout-ms", &settings::replay_timeout_ms, "MS",
+     "a replay the broker has not acknowledged in this time fails (503)"},
+    {"Ingestion", "batch-max-records", &settings::batch_max_records, "N",
+     "a batch closes at this many records ..."},
+    {"Ingestion", "batch-linger-ms", &settings::batch_linger_ms, "MS",
+     "... or this long after its first record, whichever comes first; "
+     "while no batch is in flight, as soon as no more records are ready"},
+    {"Ingestion", "max-in-flight-batches", &settings::max_in_flight_batches,
+     "N", "batches sent to each persister and not yet acknowledged"},
+    {"Ingestion", "persister-connections", &settings::persister_connections,
+     "N",
+     "persisters writing in parallel, one PostgreSQL connection each; a "
+     "partition always goes to the same one"},
+    {"Ingestion", "max-payload-bytes", &settings::max_payload_bytes, "BYTES",
+     "larger records go to the DLQ"},
+    {"Ingestion", "max-json-depth", &settings::max_json_depth, "N",
+     "more deeply nested JSON goes to the DLQ"},
+    {"Supervision", "restart-backoff-initial-ms",
+     &settings::restart_backoff_initial_ms, "MS",
+     "delay before the first restart of a crashed actor (doubles each time)"},
+    {"Supervision", "restart-backoff-max-ms",
+     &settings::restart_backoff_max_ms, "MS",
+     "longest delay between restarts"},
+    {"Supervision", "max-restarts", &settings::max_restarts, "N",
+     "more restarts than this within restart-window-s stop the process"},
+    {"Supervision", "restart-window-s", &settings::restart_window_s, "S",
+     "window for max-restarts, in seconds"},
+    {"Supervision", "db-retry-initial-ms", &settings::db_retry_initial_ms,
+     "MS", "first PostgreSQL retry delay after an infrastructure error"},
+    {"Supervision", "db-retry-max-ms", &settings::db_retry_max_ms, "MS",
+     "longest PostgreSQL retry delay"},
+    {"Supervision", "shutdown-timeout-ms", &settings::shutdown_timeout_ms,
+     "MS", "upper bound for a graceful shutdown"},
+    {"Logging", "log-format", &settings::log_format, "FORMAT",
+     "text or json (one JSON object per line)"},
+    {"Logging", "log-level", &settings::log_level, "LEVEL",
+     "trace, debug, info, warn, error, critical or off"},
+  };
+  return xs;
+}
+
+const setting_def* find_def(std::string_view name) {
+  for (auto& d : defs())
+    if (name == d.name)
+      return &d;
+  return nullptr;
+}
+
+std::string type_problem(kind k) {
+  switch (k) {
+    case kind::string: return "is not a string (quote it in the INI file)";
+    case kind::list:
+      return "is not a list (use a,b or [\"a\", \"b\"] in the INI file)";
+    case kind::integer: return "is not an integer";
+    case kind::size: return "is not a non-negative integer";
+    case kind::port: return "is not a port number (1-65535)";
+  }
+  return "is invalid";
+}
+
+std::string label(const setting_def& d) {
+  return std::string{d.name} + " (" + env_name(d.name) + ")";
+}
+
+std::string default_text(const setting_def& d) {
+  static const settings dflt;
+  return std::visit(
+    [](auto ptr) -> std::string {
+      const auto& v = dflt.*ptr;
+      using T = std::decay_t<decltype(v)>;
+      if constexpr (std::is_same_v<T, std::string>)
+        return v;
+      else if constexpr (std::is_same_v<T, std::vector<std::string>>)
+        return join(v);
+      else
+        return std::to_string(v);
+    },
+    d.field);
+}
+
+std::string_view trim(std::string_view s) {
+  auto ws = [](char c) { return c == ' ' || c == '\t' || c == '\n'
+                                || c == '\r' || c == '\f' || c == '\v'; };
+  while (!s.empty() && ws(s.front()))
+    s.remove_prefix(1);
+  while (!s.empty() && ws(s.back()))
+    s.remove_suffix(1);
+  return s;
+}
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+std::string quoted(std::string_view s) {
+  std::string r = "\"";
+  r += s;
+  r += '"';
+  return r;
+}
+
+std::vector<std::string> split_list(std::string_view s) {
+  std::vector<std::string> result;
+  std::string cur;
+  auto flush = [&] {
+    auto t = trim(cur);
+    if (!t.empty())
+      result.emplace_back(t);
+    cur.clear();
+  };
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size() && s[i + 1] == ',') {
+      cur += ',';
+      ++i;
+    } else if (s[i] == ',') {
+      flush();
+    } else {
+      cur += s[i];
+    }
+  }
+  flush();
+  return result;
+}
+
+std::string join(const std::vector<std::string>& xs) {
+  std::string r;
+  for (auto& x : xs) {
+    if (!r.empty())
+      r += ',';
+    r += x;
+  }
+  return r;
+}
+
+} // namespace detail
+
+std::string env_name(const std::string& setting_name) {
+  std::string r = setting_name;
+  for (auto& c : r)
+    c = c == '-' || c == '.' ? '_'
+                             : static_cast<char>(
+                               std::toupper(static_cast<unsigned char>(c)));
+  return r;
+}
+
+} // namespace ces

@@ -1,0 +1,163 @@
+#include "config/config.hpp"
+#include "config/mask.hpp"
+#include "config/table.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <limits>
+#include <set>
+
+namespace ces {
+
+using namespace detail;
+
+std::string validate(const settings& s) {
+  auto lookup = [](const char* name) -> const setting_def& {
+    return *find_def(name);
+  };
+  auto invalid = [&](const char* name, const std::string& what) {
+    return "invalid setting " + label(lookup(name)) + ": " + what;
+  };
+  auto missing = [&](const char* name, const std::string& what) {
+    return "missing setting " + label(lookup(name)) + ": " + what;
+  };
+  auto positive = [&](const char* name, long long v) -> std::string {
+    if (v >= 1)
+      return {};
+    return invalid(name, std::to_string(v) + " must be at least 1");
+  };
+  auto non_negative = [&](const char* name, long long v) -> std::string {
+    if (v >= 0)
+      return {};
+    return invalid(name, std::to_string(v) + " must not be negative");
+  };
+  auto port = [&](const char* name, uint16_t v) -> std::string {
+    if (v != 0)
+      return {};
+    return invalid(name, "0 " + type_problem(kind::port));
+  };
+  auto ordered = [&](const char* lo_name, int lo, const char* hi_name,
+                     int hi) -> std::string {
+    if (lo <= hi)
+      return {};
+    return invalid(lo_name, std::to_string(lo) + " is greater than "
+                              + hi_name + " (" + std::to_string(hi) + ")");
+  };
+  // Kafka.
+  if (trim(s.kafka_bootstrap_servers).empty())
+    return missing("kafka-bootstrap-servers",
+                   "a list of host:port pairs (or \"embedded\") is required");
+  if (s.kafka_topics.empty())
+    return missing("kafka-topics", "at least one topic is required");
+  std::set<std::string> seen;
+  for (auto& t : s.kafka_topics) {
+    bool legal = !t.empty() && t.size() <= 249 && t != "." && t != ".."
+                 && std::all_of(t.begin(), t.end(), [](unsigned char c) {
+                      return std::isalnum(c) || c == '.' || c == '_'
+                             || c == '-';
+                    });
+    if (!legal)
+      return invalid("kafka-topics",
+                     quoted(t)
+                       + " is not a legal Kafka topic name (letters, digits, "
+                         "'.', '_', '-'; at most 249 characters)");
+    if (!seen.insert(t).second)
+      return invalid("kafka-topics", quoted(t) + " is listed twice");
+  }
+  if (trim(s.kafka_group_id).empty())
+    return missing("kafka-group-id", "a consumer group id is required");
+  for (size_t i = 0; i < s.kafka_properties.size(); ++i) {
+    auto& p = s.kafka_properties[i];
+    auto eq = p.find('=');
+    if (eq == std::string::npos)
+      // Perhaps the tail of a secret value cut at an unescaped comma.
+      return invalid("kafka-properties",
+                     "item " + std::to_string(i + 1)
+                       + " is not a key=value librdkafka property (not "
+                         "shown: it may be part of a secret; a comma inside "
+                         "a value is written \\,)");
+    if (eq == 0 || trim(std::string_view{p}.substr(0, eq)).size() != eq)
+      return invalid("kafka-properties",
+                     quoted(mask_property(p))
+                       + " is not a key=value librdkafka property");
+  }
+  for (auto e : {positive("kafka-session-timeout-ms",
+                          s.kafka_session_timeout_ms),
+                 positive("embedded-partitions", s.embedded_partitions)})
+    if (!e.empty())
+      return e;
+  // PostgreSQL.
+  if (trim(s.database_url).empty())
+    return missing("database-url", "a libpq URI such as "
+                                   "postgresql://user@host:5432/db is "
+                                   "required");
+  if (auto problem = database_url_problem(s.database_url); !problem.empty())
+    return invalid("database-url", problem);
+  // Ports.
+  if (trim(s.http_address).empty())
+    return missing("http-address", "a listen address is required");
+  if (trim(s.metrics_address).empty())
+    return missing("metrics-address", "a listen address is required");
+  for (auto e : {port("http-port", s.http_port),
+                 port("metrics-port", s.metrics_port)})
+    if (!e.empty())
+      return e;
+  auto wildcard = [](const std::string& a) {
+    return a == "0.0.0.0" || a == "::" || a == "[::]";
+  };
+  if (s.http_port == s.metrics_port
+      && (s.http_address == s.metrics_address || wildcard(s.http_address)
+          || wildcard(s.metrics_address)))
+    return invalid("metrics-port", std::to_string(s.metrics_port)
+                                     + " is also the http-port");
+  // Ingestion and supervision.
+  for (auto e : {
+         positive("batch-max-records",
+                  static_cast<long long>(std::min<size_t>(
+                    s.batch_max_records, std::numeric_limits<int>::max()))),
+         non_negative("batch-linger-ms", s.batch_linger_ms),
+         positive("max-in-flight-batches",
+                  static_cast<long long>(std::min<size_t>(
+                    s.max_in_flight_batches, std::numeric_limits<int>::max()))),
+         positive("max-payload-bytes",
+                  static_cast<long long>(std::min<size_t>(
+                    s.max_payload_bytes, std::numeric_limits<int>::max()))),
+         positive("max-json-depth",
+                  static_cast<long long>(std::min<size_t>(
+                    s.max_json_depth, std::numeric_limits<int>::max()))),
+         positive("restart-backoff-initial-ms", s.restart_backoff_initial_ms),
+         positive("restart-backoff-max-ms", s.restart_backoff_max_ms),
+         ordered("restart-backoff-initial-ms", s.restart_backoff_initial_ms,
+                 "restart-backoff-max-ms", s.restart_backoff_max_ms),
+         positive("max-restarts", s.max_restarts),
+         positive("restart-window-s", s.restart_window_s),
+         positive("db-retry-initial-ms", s.db_retry_initial_ms),
+         positive("db-retry-max-ms", s.db_retry_max_ms),
+         ordered("db-retry-initial-ms", s.db_retry_initial_ms,
+                 "db-retry-max-ms", s.db_retry_max_ms),
+         positive("shutdown-timeout-ms", s.shutdown_timeout_ms),
+         positive("http-max-in-flight", s.http_max_in_flight),
+         positive("replay-timeout-ms", s.replay_timeout_ms),
+         positive("persister-connections", s.persister_connections),
+       })
+    if (!e.empty())
+      return e;
+  if (s.fault_injection != 0 && s.fault_injection != 1)
+    return invalid("fault-injection",
+                   std::to_string(s.fault_injection) + " is not 0 or 1");
+  // Logging.
+  if (s.log_format != "text" && s.log_format != "json")
+    return invalid("log-format", quoted(s.log_format)
+                                   + " is neither text nor json");
+  static const char* levels[] = {"trace", "debug", "info",     "warn",
+                                 "warning", "error", "critical", "off"};
+  if (std::none_of(std::begin(levels), std::end(levels),
+                   [&](const char* l) { return s.log_level == l; }))
+    return invalid("log-level",
+                   quoted(s.log_level)
+                     + " is not one of trace, debug, info, warn, error, "
+                       "critical, off");
+  return {};
+}
+
+} // namespace ces
