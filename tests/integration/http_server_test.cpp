@@ -805,7 +805,8 @@ TEST_CASE("connections beyond max_connections are closed at once",
   http_server s{opts, d.fn()};
   idle_clients clients{s.port(), 8};
   auto until = std::chrono::steady_clock::now() + 5s;
-  while (s.connections().refused < 3 && std::chrono::steady_clock::now() < until)
+  while (s.connections().refused < 3
+         && std::chrono::steady_clock::now() < until)
     std::this_thread::sleep_for(10ms);
   CHECK(s.connections().open == 5);
   CHECK(s.connections().refused == 3);
