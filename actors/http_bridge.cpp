@@ -1,5 +1,6 @@
 #include "actors/http_bridge.hpp"
 
+#include "actors/pg_probe.hpp"
 #include "api/json.hpp"
 #include "api/server.hpp"
 
@@ -40,7 +41,11 @@ void ready(self_ptr self, const http_bridge_peers& peers,
       probe->done();
     };
   };
-  self->request(peers.journal, cfg.ready_timeout, atom::ping_v)
+  // Not the JOURNAL when there is a PG_PROBE: its mailbox holds reads.
+  auto postgres = peers.postgres
+                    ? caf::actor_cast<caf::actor>(peers.postgres)
+                    : caf::actor_cast<caf::actor>(peers.journal);
+  self->request(postgres, cfg.ready_timeout, atom::ping_v)
     .then(
       [=](bool) {
         probe->checks.push_back({"postgres", true, ""});
@@ -84,6 +89,8 @@ std::pair<int, const char*> http_error(const caf::error& err) {
         return {503, "broker_timeout"};
       case errc::delivery_failed:
         return {502, "broker_rejected"};
+      case errc::expired:
+        return {504, "timeout"};
       default:
         break;
     }
@@ -98,6 +105,15 @@ http_bridge_actor::behavior_type
 http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
             http_bridge_peers peers, http_bridge_settings cfg) {
   self->set_exception_handler(exception_to_error);
+  if (!peers.postgres && !cfg.database_url.empty())
+    peers.postgres = self->spawn<caf::detached + caf::linked>(
+      pg_probe, cfg.database_url,
+      static_cast<int>(cfg.ready_timeout.count()));
+  // A read still queued at the JOURNAL after the bridge stopped waiting for
+  // it is not worth running: the JOURNAL drops it (errc::expired).
+  auto read_deadline = [cfg] {
+    return caf::make_timestamp() + cfg.read_timeout;
+  };
   return {
     [=](request_ptr& req, api::parsed_request& r) {
       auto fail = [=](caf::error& err) { answer_error(self, req, err); };
@@ -109,15 +125,24 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
           ready(self, peers, cfg, req);
           return;
         case api::route_kind::events_latest:
-          self->request(peers.journal, cfg.read_timeout, atom::latest_v, r.limit)
+          self
+            ->request(peers.journal, cfg.read_timeout, atom::latest_v, r.limit,
+                      read_deadline())
             .then(
-              [=](std::vector<storage::journal_event>& xs) {
-                req->respond(200, api::events_json(xs));
+              [=](std::vector<storage::journal_event>& xs, bool truncated) {
+                // The body stays a JSON array; a page cut by the byte bound
+                // says so in a header.
+                api::header_list headers;
+                if (truncated)
+                  headers.emplace_back("X-Truncated", "true");
+                req->respond(200, api::events_json(xs), headers);
               },
               fail);
           return;
         case api::route_kind::event_by_id:
-          self->request(peers.journal, cfg.read_timeout, atom::get_v, r.id)
+          self
+            ->request(peers.journal, cfg.read_timeout, atom::get_v, r.id,
+                      read_deadline())
             .then(
               [=](std::vector<storage::journal_event>& xs) {
                 if (xs.empty())

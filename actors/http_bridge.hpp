@@ -18,6 +18,9 @@ struct http_bridge_settings {
   std::chrono::milliseconds replay_timeout{15000};
   /// Longest wait for each readiness probe.
   std::chrono::milliseconds ready_timeout{3000};
+  /// For the PG_PROBE the bridge spawns (linked) when peers.postgres is
+  /// null; empty: /ready asks the JOURNAL instead (tests).
+  std::string database_url;
 };
 
 struct http_bridge_peers {
@@ -25,6 +28,8 @@ struct http_bridge_peers {
   dlq_actor dlq;
   replayer_actor replayer;
   supervisor_actor supervisor;
+  /// /ready's PostgreSQL check (see http_bridge_settings::database_url).
+  pg_probe_actor postgres = {};
 };
 
 struct http_bridge_state {

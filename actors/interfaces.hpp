@@ -39,13 +39,23 @@ using dlq_actor = caf::typed_actor<
 
 /// JOURNAL (detached; own PostgreSQL connection, read-only transactions):
 /// journal reads for the operator API. Never waits behind a write batch.
+/// A read whose deadline (caf::timestamp) has passed when the JOURNAL takes
+/// it is answered errc::expired at once, without asking PostgreSQL.
 using journal_actor = caf::typed_actor<
-  /// The newest N journal rows, newest first.
-  caf::replies_to<atom::latest, int32_t>::with<
-    std::vector<storage::journal_event>>,
+  /// The newest N journal rows, newest first, cut to the reader's byte bound
+  /// (true: cut, there are more).
+  caf::replies_to<atom::latest, int32_t, caf::timestamp>::with<
+    std::vector<storage::journal_event>, bool>,
   /// The journal row with this id: one element, or none.
-  caf::replies_to<atom::get, int64_t>::with<std::vector<storage::journal_event>>,
-  /// Whether PostgreSQL answers (for /ready); error db_unavailable if not.
+  caf::replies_to<atom::get, int64_t, caf::timestamp>::with<
+    std::vector<storage::journal_event>>,
+  /// Whether PostgreSQL answers; error db_unavailable if not.
+  caf::replies_to<atom::ping>::with<bool>>;
+
+/// PG_PROBE (detached; a PostgreSQL connection used for nothing else): the
+/// PostgreSQL check of /ready, so that it never queues behind operator reads.
+using pg_probe_actor = caf::typed_actor<
+  /// Whether PostgreSQL answers `SELECT 1`; error db_unavailable if not.
   caf::replies_to<atom::ping>::with<bool>>;
 
 /// REPLAYER (detached; owns the only librdkafka producer and a journal

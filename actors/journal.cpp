@@ -15,21 +15,41 @@ auto guarded(F&& read) -> caf::result<decltype(read())> {
   }
 }
 
+/// The requester gave up on it already (the HTTP_BRIDGE answered 504):
+/// reading now would only delay the requests queued behind it.
+bool expired(caf::timestamp deadline) {
+  return caf::make_timestamp() >= deadline;
+}
+
+caf::error expired_error() {
+  return caf::make_error(errc::expired,
+                         std::string{"the read waited past its deadline"});
+}
+
 } // namespace
 
 journal_actor::behavior_type
 journal(journal_actor::stateful_pointer<journal_state> self,
-        std::string database_url) {
+        std::string database_url, storage::journal_reader_options opts) {
   self->set_exception_handler(exception_to_error);
   self->state.reader
-    = std::make_unique<storage::journal_reader>(std::move(database_url));
+    = std::make_unique<storage::journal_reader>(std::move(database_url), opts);
   return {
-    [=](atom::latest, int32_t limit)
-      -> caf::result<std::vector<storage::journal_event>> {
-      return guarded([&] { return self->state.reader->latest_events(limit); });
+    [=](atom::latest, int32_t limit, caf::timestamp deadline)
+      -> caf::result<std::vector<storage::journal_event>, bool> {
+      if (expired(deadline))
+        return expired_error();
+      try {
+        auto page = self->state.reader->latest_page(limit);
+        return {std::move(page.events), page.truncated};
+      } catch (const storage::infra_error& e) {
+        return caf::make_error(errc::db_unavailable, std::string{e.what()});
+      }
     },
-    [=](atom::get, int64_t id)
+    [=](atom::get, int64_t id, caf::timestamp deadline)
       -> caf::result<std::vector<storage::journal_event>> {
+      if (expired(deadline))
+        return expired_error();
       return guarded([&] {
         std::vector<storage::journal_event> result;
         if (auto e = self->state.reader->event_by_id(id))

@@ -15,8 +15,9 @@ struct journal_state {
   static inline const char* name = "journal";
 };
 
+/// `opts` bound the reads (statement timeout, page bytes).
 journal_actor::behavior_type
 journal(journal_actor::stateful_pointer<journal_state> self,
-        std::string database_url);
+        std::string database_url, storage::journal_reader_options opts);
 
 } // namespace ces

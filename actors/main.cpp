@@ -177,7 +177,10 @@ std::vector<ces::child_spec> child_specs(const ces::settings& s,
     }});
   specs.push_back(child_spec{
     "journal", {}, [=](caf::local_actor* self, const peer_map&) {
-      return as_actor(self->spawn<caf::detached>(journal, s.database_url));
+      storage::journal_reader_options jo;
+      jo.max_page_bytes = s.http_max_response_bytes;
+      return as_actor(
+        self->spawn<caf::detached>(journal, s.database_url, jo));
     }});
   replayer_settings rs;
   rs.database_url = s.database_url;
@@ -218,6 +221,7 @@ std::vector<ces::child_spec> child_specs(const ces::settings& s,
   http_bridge_settings hs;
   // Above the broker's own timeout, so the replayer answers first.
   hs.replay_timeout = std::chrono::milliseconds(s.replay_timeout_ms + 5000);
+  hs.database_url = s.database_url; // for /ready's PG_PROBE
   specs.push_back(child_spec{
     "http_bridge",
     {"dlq", "journal", "replayer"},
@@ -256,6 +260,7 @@ int main(int argc, char** argv) {
   // A server does not die of writing to a closed pipe or socket (e.g. its
   // log reader went away): those writes fail with EPIPE instead.
   std::signal(SIGPIPE, SIG_IGN);
+  ces::api::raise_fd_limit(); // before any thread opens descriptors
   // Signals are taken synchronously (sigtimedwait); block them in every
   // thread, including the ones CAF and librdkafka start.
   auto signals = shutdown_signals();
@@ -349,6 +354,7 @@ int main(int argc, char** argv) {
       ho.address = s.http_address;
       ho.port = s.http_port;
       ho.max_in_flight = static_cast<size_t>(s.http_max_in_flight);
+      ho.max_connections = static_cast<size_t>(s.http_max_connections);
       ho.routes.fault_injection = s.fault_injection == 1;
       ho.request_timeout = std::chrono::milliseconds(s.replay_timeout_ms + 10000);
       ho.observer = [&stats](ces::api::route_kind r, int status, double secs) {

@@ -36,6 +36,8 @@ enum class errc : uint8_t {
   delivery_timeout,
   /// A graceful stop had to kill an actor that outlived its stop timeout.
   shutdown_forced,
+  /// A request reached its actor after its deadline: not served.
+  expired,
 };
 
 /// What the REPLAYER did with one journalled event.
@@ -267,6 +269,8 @@ inline const char* to_string(errc x) noexcept {
       return "delivery_timeout";
     case errc::shutdown_forced:
       return "shutdown_forced";
+    case errc::expired:
+      return "expired";
   }
   return "unknown";
 }

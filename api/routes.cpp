@@ -9,9 +9,6 @@ namespace ces::api {
 
 namespace {
 
-constexpr std::string_view get_allow = "GET, HEAD";
-constexpr std::string_view post_allow = "POST";
-
 /// At most `n` bytes of `s` for a message, with "..." when cut.
 std::string quote(std::string_view s, size_t n = 64) {
   std::string out = "'";
@@ -46,63 +43,130 @@ int hex_value(char c) noexcept {
   return -1;
 }
 
-/// Which route a decoded path is, and its id segment (raw text) if any.
+/// The routes whose pattern matches a decoded path, best first, and the
+/// raw text of their path parameters.
 struct match {
-  route_kind kind = route_kind::unmatched;
-  std::string id_text;
+  /// Entries of route_table() with the most literal segments (several
+  /// only when they differ by method).
+  std::vector<const route_spec*> specs;
+  /// Values of the pattern's `{name}`s, in order.
+  std::vector<std::string> params;
 };
 
-match match_path(const std::vector<std::string>& seg, bool fault_injection) {
-  match m;
-  if (seg.size() == 1) {
-    if (seg[0] == "health")
-      m.kind = route_kind::health;
-    else if (seg[0] == "ready")
-      m.kind = route_kind::ready;
-    else if (seg[0] == "dlq")
-      m.kind = route_kind::dlq_latest;
-    else if (seg[0] == "supervision")
-      m.kind = route_kind::supervision;
-  } else if (seg.size() == 3 && fault_injection && seg[0] == "debug"
-             && seg[1] == "fail") {
-    m.kind = route_kind::debug_fail;
-    m.id_text = seg[2];
-  } else if (seg.size() == 2) {
-    if (seg[0] == "events") {
-      if (seg[1] == "latest") {
-        m.kind = route_kind::events_latest;
-      } else {
-        m.kind = route_kind::event_by_id;
-        m.id_text = seg[1];
-      }
-    } else if (seg[0] == "replay") {
-      m.kind = route_kind::replay;
-      m.id_text = seg[1];
-    }
+std::vector<std::string_view> split_pattern(std::string_view pattern) {
+  std::vector<std::string_view> out;
+  size_t pos = 1; // after the leading '/'
+  for (;;) {
+    auto slash = pattern.find('/', pos);
+    out.push_back(pattern.substr(pos, slash == std::string_view::npos
+                                        ? std::string_view::npos
+                                        : slash - pos));
+    if (slash == std::string_view::npos)
+      return out;
+    pos = slash + 1;
   }
-  return m;
 }
 
-bool is_get_route(route_kind k) noexcept {
-  return k != route_kind::replay && k != route_kind::debug_fail
-         && k != route_kind::unmatched;
+bool is_param(std::string_view seg) noexcept {
+  return seg.size() >= 2 && seg.front() == '{' && seg.back() == '}';
+}
+
+match match_path(const std::vector<std::string>& seg, bool fault_injection) {
+  match best;
+  int best_literals = -1;
+  for (auto& spec : route_table()) {
+    if (spec.fault_injection_only && !fault_injection)
+      continue;
+    auto pat = split_pattern(spec.pattern);
+    if (pat.size() != seg.size())
+      continue;
+    int literals = 0;
+    std::vector<std::string> params;
+    bool ok = true;
+    for (size_t i = 0; ok && i < pat.size(); ++i) {
+      if (is_param(pat[i]))
+        params.push_back(seg[i]);
+      else if (pat[i] == seg[i])
+        ++literals;
+      else
+        ok = false;
+    }
+    if (!ok || literals < best_literals)
+      continue;
+    if (literals > best_literals) {
+      best.specs.clear();
+      best.params = std::move(params);
+      best_literals = literals;
+    }
+    best.specs.push_back(&spec);
+  }
+  return best;
+}
+
+/// "GET, HEAD" / "POST" / "GET, HEAD, POST": what the Allow header lists.
+std::string allow_of(const std::vector<const route_spec*>& specs) {
+  std::string out;
+  for (auto* s : specs) {
+    if (!out.empty())
+      out += ", ";
+    out += s->method == "GET" ? "GET, HEAD" : std::string(s->method);
+  }
+  return out;
 }
 
 std::string path_hint(std::string_view path) {
   // A trailing slash on a known path is the most likely mistake.
   if (path.size() > 1 && path.back() == '/') {
     auto trimmed = path.substr(0, path.size() - 1);
-    for (std::string_view known :
-         {"/health", "/ready", "/events/latest", "/dlq", "/supervision"})
-      if (trimmed == known)
-        return "; did you mean " + std::string(known) + "?";
+    for (auto& spec : route_table())
+      if (!spec.fault_injection_only
+          && spec.pattern.find('{') == std::string_view::npos
+          && trimmed == spec.pattern)
+        return "; did you mean " + std::string(spec.pattern) + "?";
   }
-  return "; routes: GET /health, GET /ready, GET /events/latest?limit=N, "
-         "GET /events/{id}, POST /replay/{id}, GET /dlq?limit=N, "
-         "GET /supervision";
+  std::string out = "; routes:";
+  bool first = true;
+  for (auto& spec : route_table()) {
+    if (spec.fault_injection_only)
+      continue;
+    out += first ? " " : ", ";
+    first = false;
+    out += spec.method;
+    out += ' ';
+    out += spec.pattern;
+    for (size_t i = 0; i < spec.query.size(); ++i) {
+      out += i == 0 ? '?' : '&';
+      out += spec.query[i];
+      out += "=N";
+    }
+  }
+  return out;
 }
 
 } // namespace
+
+std::vector<std::string_view> route_spec::path_params() const {
+  std::vector<std::string_view> out;
+  for (auto seg : split_pattern(pattern))
+    if (is_param(seg))
+      out.push_back(seg.substr(1, seg.size() - 2));
+  return out;
+}
+
+const std::vector<route_spec>& route_table() {
+  using rk = route_kind;
+  static const std::vector<route_spec> table{
+    {"GET", "/health", rk::health, {}},
+    {"GET", "/ready", rk::ready, {}},
+    {"GET", "/events/latest", rk::events_latest, {"limit"}},
+    {"GET", "/events/{id}", rk::event_by_id, {}},
+    {"POST", "/replay/{id}", rk::replay, {}},
+    {"GET", "/dlq", rk::dlq_latest, {"limit"}},
+    {"GET", "/supervision", rk::supervision, {}},
+    {"POST", "/debug/fail/{actor}", rk::debug_fail, {}, true},
+  };
+  return table;
+}
 
 const char* to_string(route_kind k) noexcept {
   switch (k) {
@@ -176,7 +240,7 @@ route_result route(std::string_view method, std::string_view target,
   route_kind kind = route_kind::unmatched;
   bool bad_path = false;
   std::string bad_path_reason;
-  std::string id_text;
+  match m;
   if (path.empty() || path.front() != '/') {
     bad_path = true;
     bad_path_reason = "the request target must start with '/'";
@@ -201,9 +265,9 @@ route_result route(std::string_view method, std::string_view target,
       pos = slash + 1;
     }
     if (!bad_path) {
-      auto m = match_path(segs, opts.fault_injection);
-      kind = m.kind;
-      id_text = std::move(m.id_text);
+      m = match_path(segs, opts.fault_injection);
+      if (!m.specs.empty())
+        kind = m.specs.front()->kind;
     }
   }
   // 1. Body size: a server limit, whatever the route.
@@ -218,50 +282,56 @@ route_result route(std::string_view method, std::string_view target,
   if (kind == route_kind::unmatched)
     return fail(kind, 404, "not_found",
                 "no route for path " + quote(path, 200) + path_hint(path));
-  // 3. Method.
-  bool head = false;
-  if (is_get_route(kind)) {
-    head = method == "HEAD";
-    if (method != "GET" && !head)
-      return fail(kind, 405, "method_not_allowed",
-                  "method " + quote(method, 16) + " is not allowed on "
-                    + quote(path, 200) + "; use GET",
-                  get_allow);
-  } else if (method != "POST") {
+  // 3. Method: GET entries answer HEAD too.
+  bool head = method == "HEAD";
+  const route_spec* spec = nullptr;
+  for (auto* candidate : m.specs)
+    if (candidate->method == method || (head && candidate->method == "GET"))
+      spec = candidate;
+  if (spec == nullptr) {
+    auto allow = allow_of(m.specs);
+    std::string use;
+    for (auto* candidate : m.specs)
+      use += (use.empty() ? "" : " or ") + std::string(candidate->method);
     return fail(kind, 405, "method_not_allowed",
                 "method " + quote(method, 16) + " is not allowed on "
-                  + quote(path, 200) + "; use POST",
-                post_allow);
+                  + quote(path, 200) + "; use " + use,
+                allow);
   }
-  // 4. Id.
+  kind = spec->kind;
+  // 4. Path parameters.
   route_result r;
   r.kind = kind;
   r.request.kind = kind;
   r.request.head = head;
-  if (kind == route_kind::debug_fail) {
-    // An actor name: lower-case letters, digits, '_' and '-' (e.g.
-    // persister-0). Whether it runs is the supervisor's answer.
-    bool good = !id_text.empty() && id_text.size() <= 64;
-    for (char c : id_text)
-      good = good
-             && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_'
-                 || c == '-');
-    if (!good)
-      return fail(kind, 404, "not_found",
-                  "no supervised actor " + quote(id_text));
-    r.request.name = id_text;
-  }
-  if (kind == route_kind::event_by_id || kind == route_kind::replay) {
-    r.request.id = parse_positive_id(id_text);
-    if (r.request.id == 0)
-      return fail(kind, 400, "bad_id",
-                  "id " + quote(id_text)
-                    + " is not a decimal integer between 1 and "
-                      "9223372036854775807");
+  auto names = spec->path_params();
+  for (size_t i = 0; i < names.size(); ++i) {
+    const auto& text = m.params[i];
+    if (names[i] == "actor") {
+      // An actor name: lower-case letters, digits, '_' and '-' (e.g.
+      // persister-0). Whether it runs is the supervisor's answer.
+      bool good = !text.empty() && text.size() <= 64;
+      for (char c : text)
+        good = good
+               && ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+                   || c == '_' || c == '-');
+      if (!good)
+        return fail(kind, 404, "not_found",
+                    "no supervised actor " + quote(text));
+      r.request.name = text;
+    } else if (names[i] == "id") {
+      r.request.id = parse_positive_id(text);
+      if (r.request.id == 0)
+        return fail(kind, 400, "bad_id",
+                    "id " + quote(text)
+                      + " is not a decimal integer between 1 and "
+                        "9223372036854775807");
+    }
   }
   // 5. Query.
-  bool takes_limit = kind == route_kind::events_latest
-                     || kind == route_kind::dlq_latest;
+  bool takes_limit = std::find(spec->query.begin(), spec->query.end(),
+                               "limit")
+                     != spec->query.end();
   bool seen_limit = false;
   std::string limit_text;
   if (has_query) {

@@ -1,7 +1,9 @@
 // Routing and validation of operator API requests. Pure functions on plain
 // types: no RESTinio, no CAF, no I/O, so actors and unit tests can include it.
 //
-// Routes (all answers JSON):
+// Routes (all answers JSON): route_table() is the single source (one entry
+// per method and path pattern, its route_kind and parameters); route()
+// matches against it. Today:
 //   GET  /health              health           answered by the HTTP server
 //   GET  /ready               ready
 //   GET  /events/latest       events_latest    ?limit=N
@@ -10,6 +12,12 @@
 //   GET  /dlq                 dlq_latest       ?limit=N
 //   GET  /supervision         supervision
 //   POST /debug/fail/{actor}  debug_fail       only with fault_injection
+// GET /events/latest answers a JSON array of at most the journal reader's
+// max_page_bytes (setting http-max-response-bytes) of events, but at least
+// one: a page cut short carries the header `X-Truncated: true`.
+// A literal segment wins over a parameter (`/events/latest` is not event
+// "latest"). Parameters and their checks: {id} (bad_id), {actor} (404
+// not_found unless [a-z0-9_-]{1,64}), ?limit (bad_limit).
 //
 // Rules (see route()):
 // * The path is matched exactly, segment by segment, after percent-decoding
@@ -44,6 +52,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace ces::api {
 
@@ -63,6 +72,25 @@ enum class route_kind : uint8_t {
 /// "unmatched", "health", "ready", "events_latest", "event_by_id", "replay",
 /// "dlq_latest": a small fixed set, usable as a metric label.
 const char* to_string(route_kind k) noexcept;
+
+/// One route of the operator API.
+struct route_spec {
+  /// "GET" (HEAD is answered too) or "POST".
+  std::string_view method;
+  /// Path pattern: '/'-separated segments, each literal or `{name}`.
+  std::string_view pattern;
+  route_kind kind = route_kind::unmatched;
+  /// Query parameters it takes (e.g. "limit"); any other is bad_query.
+  std::vector<std::string_view> query;
+  /// Served only with route_options::fault_injection.
+  bool fault_injection_only = false;
+
+  /// The `{name}`s of the pattern, in order.
+  std::vector<std::string_view> path_params() const;
+};
+
+/// Every route, in a fixed order. route() matches against this table only.
+const std::vector<route_spec>& route_table();
 
 /// Limits route() applies.
 struct route_options {

@@ -25,6 +25,10 @@
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
+
+#include <poll.h>
+#include <sys/resource.h>
 
 namespace ces::api {
 
@@ -32,12 +36,59 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// No connection count limiter: in RESTinio 0.6.16 every connection's
-// lifetime monitor points into the acceptor's limiter and uses it from the
-// connection's destructor, and connections still open at shutdown are
-// destroyed with the io_context, after the server (and its acceptor): a use
-// after free. Requests, not connections, are bounded (max_in_flight).
-using server_traits = restinio::default_traits_t;
+/// Bounds open connections without RESTinio's connection count limiter (in
+/// 0.6.16 every connection's lifetime monitor points into the acceptor's
+/// limiter and uses it from the connection's destructor, and connections
+/// still open at shutdown are destroyed with the io_context, after the
+/// server and its acceptor: a use after free under AddressSanitizer).
+/// Instead RESTinio tells this gate, held by shared_ptr from its settings,
+/// of every accepted and closed connection (connection state listener), and
+/// asks it about every new one (IP blocker): beyond `max` open connections a
+/// new one is denied, i.e. closed at once. So the server never holds more
+/// than `max` connection descriptors, and accept() does not run out of them.
+struct connection_gate {
+  size_t max = 0;
+  std::atomic<size_t> open{0};
+  /// Sockets accept() returned (allowed or denied): the watchdog's sign that
+  /// the accept loop makes progress.
+  std::atomic<uint64_t> accepts{0};
+  std::atomic<uint64_t> refused{0};
+  std::mutex mtx;
+  std::unordered_set<restinio::connection_id_t> ids; // guarded by mtx
+
+  restinio::ip_blocker::inspection_result_t
+  inspect(const restinio::ip_blocker::incoming_info_t&) noexcept {
+    accepts.fetch_add(1);
+    if (open.load() >= max) {
+      refused.fetch_add(1);
+      return restinio::ip_blocker::deny();
+    }
+    return restinio::ip_blocker::allow();
+  }
+
+  void state_changed(const restinio::connection_state::notice_t& n) noexcept {
+    auto cause = n.cause();
+    bool accepted =
+      restinio::holds_alternative<restinio::connection_state::accepted_t>(
+        cause);
+    bool closed =
+      restinio::holds_alternative<restinio::connection_state::closed_t>(cause);
+    try {
+      std::lock_guard<std::mutex> guard{mtx};
+      if (accepted && ids.insert(n.connection_id()).second)
+        open.fetch_add(1);
+      else if (closed && ids.erase(n.connection_id()) > 0)
+        open.fetch_sub(1);
+    } catch (...) {
+      // bad_alloc: the count stays as it was.
+    }
+  }
+};
+
+struct server_traits : restinio::default_traits_t {
+  using ip_blocker_t = connection_gate;
+  using connection_state_listener_t = connection_gate;
+};
 
 using restinio_server = restinio::http_server_t<server_traits>;
 
@@ -241,6 +292,72 @@ struct http_server::impl {
   std::atomic<uint16_t> port{0};
   std::mutex stop_mtx;
   bool stopped = false;
+  std::shared_ptr<connection_gate> conns = std::make_shared<connection_gate>();
+
+  // Accept watchdog, on the sweep timer. RESTinio 0.6.16 ends its accept
+  // loop for good on the first accept error (impl/acceptor.hpp: the
+  // async_accept handler does nothing unless the error code is empty): after
+  // one EMFILE the server would never accept again. The gate keeps our own
+  // connections below the descriptor limit, but the rest of the process may
+  // still exhaust it; so when a connection waits in the listen queue and
+  // accept() has taken none for a while, the watchdog closes and reopens
+  // the acceptor (a fresh accept loop; the waiting connections are reset,
+  // open ones are kept).
+  std::atomic<int> listen_fd{-1};  // -1: not listening
+  std::atomic<bool> reopening{false};
+  uint64_t seen_accepts = 0;       // sweep timer only
+  int stalled_ticks = 0;           // sweep timer only
+  std::atomic<uint64_t> reopens{0};
+
+  /// True when a connection is waiting to be accepted.
+  bool connection_waiting() const noexcept {
+    auto fd = listen_fd.load();
+    if (fd < 0)
+      return false;
+    pollfd p{fd, POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
+  }
+
+  /// Runs on every sweep tick.
+  void watch_accepts() {
+    if (reopening.load())
+      return;
+    auto accepts = conns->accepts.load();
+    bool stuck = listen_fd.load() < 0 // a reopen failed: try again
+                 || (accepts == seen_accepts && connection_waiting());
+    seen_accepts = accepts;
+    stalled_ticks = stuck ? stalled_ticks + 1 : 0;
+    // About 0.75 s without progress (0.25 s ticks): not a busy moment.
+    if (stalled_ticks < 3)
+      return;
+    stalled_ticks = 0;
+    {
+      std::lock_guard<std::mutex> guard{core->mtx};
+      if (core->stopping)
+        return;
+    }
+    reopening = true;
+    // close_async runs on the acceptor's open/close strand, as stop()'s does,
+    // so the two never interleave; the callback runs on that strand too.
+    auto again = [this] {
+      listen_fd = -1;
+      bool stopping;
+      {
+        std::lock_guard<std::mutex> guard{core->mtx};
+        stopping = core->stopping;
+      }
+      if (!stopping) {
+        try {
+          server->open_sync(); // the post-bind hook sets listen_fd
+          reopens.fetch_add(1);
+        } catch (...) {
+          // Still no descriptor (EMFILE): the next ticks try again.
+        }
+      }
+      reopening = false;
+    };
+    server->close_async(again, [again](std::exception_ptr) { again(); });
+  }
 
   clock_type::duration sweep_interval() const {
     auto t = core->opts.request_timeout / 4;
@@ -271,6 +388,7 @@ struct http_server::impl {
                                 + " ms"),
                    {});
       late.clear();
+      watch_accepts();
       schedule_sweep();
     });
   }
@@ -345,6 +463,7 @@ struct http_server::impl {
 
   void start() {
     auto& o = core->opts;
+    conns->max = effective_max_connections(o.max_connections);
     auto settings = restinio::server_settings_t<server_traits>{};
     settings.address(o.address)
       .port(o.port)
@@ -356,8 +475,22 @@ struct http_server::impl {
       // RESTinio closes a connection whose request is unanswered this long:
       // leave our 504 time to go first.
       .handle_request_timeout(o.request_timeout + std::chrono::seconds(5))
+      .ip_blocker(conns)
+      .connection_state_listener(conns)
       .acceptor_post_bind_hook([this](asio::ip::tcp::acceptor& a) {
+        auto known = port.load();
+        if (known != 0 && a.local_endpoint().port() != known) {
+          // The watchdog reopens a server started on port 0: RESTinio binds
+          // port 0 again; keep the port the clients know.
+          auto ep = a.local_endpoint();
+          ep.port(known);
+          a.close();
+          a.open(ep.protocol());
+          a.set_option(asio::socket_base::reuse_address(true));
+          a.bind(ep);
+        }
         port = a.local_endpoint().port();
+        listen_fd = a.native_handle();
       });
     if (o.address.find(':') != std::string::npos)
       settings.protocol(asio::ip::tcp::v6());
@@ -393,11 +526,12 @@ struct http_server::impl {
     if (stopped)
       return;
     stopped = true;
-    // 1. No new dispatches; answer the pending ones.
+    // 1. No new dispatches (nor acceptor reopens); answer the pending ones.
     std::vector<std::shared_ptr<pending_request::state>> left;
     {
       std::lock_guard<std::mutex> guard{core->mtx};
       core->stopping = true;
+      listen_fd = -1;
       for (auto& [id, weak] : core->pending)
         if (auto s = weak.lock())
           left.push_back(std::move(s));
@@ -459,6 +593,41 @@ void http_server::stop() {
 
 uint16_t http_server::port() const noexcept {
   return impl_->port.load();
+}
+
+http_server::connection_stats http_server::connections() const noexcept {
+  connection_stats x;
+  x.open = impl_->conns->open.load();
+  x.max = impl_->conns->max;
+  x.refused = impl_->conns->refused.load();
+  x.acceptor_reopens = impl_->reopens.load();
+  return x;
+}
+
+size_t effective_max_connections(size_t wanted) noexcept {
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur == RLIM_INFINITY)
+    return wanted;
+  auto reserve = static_cast<rlim_t>(fd_reserve);
+  auto room = r.rlim_cur > 2 * reserve ? r.rlim_cur - reserve : r.rlim_cur / 2;
+  return std::max<size_t>(1, std::min<size_t>(wanted, room));
+}
+
+fd_limits raise_fd_limit() noexcept {
+  fd_limits x;
+  rlimit r{};
+  if (::getrlimit(RLIMIT_NOFILE, &r) != 0)
+    return x;
+  x.before = r.rlim_cur;
+  x.hard = r.rlim_max;
+  if (r.rlim_cur != r.rlim_max) {
+    auto wanted = r;
+    wanted.rlim_cur = r.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &wanted) == 0)
+      r = wanted;
+  }
+  x.after = r.rlim_cur;
+  return x;
 }
 
 size_t http_server::in_flight() const {

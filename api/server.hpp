@@ -15,9 +15,17 @@
 // unanswered after request_timeout answers 504 `timeout`; stop() answers the
 // remaining ones 503 `shutting_down`.
 //
-// Connections are not limited (RESTinio 0.6.16's connection count limiter
-// is used after free when the server stops with connections open -- seen
-// with AddressSanitizer); requests are (max_in_flight).
+// Connections are bounded (max_connections, itself kept below the
+// descriptor limit by effective_max_connections()): a connection beyond the
+// bound is closed at once, without an answer. Not with RESTinio 0.6.16's own
+// connection count limiter, which is used after free when the server stops
+// with connections open (seen with AddressSanitizer), but with an IP blocker
+// and a connection state listener that count (server.cpp).
+// RESTinio 0.6.16 stops accepting for good after one failed accept()
+// (EMFILE); a watchdog reopens the acceptor when a connection waits and none
+// was accepted for about 0.75 s, so the server accepts again once
+// descriptors are free (connections waiting at that moment are reset).
+// Requests in flight are bounded too (max_in_flight).
 //
 // HEAD requests (GET routes only, see routes.hpp) are answered with the
 // status, headers and Content-Length of the GET answer, without the body.
@@ -102,6 +110,9 @@ struct http_server_options {
   /// Requests handed to the dispatcher and not yet answered; beyond it new
   /// ones get 503 `overloaded`.
   size_t max_in_flight = 64;
+  /// Open connections; beyond it a new connection is closed at once. The
+  /// server uses effective_max_connections() of it.
+  size_t max_connections = 512;
   /// route() limits, including max_body_bytes (default 64 KiB).
   route_options routes;
   /// Bodies up to this size are read and answered 413 in JSON; beyond it
@@ -150,9 +161,36 @@ public:
   /// Requests dispatched and not yet answered.
   size_t in_flight() const;
 
+  struct connection_stats {
+    size_t open = 0;              // connections open now
+    size_t max = 0;               // the bound in force
+    uint64_t refused = 0;         // closed at once: beyond the bound
+    uint64_t acceptor_reopens = 0; // accept loop restarted by the watchdog
+  };
+  connection_stats connections() const noexcept;
+
 private:
   struct impl;
   std::unique_ptr<impl> impl_;
 };
+
+/// Descriptors left to the rest of the process (PostgreSQL and Kafka
+/// connections, logs, the metrics server) when the connection bound is fitted
+/// under the descriptor limit.
+inline constexpr size_t fd_reserve = 64;
+
+/// `wanted`, but at most the soft RLIMIT_NOFILE minus fd_reserve (half the
+/// limit when it is that small), and at least 1.
+size_t effective_max_connections(size_t wanted) noexcept;
+
+struct fd_limits {
+  uint64_t before = 0; // soft RLIMIT_NOFILE before
+  uint64_t after = 0;  // and after
+  uint64_t hard = 0;
+};
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (call once at start,
+/// before threads open descriptors). Never fails: on error the limit stays.
+fd_limits raise_fd_limit() noexcept;
 
 } // namespace ces::api

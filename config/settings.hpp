@@ -36,6 +36,12 @@ struct settings {
   uint16_t metrics_port = 9105;
   /// Operator API requests being served at once; more get 503 at once.
   int http_max_in_flight = 64;
+  /// Open operator API connections; a new one beyond it is closed at once
+  /// (kept below the process's descriptor limit).
+  int http_max_connections = 512;
+  /// GET /events/latest answers at most this many bytes of events (at least
+  /// one event): a shorter page with `X-Truncated: true`.
+  size_t http_max_response_bytes = 8 * 1024 * 1024;
   /// 1: serve POST /debug/fail/{actor} (fault-injection drills; never in
   /// production).
   int fault_injection = 0;

@@ -40,6 +40,12 @@ const std::vector<setting_def>& defs() {
      "listen port of the Prometheus /metrics endpoint"},
     {"HTTP", "http-max-in-flight", &settings::http_max_in_flight, "N",
      "operator API requests served at once; beyond it 503 at once"},
+    {"HTTP", "http-max-connections", &settings::http_max_connections, "N",
+     "open operator API connections; a new one beyond it is closed at once"},
+    {"HTTP", "http-max-response-bytes", &settings::http_max_response_bytes,
+     "BYTES",
+     "GET /events/latest answers at most this many bytes of events (at "
+     "least one event); a shorter page says X-Truncated: true"},
     {"HTTP", "fault-injection", &settings::fault_injection, "0|1",
      "1 serves POST /debug/fail/{actor} (drills and tests; not for "
      "production)"},

@@ -137,6 +137,11 @@ std::string validate(const settings& s) {
                  "db-retry-max-ms", s.db_retry_max_ms),
          positive("shutdown-timeout-ms", s.shutdown_timeout_ms),
          positive("http-max-in-flight", s.http_max_in_flight),
+         positive("http-max-connections", s.http_max_connections),
+         positive("http-max-response-bytes",
+                  static_cast<long long>(std::min<size_t>(
+                    s.http_max_response_bytes,
+                    std::numeric_limits<int>::max()))),
          positive("replay-timeout-ms", s.replay_timeout_ms),
          positive("persister-connections", s.persister_connections),
        })

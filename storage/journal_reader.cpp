@@ -167,6 +167,45 @@ std::vector<journal_event> journal_reader::latest_events(int limit) {
   });
 }
 
+event_page journal_reader::latest_page(int limit) {
+  event_page page;
+  if (limit <= 0)
+    return page;
+  auto max_bytes = impl_->opts.max_page_bytes;
+  if (max_bytes == 0 || max_bytes > static_cast<size_t>(INT64_MAX))
+    max_bytes = static_cast<size_t>(INT64_MAX);
+  // `sized` measures the newest `limit` rows (ids and sizes only); the outer
+  // query fetches the prefix whose running size fits, at least one row. The
+  // last column is how many rows `sized` had: more than returned means cut.
+  static const std::string sql =
+    std::string("WITH sized AS ("
+                " SELECT id, octet_length(payload::text)"
+                "   + coalesce(octet_length(headers::text), 0)"
+                "   + 2 * coalesce(octet_length(key), 0) AS n"
+                " FROM event_journal ORDER BY id DESC LIMIT $1),"
+                " running AS ("
+                " SELECT id, row_number() OVER w AS pos, sum(n) OVER w AS upto"
+                " FROM sized WINDOW w AS (ORDER BY id DESC"
+                " ROWS UNBOUNDED PRECEDING))"
+                " SELECT ")
+    + event_columns
+    + ", (SELECT count(*) FROM sized) FROM event_journal WHERE id IN"
+      " (SELECT id FROM running WHERE pos = 1 OR upto <= $2)"
+      " ORDER BY id DESC";
+  return impl_->run("journal latest_page", [&](pqxx::transaction_base& tx) {
+    auto res =
+      tx.exec_params(sql, limit, static_cast<int64_t>(max_bytes));
+    page.events.reserve(res.size());
+    int64_t measured = 0;
+    for (const auto& row : res) {
+      page.events.push_back(to_event(row));
+      measured = row[11].as<int64_t>();
+    }
+    page.truncated = static_cast<int64_t>(page.events.size()) < measured;
+    return page;
+  });
+}
+
 std::optional<journal_event> journal_reader::event_by_id(int64_t id) {
   return impl_->run("journal event_by_id", [&](pqxx::transaction_base& tx) {
     auto res = tx.exec_params(std::string("SELECT ") + event_columns

@@ -70,6 +70,17 @@ struct journal_reader_options {
   /// (payload_truncated set): a DLQ may hold values of megabytes
   /// (too_large). 0: no limit.
   size_t max_dlq_payload_bytes = 64 * 1024;
+  /// latest_page() returns at most this many bytes of events (payload and
+  /// headers as JSON text, key twice: about what the API's JSON holds), but
+  /// always the newest event. 0: no limit.
+  size_t max_page_bytes = 8 * 1024 * 1024;
+};
+
+/// The newest journal rows, cut to journal_reader_options::max_page_bytes.
+struct event_page {
+  std::vector<journal_event> events;
+  /// Fewer events than asked for because of the byte bound (there are more).
+  bool truncated = false;
 };
 
 /// Journal and DLQ reads over one connection of its own. Connects lazily on
@@ -88,6 +99,12 @@ public:
   /// none. Throws infra_error when PostgreSQL is unreachable or the query
   /// fails.
   std::vector<journal_event> latest_events(int limit);
+
+  /// Like latest_events(), but only as many of the newest rows as fit in
+  /// max_page_bytes (always the first one). PostgreSQL measures the rows
+  /// first and sends only the ones kept, so no more than the bound (plus one
+  /// row) is ever held here. Throws infra_error.
+  event_page latest_page(int limit);
 
   /// The journal row `id`, or nullopt. Throws infra_error.
   std::optional<journal_event> event_by_id(int64_t id);

@@ -1,4 +1,5 @@
 #include "actors/http_bridge.hpp"
+#include "actors/journal.hpp"
 #include "api/server.hpp"
 #include "fixture.hpp"
 
@@ -41,16 +42,17 @@ journal_actor::behavior_type fake_journal(journal_actor::pointer,
     return e;
   };
   return {
-    [=](atom::latest, int32_t limit)
-      -> caf::result<std::vector<storage::journal_event>> {
+    [=](atom::latest, int32_t limit, caf::timestamp)
+      -> caf::result<std::vector<storage::journal_event>, bool> {
       if (!sc->db_up)
         return caf::make_error(errc::db_unavailable, "connection refused");
       std::vector<storage::journal_event> xs;
       for (int32_t i = limit; i > 0; --i)
         xs.push_back(event(i));
-      return xs;
+      return {std::move(xs), limit > 3};
     },
-    [=](atom::get, int64_t id) -> std::vector<storage::journal_event> {
+    [=](atom::get, int64_t id, caf::timestamp)
+      -> std::vector<storage::journal_event> {
       if (id == 7)
         return {event(7)};
       return {};
@@ -111,14 +113,26 @@ supervisor_actor::behavior_type fake_supervisor(supervisor_actor::pointer,
   };
 }
 
+/// A PG_PROBE that answers `up`.
+pg_probe_actor::behavior_type fake_probe(pg_probe_actor::pointer, bool up) {
+  return {
+    [=](atom::ping) -> caf::result<bool> {
+      if (!up)
+        return caf::make_error(errc::db_unavailable, "probe: refused");
+      return true;
+    },
+  };
+}
+
 struct bridge_fixture : ces::test::fixture {
   std::shared_ptr<script> sc = std::make_shared<script>();
   http_bridge_actor bridge;
+  pg_probe_actor probe; // none: /ready asks the journal
 
   void start(bool all_running = true) {
     http_bridge_peers peers{sys.spawn(fake_journal, sc), sys.spawn(fake_dlq),
                             sys.spawn(fake_replayer, sc),
-                            sys.spawn(fake_supervisor, all_running)};
+                            sys.spawn(fake_supervisor, all_running), probe};
     http_bridge_settings cfg;
     cfg.replay_timeout = 2s;
     bridge = sys.spawn(http_bridge, peers, cfg);
@@ -256,4 +270,64 @@ TEST_CASE_METHOD(bridge_fixture, "supervision state and fault injection") {
   CHECK(ask(api::route_kind::debug_fail, 0, 0, "consumer").status == 202);
   // The fake supervisor says "journal" is not running.
   CHECK(ask(api::route_kind::debug_fail, 0, 0, "journal").status == 404);
+}
+
+TEST_CASE_METHOD(bridge_fixture,
+                 "readiness asks the PG_PROBE, not the journal's mailbox") {
+  SECTION("journal busy or failing, PostgreSQL up") {
+    probe = sys.spawn(fake_probe, true);
+    start();
+    sc->db_up = false; // the journal would say db_unavailable
+    auto r = ask(api::route_kind::ready);
+    CHECK(r.status == 200);
+    CHECK(r.json()["checks"]["postgres"]["ok"] == true);
+  }
+  SECTION("PostgreSQL down") {
+    probe = sys.spawn(fake_probe, false);
+    start();
+    auto r = ask(api::route_kind::ready);
+    CHECK(r.status == 503);
+    CHECK(r.json()["checks"]["postgres"]["detail"] == "probe: refused");
+  }
+}
+
+TEST_CASE_METHOD(ces::test::fixture,
+                 "the journal answers expired reads without PostgreSQL") {
+  storage::journal_reader_options opts;
+  opts.statement_timeout_ms = 1000;
+  // Nothing listens on port 1: a read that reaches PostgreSQL fails at once
+  // with db_unavailable; an expired one must not get that far.
+  auto j = sys.spawn(journal,
+                     std::string{"postgresql://nobody@127.0.0.1:1/none"
+                                 "?connect_timeout=2"},
+                     opts);
+  auto past = caf::make_timestamp() - std::chrono::seconds(1);
+  auto future = caf::make_timestamp() + std::chrono::hours(1);
+  auto error_of = [&](auto&& h) {
+    caf::error got;
+    sched.run();
+    h.receive([](std::vector<storage::journal_event>&) { FAIL("answered"); },
+              [&](caf::error& e) { got = std::move(e); });
+    return got;
+  };
+  auto latest_error = [&](caf::timestamp deadline) {
+    caf::error got;
+    auto h = self->request(j, caf::infinite, atom::latest_v, int32_t{5},
+                           deadline);
+    sched.run();
+    h.receive(
+      [](std::vector<storage::journal_event>&, bool) { FAIL("answered"); },
+      [&](caf::error& e) { got = std::move(e); });
+    return got;
+  };
+  CHECK(latest_error(past) == errc::expired);
+  CHECK(error_of(self->request(j, caf::infinite, atom::get_v, int64_t{1},
+                               past))
+        == errc::expired);
+  CHECK(latest_error(future) == errc::db_unavailable);
+  CHECK(error_of(self->request(j, caf::infinite, atom::get_v, int64_t{1},
+                               future))
+        == errc::db_unavailable);
+  // What an expired read answers over HTTP, should the bridge still wait.
+  CHECK(http_error(caf::make_error(errc::expired)).first == 504);
 }

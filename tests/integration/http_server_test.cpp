@@ -14,7 +14,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -23,6 +25,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 using namespace std::chrono_literals;
@@ -660,4 +663,156 @@ TEST_CASE("RESTinio's own body limit closes the connection without an answer",
   }
   // The server keeps serving.
   CHECK(ces::test::http_get(host, s.port(), "/health").status == 200);
+}
+
+namespace {
+
+/// Lowers this process's soft RLIMIT_NOFILE for its lifetime.
+struct fd_limit_guard {
+  rlimit saved{};
+  explicit fd_limit_guard(rlim_t soft) {
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    rlimit low = saved;
+    low.rlim_cur = soft;
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  }
+  ~fd_limit_guard() {
+    ::setrlimit(RLIMIT_NOFILE, &saved);
+  }
+};
+
+/// `n` idle TCP connections to 127.0.0.1:port, held by a child process (its
+/// descriptors do not count against ours) until release().
+class idle_clients {
+public:
+  idle_clients(uint16_t port, int n) {
+    int ready[2];
+    int hold[2];
+    REQUIRE(::pipe(ready) == 0);
+    REQUIRE(::pipe(hold) == 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      // Async-signal-safe calls only (the parent has threads).
+      for (int fd = 3; fd < 4096; ++fd)
+        if (fd != ready[1] && fd != hold[0])
+          ::close(fd);
+      rlimit r{};
+      ::getrlimit(RLIMIT_NOFILE, &r);
+      r.rlim_cur = r.rlim_max;
+      ::setrlimit(RLIMIT_NOFILE, &r);
+      char opened = 0;
+      for (int i = 0; i < n; ++i) {
+        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0
+            || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr))
+                 != 0)
+          ::_exit(1);
+      }
+      opened = 1;
+      if (::write(ready[1], &opened, 1) != 1)
+        ::_exit(1);
+      char c;
+      while (::read(hold[0], &c, 1) > 0) {
+      }
+      ::_exit(0);
+    }
+    ::close(ready[1]);
+    ::close(hold[0]);
+    hold_ = hold[1];
+    char c = 0;
+    auto got = ::read(ready[0], &c, 1);
+    ::close(ready[0]);
+    REQUIRE(got == 1);
+  }
+
+  /// Closes every connection (the child exits).
+  void release() {
+    if (pid_ <= 0)
+      return;
+    ::close(hold_);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+
+  ~idle_clients() {
+    release();
+  }
+
+private:
+  pid_t pid_ = -1;
+  int hold_ = -1;
+};
+
+/// GET /health until it is answered or `within` passed.
+http_response health_within(uint16_t port, std::chrono::milliseconds within) {
+  auto until = std::chrono::steady_clock::now() + within;
+  http_response r;
+  do {
+    r = ces::test::http_get(host, port, "/health", 500ms);
+    if (r.status != 0)
+      break;
+    std::this_thread::sleep_for(50ms);
+  } while (std::chrono::steady_clock::now() < until);
+  return r;
+}
+
+} // namespace
+
+TEST_CASE("accepting resumes after connections exhausted the descriptors",
+          "[http_server]") {
+  test_dispatcher d;
+  auto opts = local_options();
+  opts.max_connections = 100000;
+  std::unique_ptr<http_server> s;
+  std::optional<fd_limit_guard> limit;
+  SECTION("the limit is known at start: the bound stays below it") {
+    limit.emplace(160);
+    s = std::make_unique<http_server>(opts, d.fn());
+    CHECK(s->connections().max == 160 - ces::api::fd_reserve);
+  }
+  SECTION("the limit falls after start: accept() fails, the server recovers") {
+    s = std::make_unique<http_server>(opts, d.fn());
+    limit.emplace(160);
+  }
+  {
+    // Twice as many idle connections as descriptors (the kernel queues
+    // what the server does not accept).
+    idle_clients clients{s->port(), 320};
+    std::this_thread::sleep_for(500ms); // the server accepts what it can
+    INFO("open " << s->connections().open << " refused "
+                 << s->connections().refused);
+    CHECK(s->connections().open < 160);
+    clients.release();
+  }
+  auto r = health_within(s->port(), 2s);
+  INFO("error: " << r.error);
+  CHECK(r.status == 200);
+  // Accepting goes on.
+  CHECK(ces::test::http_get(host, s->port(), "/health", 2s).status == 200);
+}
+
+TEST_CASE("connections beyond max_connections are closed at once",
+          "[http_server]") {
+  test_dispatcher d;
+  auto opts = local_options();
+  opts.max_connections = 5;
+  http_server s{opts, d.fn()};
+  idle_clients clients{s.port(), 8};
+  auto until = std::chrono::steady_clock::now() + 5s;
+  while (s.connections().refused < 3
+         && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(10ms);
+  CHECK(s.connections().open == 5);
+  CHECK(s.connections().refused == 3);
+  // Full: a new connection is closed without an answer.
+  CHECK(ces::test::http_get(host, s.port(), "/health", 2s).status == 0);
+  clients.release();
+  auto r = health_within(s.port(), 2s);
+  CHECK(r.status == 200);
 }

@@ -268,6 +268,52 @@ TEST_CASE("large DLQ payloads are cut", "[journal_reader]") {
   CHECK_FALSE(full.payload_truncated);
 }
 
+TEST_CASE("latest_page: large events are cut by bytes, never below one",
+          "[journal_reader]") {
+  auto url = migrated_db();
+  journal_writer w{url, group};
+  // Six events of about 300 KB each (key and headers add a little).
+  const size_t big = 300 * 1000;
+  std::vector<checked_record> batch;
+  for (int64_t o = 0; o < 6; ++o)
+    batch.push_back(full_record("apexflow.leads.created", 0, o,
+                                R"({"tenant_id": "t1", "blob": ")"
+                                  + std::string(big, 'a' + o) + "\"}"));
+  w.write(batch);
+  storage::journal_reader_options o;
+  o.max_page_bytes = 1000 * 1000; // three events fit, not four
+  journal_reader r{url, o};
+  auto page = r.latest_page(1000);
+  CHECK(page.truncated);
+  REQUIRE(page.events.size() == 3);
+  CHECK(page.events[0].offset == 5); // the newest ones
+  CHECK(page.events[2].offset == 3);
+  size_t bytes = 0;
+  for (auto& e : page.events)
+    bytes += e.payload_json.size();
+  CHECK(bytes <= o.max_page_bytes);
+  // Under the bound: the whole page, not cut.
+  auto two = r.latest_page(2);
+  CHECK_FALSE(two.truncated);
+  CHECK(two.events.size() == 2);
+  // One event larger than the bound still comes, alone.
+  o.max_page_bytes = 1000;
+  journal_reader tiny{url, o};
+  auto one = tiny.latest_page(50);
+  CHECK(one.truncated);
+  REQUIRE(one.events.size() == 1);
+  CHECK(one.events[0].offset == 5);
+  CHECK(one.events[0].payload_json.size() > big);
+  // No bound: everything.
+  o.max_page_bytes = 0;
+  journal_reader all{url, o};
+  auto six = all.latest_page(1000);
+  CHECK_FALSE(six.truncated);
+  CHECK(six.events.size() == 6);
+  // Exactly as many rows as asked for, all fitting: not cut.
+  CHECK_FALSE(all.latest_page(6).truncated);
+}
+
 TEST_CASE("unreachable server, reconnect, ping", "[journal_reader]") {
   journal_reader nowhere{"postgresql://postgres@127.0.0.1:1/nowhere"};
   CHECK_THROWS_AS(nowhere.ping(), infra_error);

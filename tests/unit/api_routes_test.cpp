@@ -5,7 +5,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 using ces::api::parse_positive_id;
 using ces::api::percent_decode;
@@ -306,4 +308,74 @@ TEST_CASE("supervision and fault-injection routes", "[routes]") {
   CHECK(route("GET", "/debug/fail/consumer", 0, on).error.status == 405);
   CHECK(std::string(ces::api::to_string(route_kind::debug_fail))
         == "debug_fail");
+}
+
+TEST_CASE("the route table: one entry per route_kind, and it drives routing",
+          "[routes]") {
+  using ces::api::route_table;
+  auto& table = route_table();
+  // Every route_kind but `unmatched` has exactly one entry.
+  auto last = static_cast<int>(route_kind::debug_fail);
+  for (int k = 1; k <= last; ++k) {
+    auto kind = static_cast<route_kind>(k);
+    INFO(ces::api::to_string(kind));
+    CHECK(std::count_if(table.begin(), table.end(),
+                        [&](auto& s) { return s.kind == kind; })
+          == 1);
+  }
+  CHECK(table.size() == static_cast<size_t>(last));
+  // Method + pattern are unique.
+  for (size_t i = 0; i < table.size(); ++i)
+    for (size_t j = i + 1; j < table.size(); ++j)
+      CHECK_FALSE((table[i].method == table[j].method
+                   && table[i].pattern == table[j].pattern));
+  route_options all;
+  all.fault_injection = true;
+  for (auto& spec : table) {
+    // Fill the pattern's parameters with valid values.
+    std::string target;
+    for (size_t pos = 0; pos < spec.pattern.size();) {
+      auto open = spec.pattern.find('{', pos);
+      if (open == std::string_view::npos) {
+        target += spec.pattern.substr(pos);
+        break;
+      }
+      auto close = spec.pattern.find('}', open);
+      target += spec.pattern.substr(pos, open - pos);
+      auto name = spec.pattern.substr(open + 1, close - open - 1);
+      target += name == "id" ? "42" : "persister-0";
+      pos = close + 1;
+    }
+    for (size_t i = 0; i < spec.query.size(); ++i)
+      target += (i == 0 ? "?" : "&") + std::string(spec.query[i]) + "=7";
+    INFO(spec.method << " " << target);
+    auto r = route(spec.method, target, 0, all);
+    REQUIRE(r.ok());
+    CHECK(r.request.kind == spec.kind);
+    for (auto name : spec.path_params()) {
+      if (name == "id")
+        CHECK(r.request.id == 42);
+      else
+        CHECK(r.request.name == "persister-0");
+    }
+    if (!spec.query.empty())
+      CHECK(r.request.limit == 7);
+    // Any other method is 405 with the table's method in Allow.
+    auto other = route("PATCH", target, 0, all);
+    CHECK(other.error.status == 405);
+    CHECK(other.error.allow.find(spec.method) != std::string::npos);
+    // An unknown query parameter is refused.
+    auto typo = route(spec.method,
+                      target + (spec.query.empty() ? "?" : "&") + "x=1", 0,
+                      all);
+    CHECK(typo.error.code == "bad_query");
+    // Fault-injection routes exist only when enabled.
+    if (spec.fault_injection_only)
+      CHECK(route(spec.method, target, 0, {}).error.status == 404);
+  }
+  auto by_id = std::find_if(table.begin(), table.end(), [](auto& s) {
+    return s.kind == route_kind::event_by_id;
+  });
+  REQUIRE(by_id != table.end());
+  CHECK(by_id->path_params() == std::vector<std::string_view>{"id"});
 }
