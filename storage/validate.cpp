@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -167,6 +168,17 @@ void decode_validated(const uchar* p, const uchar* end, std::string& out) {
   }
 }
 
+// PostgreSQL 15's numeric limits (src/backend/utils/adt/numeric.c): the
+// weight of the first nonzero base-10000 digit is an int16 (at most 32767, so
+// at most 131072 decimal digits before the point), the display scale (digits
+// after the point, minus the exponent, at least 0) at most 0x3FFF, and an
+// exponent at least INT_MAX / 2 in magnitude is refused outright.
+namespace pg_numeric {
+constexpr size_t max_int_digits = 131072;
+constexpr int64_t max_dscale = 16383;
+constexpr int64_t max_abs_exponent = 1073741823; // INT_MAX / 2, refused
+} // namespace pg_numeric
+
 constexpr char tenant_key[] = "tenant_id";
 constexpr size_t tenant_key_len = sizeof(tenant_key) - 1;
 
@@ -263,6 +275,8 @@ private:
 
   bool scan_escape();
   bool scan_number();
+  bool numeric_range(const uchar* start, size_t int_digits,
+                     const uchar* frac_begin, size_t frac_digits, int64_t exp);
   bool scan_literal(const char* word, size_t len);
 
   // Parses the key at p_ (must be '"') and the following ':'.
@@ -387,11 +401,13 @@ bool parser::scan_string(const uchar*& body, const uchar*& body_end,
 }
 
 bool parser::scan_number() {
+  const uchar* start = p_;
   if (*p_ == '-') {
     ++p_;
     if (p_ == end_ || !is_digit(*p_))
       return syntax(p_, "expected a digit after '-'");
   }
+  const uchar* int_begin = p_;
   if (*p_ == '0') {
     ++p_;
     if (p_ < end_ && is_digit(*p_))
@@ -400,23 +416,99 @@ bool parser::scan_number() {
     while (p_ < end_ && is_digit(*p_))
       ++p_;
   }
+  const size_t int_digits = static_cast<size_t>(p_ - int_begin);
+  size_t frac_digits = 0;
+  const uchar* frac_begin = p_;
   if (p_ < end_ && *p_ == '.') {
     ++p_;
     if (p_ == end_ || !is_digit(*p_))
       return syntax(p_, "expected a digit after '.'");
+    frac_begin = p_;
     while (p_ < end_ && is_digit(*p_))
       ++p_;
+    frac_digits = static_cast<size_t>(p_ - frac_begin);
   }
-  if (p_ < end_ && (*p_ == 'e' || *p_ == 'E')) {
+  if (p_ == end_ || (*p_ != 'e' && *p_ != 'E')) {
+    // No exponent (the common case): only the digit counts can overflow.
+    if (int_digits > pg_numeric::max_int_digits
+        || frac_digits > pg_numeric::max_dscale)
+      return numeric_range(start, int_digits, frac_begin, frac_digits, 0);
+    return true;
+  }
+  ++p_;
+  bool negative = false;
+  if (p_ < end_ && (*p_ == '+' || *p_ == '-'))
+    negative = *p_++ == '-';
+  if (p_ == end_ || !is_digit(*p_))
+    return syntax(p_, "expected a digit in exponent");
+  int64_t exp = 0; // saturates just past PostgreSQL's bound
+  while (p_ < end_ && is_digit(*p_)) {
+    if (exp <= pg_numeric::max_abs_exponent)
+      exp = exp * 10 + (*p_ - '0');
     ++p_;
-    if (p_ < end_ && (*p_ == '+' || *p_ == '-'))
-      ++p_;
-    if (p_ == end_ || !is_digit(*p_))
-      return syntax(p_, "expected a digit in exponent");
-    while (p_ < end_ && is_digit(*p_))
-      ++p_;
   }
+  if (negative)
+    exp = -exp;
+  if (exp >= pg_numeric::max_abs_exponent
+      || exp <= -pg_numeric::max_abs_exponent
+      || int_digits > pg_numeric::max_int_digits
+      || static_cast<int64_t>(frac_digits) - exp > pg_numeric::max_dscale
+      || (exp > 0 && int_digits + static_cast<size_t>(exp)
+                       > pg_numeric::max_int_digits))
+    return numeric_range(start, int_digits, frac_begin, frac_digits, exp);
   return true;
+}
+
+// Applies PostgreSQL 15's numeric input limits (numeric.c, set_var_from_str
+// and make_result) to a number that may exceed them; the caller only comes
+// here when a cheap bound says it might. Always fails unless the number is
+// within the limits after all (a zero or leading zeros with a big exponent).
+bool parser::numeric_range(const uchar* start, size_t int_digits,
+                           const uchar* frac_begin, size_t frac_digits,
+                           int64_t exp) {
+  const char* why = nullptr;
+  std::string detail;
+  const int64_t dscale = std::max<int64_t>(
+    0, static_cast<int64_t>(frac_digits) - exp);
+  // Decimal exponent of the first nonzero digit; none when the value is 0.
+  const uchar* int_begin = *start == '-' ? start + 1 : start;
+  bool zero = true;
+  int64_t lead = 0;
+  if (*int_begin != '0') {
+    zero = false;
+    lead = static_cast<int64_t>(int_digits) - 1 + exp;
+  } else {
+    for (size_t i = 0; i < frac_digits; ++i)
+      if (frac_begin[i] != '0') {
+        zero = false;
+        lead = -static_cast<int64_t>(i) - 1 + exp;
+        break;
+      }
+  }
+  if (exp >= pg_numeric::max_abs_exponent
+      || exp <= -pg_numeric::max_abs_exponent) {
+    why = "its exponent is out of range";
+    detail = "its magnitude must be below "
+             + std::to_string(pg_numeric::max_abs_exponent);
+  } else if (!zero && lead >= static_cast<int64_t>(pg_numeric::max_int_digits)) {
+    why = "it is too large";
+    detail = std::to_string(lead + 1) + " digits before the decimal point, "
+             "the limit is " + std::to_string(pg_numeric::max_int_digits);
+  } else if (dscale > pg_numeric::max_dscale) {
+    why = "it has too many digits after the decimal point";
+    detail = std::to_string(dscale) + ", the limit is "
+             + std::to_string(pg_numeric::max_dscale);
+  } else {
+    return true;
+  }
+  const size_t len = static_cast<size_t>(p_ - start);
+  constexpr size_t shown = 40;
+  std::string text(reinterpret_cast<const char*>(start), std::min(len, shown));
+  if (len > shown)
+    text += "...(" + std::to_string(len) + " bytes)";
+  return fail("number at byte " + std::to_string(pos(start)) + " (" + text
+              + ") is outside PostgreSQL's numeric range: " + why + " ("
+              + detail + ")");
 }
 
 bool parser::scan_literal(const char* word, size_t len) {

@@ -44,8 +44,12 @@ struct json_check {
 /// top-level "tenant_id" (keys compared unescaped, the last duplicate wins, as
 /// jsonb keeps it). Single pass, iterative (no recursion), no DOM.
 /// Assumes a UTF8 database (with another server encoding PostgreSQL also
-/// refuses \u escapes above U+007F). Numbers follow the JSON grammar at any
-/// size: PostgreSQL may still refuse absurd exponents (numeric overflow).
+/// refuses \u escapes above U+007F). Numbers follow the JSON grammar and
+/// PostgreSQL 15's numeric limits: at most 131072 digits before the decimal
+/// point, at most 16383 after it (counted as digits after the point minus the
+/// exponent, so `1e-16384` and `1.0e-16383` fail: PostgreSQL does not round
+/// them to 0), and an exponent below 1073741823 (INT_MAX / 2) in magnitude
+/// even for 0; such a number fails with a message naming it and the limit.
 json_check check_json(std::string_view text, size_t max_depth);
 
 /// True when `s` is well-formed UTF-8 (no overlongs, no encoded surrogates,

@@ -2,6 +2,7 @@
 #include "storage/headers_json.hpp"
 #include "storage/journal.hpp"
 #include "storage/journal_reader.hpp"
+#include "storage/validate.hpp"
 #include "tests/integration/storage_test_util.hpp"
 
 #include <catch2/catch.hpp>
@@ -172,6 +173,44 @@ TEST_CASE("isolation finds many refused rows among many good ones",
                    " FROM event_journal) s WHERE prev >= \"offset\"")
         == 0);
   CHECK(stored_offset(url, "crm", 0) == 2000);
+}
+
+TEST_CASE("numbers numeric refuses are invalid_json, without isolation",
+          "[journal][numeric]") {
+  // As the consumer builds a batch: check_record first. 5,000 events in a row
+  // with a number PostgreSQL's numeric refuses (used to reach COPY and be
+  // isolated one by one as db_rejected), between good ones.
+  auto url = migrated_db();
+  journal_writer w{url, group};
+  const validation_limits limits;
+  const char* refused[] = {"1e200000", "-1e131072", "1e-200000", "1.0e-16383",
+                           "0e1073741823"};
+  std::vector<checked_record> batch;
+  int64_t offset = 0;
+  auto add = [&](std::string payload) {
+    batch.push_back(
+      check_record(record("crm", 0, offset++, std::move(payload)), limits));
+  };
+  add(R"({"tenant_id":"t","n":1e131071})");
+  for (int i = 0; i < 5000; ++i)
+    add(std::string(R"({"tenant_id":"t","i":)") + std::to_string(i)
+        + R"(,"n":)" + refused[i % 5] + "}");
+  add(R"({"tenant_id":"t","n":1e-16383})");
+  auto out = w.write(batch);
+  CHECK(out.isolation_rounds == 0);
+  CHECK(find_count(out.journalled, "crm") == 2);
+  CHECK(find_count(out.dead_lettered, "crm", "invalid_json") == 5000);
+  CHECK(find_count(out.dead_lettered, "crm", "db_rejected") == 0);
+  CHECK(count(url, "SELECT count(*) FROM event_dlq"
+                   " WHERE error_class = 'invalid_json'"
+                   " AND error LIKE 'number at byte %outside PostgreSQL''s"
+                   " numeric range%'")
+        == 5000);
+  CHECK(scalar(url, "SELECT error FROM event_dlq WHERE \"offset\" = 1")
+        == "number at byte 27 (1e200000) is outside PostgreSQL's numeric "
+           "range: it is too large (200001 digits before the decimal point, "
+           "the limit is 131072)");
+  CHECK(stored_offset(url, "crm", 0) == 5002);
 }
 
 TEST_CASE("a batch is one transaction", "[journal]") {

@@ -80,9 +80,12 @@ TEST_CASE("check_json accepts scalars at top level", "[validate][json]") {
     CHECK_FALSE(r.is_object);
     CHECK_FALSE(r.has_tenant);
   }
-  CHECK(valid(std::string(5000, '7'))); // arbitrary size is fine
+  CHECK(valid(std::string(5000, '7'))); // any size within numeric's limits
   CHECK(valid("-" + std::string(5000, '9') + "." + std::string(5000, '1')
-              + "e-" + std::string(300, '2')));
+              + "e-" + std::string(4, '2')));
+  // A 300-digit exponent is beyond numeric's (PostgreSQL refuses it).
+  CHECK_FALSE(valid("-" + std::string(5000, '9') + "." + std::string(5000, '1')
+                    + "e-" + std::string(300, '2')));
 }
 
 TEST_CASE("check_json accepts empty and nested containers", "[validate][json]") {
@@ -173,6 +176,64 @@ TEST_CASE("check_json refuses numbers outside the JSON grammar",
   CHECK_FALSE(valid("Infinity"));
   CHECK_FALSE(valid("-Infinity"));
   CHECK_FALSE(valid("{\"a\":-}"));
+}
+
+// Limits measured on PostgreSQL 15 with `SELECT '<n>'::jsonb` (numeric.c:
+// weight of the first nonzero base-10000 digit <= 32767, display scale <=
+// 16383, |exponent| < INT_MAX / 2); the differential test
+// (tests/integration/validate_pg_test.cpp) checks them against the server.
+TEST_CASE("check_json accepts numbers up to PostgreSQL's numeric limits",
+          "[validate][json][numeric]") {
+  const std::string digits_131072 = "1" + std::string(131071, '0');
+  const std::string frac_16383 = "0." + std::string(16382, '0') + "1";
+  for (const std::string& s :
+       {"1e131071"s, "9.9e131071"s, "-9.99999e131071"s, "1E+131071"s,
+        "1e-16383"s, "0.1e-16382"s, "-1e-16383"s, "0e1073741822"s,
+        "0e-16383"s, "-0.0e-16382"s, "0.00001e131075"s, digits_131072,
+        "-" + digits_131072, digits_131072 + ".5e-1"s, frac_16383,
+        digits_131072 + "0e-1", // 131073 digits, one moves after the point
+        "123456789012345678901234567890.5e10"s, "1e1000"s, "1e1001"s}) {
+    INFO(s.substr(0, 60));
+    CHECK(valid(s));
+    CHECK(valid("{\"tenant_id\":\"t\",\"n\":[" + s + "]}"));
+  }
+}
+
+TEST_CASE("check_json refuses numbers PostgreSQL's numeric refuses",
+          "[validate][json][numeric]") {
+  CHECK(error_of("1e200000")
+        == "number at byte 0 (1e200000) is outside PostgreSQL's numeric "
+           "range: it is too large (200001 digits before the decimal point, "
+           "the limit is 131072)");
+  CHECK(error_of(R"({"tenant_id":"t","n":1e131072})")
+        == "number at byte 21 (1e131072) is outside PostgreSQL's numeric "
+           "range: it is too large (131073 digits before the decimal point, "
+           "the limit is 131072)");
+  CHECK(error_of("1e-200000")
+        == "number at byte 0 (1e-200000) is outside PostgreSQL's numeric "
+           "range: it has too many digits after the decimal point (200000, "
+           "the limit is 16383)");
+  CHECK(error_of("[0e1073741823]")
+        == "number at byte 1 (0e1073741823) is outside PostgreSQL's numeric "
+           "range: its exponent is out of range (its magnitude must be below "
+           "1073741823)");
+  CHECK(error_of("1" + std::string(131072, '0'))
+        == "number at byte 0 (1000000000000000000000000000000000000000...("
+           "131073 bytes)) is outside PostgreSQL's numeric range: it is too "
+           "large (131073 digits before the decimal point, the limit is "
+           "131072)");
+  for (const std::string& s :
+       {"1e131072"s, "-1e131072"s, "10e131071"s, "0.1e131073"s,
+        "1e1000000000000000000000"s, "1e-16384"s, "1.0e-16383"s,
+        "0e-16384"s, "-0e-20000"s, "0e1073741823"s, "0e-1073741823"s,
+        "1e99999999999999999999"s, "0." + std::string(16384, '0'),
+        "0." + std::string(16383, '0') + "1", "1" + std::string(131072, '0'),
+        "1" + std::string(131072, '0') + ".0"}) {
+    INFO(s.substr(0, 60));
+    auto e = error_of("[1," + s + "]");
+    CHECK_THAT(e, Catch::StartsWith("number at byte 3 ("));
+    CHECK_THAT(e, Catch::Contains("outside PostgreSQL's numeric range"));
+  }
 }
 
 TEST_CASE("check_json refuses bad literals", "[validate][json]") {
@@ -537,7 +598,8 @@ TEST_CASE("check_record: invalid JSON carries check_json's message",
   for (std::string doc : {R"({"tenant_id":"acme",})"s,
                           R"({"tenant_id":"a\u0000"})"s,
                           R"({"tenant_id":"\uD83D"})"s,
-                          "{\"tenant_id\":\"\xc0\xaf\"}"s, nested_arrays(600)}) {
+                          "{\"tenant_id\":\"\xc0\xaf\"}"s, nested_arrays(600),
+                          R"({"tenant_id":"acme","n":1e200000})"s}) {
     INFO(doc.substr(0, 40));
     auto expected = check_json(doc, lim.max_depth).error;
     auto r = check_record(make_record(doc, {header("tenant_id", "acme")}), lim);
