@@ -193,12 +193,13 @@ start_nodes() {
   # A random 16-byte cluster id, base64url without padding, as Kafka's Uuid.
   cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
   for n in $(seq 1 "$nodes"); do write_config "$n"; done
+  local pids=() p failed=0
   for n in $(seq 1 "$nodes"); do
     kjava kafka.tools.StorageTool format -t "$cluster_id" \
       -c "$dir/node-$n/server.properties" >"$dir/node-$n/format.log" 2>&1 &
+    pids+=($!)
   done
-  local failed=0
-  for n in $(seq 1 "$nodes"); do wait -n || failed=1; done
+  for p in "${pids[@]}"; do wait "$p" || failed=1; done
   if [ $failed -ne 0 ]; then
     cat "$dir"/node-*/format.log >&2
     return 1
@@ -237,16 +238,17 @@ start_nodes() {
 create_topics() {
   local t bootstrap=$1 out status=0 pids=()
   IFS=, read -r -a list <<<"$topics"
-  if grep -qx "auto.create.topics.enable=false" <<<"${extra_config[*]:-}"; then
+  if printf '%s\n' "${extra_config[@]}" |
+    grep -qx "auto.create.topics.enable *= *false"; then
     # One admin JVM per topic, in parallel (slow: a JVM start each).
     for t in "${list[@]}"; do
       kjava org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" \
         --create --if-not-exists --topic "$t" --partitions "$partitions" \
-        --replication-factor "$nodes" >>"$dir/topics.log" 2>&1 &
+        --replication-factor "$nodes" >>"$dir/topics-admin.log" 2>&1 &
       pids+=($!)
     done
     for t in "${pids[@]}"; do wait "$t" || status=1; done
-    [ $status -eq 0 ] || { cat "$dir/topics.log" >&2; return 1; }
+    [ $status -eq 0 ] || { cat "$dir/topics-admin.log" >&2; return 1; }
   fi
   # Otherwise a metadata request that allows auto-creation creates each topic
   # with num.partitions and default.replication.factor (set above): no JVM.
