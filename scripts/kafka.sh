@@ -190,8 +190,12 @@ start_nodes() {
     cport[$n]=$(pick_port $taken); taken+=" ${cport[$n]}"
   done
   rm -rf "$dir"/node-*
-  # A random 16-byte cluster id, base64url without padding, as Kafka's Uuid.
-  cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  # A random 16-byte cluster id, base64url without padding, as Kafka's Uuid;
+  # not starting with '-', which the format tool would take for an option.
+  cluster_id=-
+  while [ "${cluster_id:0:1}" = - ]; do
+    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  done
   for n in $(seq 1 "$nodes"); do write_config "$n"; done
   local pids=() p failed=0
   for n in $(seq 1 "$nodes"); do
