@@ -157,7 +157,9 @@ num.recovery.threads.per.data.dir=1
 log.cleaner.threads=1
 EOF
   local kv
-  for kv in "${extra_config[@]}"; do echo "$kv" >>"$dir/node-$n/server.properties"; done
+  for kv in "${extra_config[@]}"; do
+    echo "$kv" >>"$dir/node-$n/server.properties"
+  done
   cat >"$dir/node-$n/log4j2.properties" <<EOF
 status = warn
 appender.file.type = File
@@ -179,7 +181,8 @@ brokers_up() { # all $nodes brokers are in the metadata of node $1
 }
 
 bind_failed() {
-  grep -qs "Address already in use" "$dir"/node-*/server.log "$dir"/node-*/stdout.log
+  grep -qs "Address already in use" "$dir"/node-*/server.log \
+    "$dir"/node-*/stdout.log
 }
 
 # Formats and starts all nodes; 0 = up, 1 = failed, 3 = lost a port race.
@@ -223,7 +226,8 @@ start_nodes() {
         stop_nodes
         bind_failed && return 3
         echo "kafka.sh: node $n exited during start-up:" >&2
-        tail -n 30 "$dir/node-$n/stdout.log" "$dir/node-$n/server.log" >&2 || true
+        tail -n 30 "$dir/node-$n/stdout.log" "$dir/node-$n/server.log" >&2 ||
+          true
         return 1
       fi
     done
@@ -246,8 +250,9 @@ create_topics() {
     grep -qx "auto.create.topics.enable *= *false"; then
     # One admin JVM per topic, in parallel (slow: a JVM start each).
     for t in "${list[@]}"; do
-      kjava org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" \
-        --create --if-not-exists --topic "$t" --partitions "$partitions" \
+      kjava org.apache.kafka.tools.TopicCommand \
+        --bootstrap-server "$bootstrap" --create --if-not-exists \
+        --topic "$t" --partitions "$partitions" \
         --replication-factor "$nodes" >>"$dir/topics-admin.log" 2>&1 &
       pids+=($!)
     done
