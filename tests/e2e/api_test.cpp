@@ -49,6 +49,7 @@ TEST_CASE("the original service's verification: events, replay, DLQ",
   auto sink = w.start_sink();
   w.produce({"--topics", jobs, "--count", "1"});
   w.produce({"--topics", leads, "--count", "9", "--start-index", "1"});
+  CHECK(w.broker_messages() == 10);
   REQUIRE(eventually([&] { return journal_rows(w) == 10; }, 30s));
 
   auto latest = call(w, "GET", "/events/latest");

@@ -118,6 +118,7 @@ world::world(std::vector<std::string> ts, int partitions,
     if (options.broker_control) {
       argv.emplace_back("--control-stdin");
       opts.pipe_stdin = true;
+      broker_control_ = true;
     }
     broker_.emplace(argv, opts);
     auto line = broker_->wait_for_line(ces::test::stream::out, "bootstrap=",
@@ -292,7 +293,7 @@ std::string world::broker_command(const std::string& line,
 
 std::map<std::pair<std::string, int32_t>, int64_t> world::high_watermarks() {
   std::map<std::pair<std::string, int32_t>, int64_t> result;
-  if (broker_) {
+  if (broker_control_) {
     std::vector<std::string> lines;
     auto answer = broker_command("watermarks", &lines);
     if (answer.rfind("ok", 0) != 0)
@@ -307,7 +308,8 @@ std::map<std::pair<std::string, int32_t>, int64_t> world::high_watermarks() {
     }
     return result;
   }
-  // The real broker: ListOffsets through a group-less librdkafka consumer.
+  // ListOffsets through a group-less librdkafka consumer (the real broker,
+  // or a mock without a control channel).
   char err[512];
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap_.c_str(), err,

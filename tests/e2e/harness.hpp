@@ -79,12 +79,12 @@ public:
                              std::vector<std::string>* before = nullptr,
                              std::chrono::milliseconds timeout = 10s);
 
-  /// High watermark of every partition of the world's topics (mock: needs
-  /// broker_control; real: asked with librdkafka).
+  /// High watermark of every partition of the world's topics: from the
+  /// mock's control channel with broker_control, else asked with librdkafka.
   std::map<std::pair<std::string, int32_t>, int64_t> high_watermarks();
 
   /// Sum of the high watermarks of all partitions: how many records the
-  /// broker has been given so far (mock: needs broker_control).
+  /// broker has been given so far.
   long long broker_messages();
 
   const std::string& bootstrap() const {
@@ -146,6 +146,7 @@ private:
   ces::test::pg_fixture* cluster_ = nullptr;
   std::map<int, std::pair<uint16_t, uint16_t>> instance_ports_;
   std::optional<child_process> broker_; // the mock broker
+  bool broker_control_ = false;
   std::string kafka_dir_;                // the real broker's (kafka.sh) DIR
   int partitions_;
   std::string bootstrap_;
