@@ -84,6 +84,23 @@ std::string run_kafka_sh(std::vector<std::string> args,
   return p.stdout_text();
 }
 
+/// Stops the real broker (if `kafka_dir` is set) and removes the world's
+/// directory: the destructor's work, also done when the constructor fails.
+void release_world(const std::string& kafka_dir,
+                   const std::string& dir) noexcept {
+  if (!kafka_dir.empty()) {
+    try {
+      run_kafka_sh({"stop", kafka_dir}, 120s);
+    } catch (const std::exception& e) {
+      fprintf(stderr, "world: %s\n", e.what());
+    }
+  }
+  if (std::getenv("CES_KEEP_TEST_FILES") == nullptr) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+}
+
 } // namespace
 
 world::world(std::vector<std::string> ts, int partitions,
@@ -91,44 +108,44 @@ world::world(std::vector<std::string> ts, int partitions,
   : topics(std::move(ts)), partitions_(partitions) {
   char tmpl[] = "/tmp/ces-e2e-XXXXXX";
   dir_ = mkdtemp(tmpl);
-  if (real_kafka()) {
-    if (options.broker_control)
-      throw std::runtime_error("broker_control needs the mock broker "
-                               "(CES_TEST_KAFKA=mock)");
-    kafka_dir_ = temp_path("kafka");
-    // The first run fetches the jars (minutes); later starts take seconds
-    // (tens of seconds on a loaded machine). --owner: the cluster goes
-    // away with this process even if the destructor never runs.
-    // message.max.bytes: as crm-produce's producer with --oversize, so
-    // too_large records reach the sink (Kafka's default is 1 MiB).
-    auto out = run_kafka_sh({"start", kafka_dir_, "--topics", join(topics),
-                             "--partitions", std::to_string(partitions),
-                             "--config", "message.max.bytes=4194304",
-                             "--owner", std::to_string(getpid())},
-                            600s);
-    std::istringstream lines{out};
-    for (std::string l; std::getline(lines, l);)
-      if (!l.empty())
-        bootstrap_ = l; // the last line
-  } else {
-    std::vector<std::string> argv{CES_MOCK_BROKER_BIN, "--topics",
-                                  join(topics), "--partitions",
-                                  std::to_string(partitions)};
-    ces::test::spawn_options opts;
-    if (options.broker_control) {
-      argv.emplace_back("--control-stdin");
-      opts.pipe_stdin = true;
-      broker_control_ = true;
-    }
-    broker_.emplace(argv, opts);
-    auto line = broker_->wait_for_line(ces::test::stream::out, "bootstrap=",
-                                       20s);
-    if (!line)
-      throw std::runtime_error("mock broker did not start: "
-                               + broker_->stderr_text());
-    bootstrap_ = line->substr(line->find('=') + 1);
-  }
   try {
+    if (real_kafka()) {
+      if (options.broker_control)
+        throw std::runtime_error("broker_control needs the mock broker "
+                                 "(CES_TEST_KAFKA=mock)");
+      kafka_dir_ = temp_path("kafka");
+      // The first run fetches the jars (minutes); later starts take seconds
+      // (tens of seconds on a loaded machine). --owner: the cluster goes
+      // away with this process even if the destructor never runs.
+      // message.max.bytes: as crm-produce's producer with --oversize, so
+      // too_large records reach the sink (Kafka's default is 1 MiB).
+      auto out = run_kafka_sh({"start", kafka_dir_, "--topics", join(topics),
+                               "--partitions", std::to_string(partitions),
+                               "--config", "message.max.bytes=4194304",
+                               "--owner", std::to_string(getpid())},
+                              600s);
+      std::istringstream lines{out};
+      for (std::string l; std::getline(lines, l);)
+        if (!l.empty())
+          bootstrap_ = l; // the last line
+    } else {
+      std::vector<std::string> argv{CES_MOCK_BROKER_BIN, "--topics",
+                                    join(topics), "--partitions",
+                                    std::to_string(partitions)};
+      ces::test::spawn_options opts;
+      if (options.broker_control) {
+        argv.emplace_back("--control-stdin");
+        opts.pipe_stdin = true;
+        broker_control_ = true;
+      }
+      broker_.emplace(argv, opts);
+      auto line = broker_->wait_for_line(ces::test::stream::out,
+                                         "bootstrap=", 20s);
+      if (!line)
+        throw std::runtime_error("mock broker did not start: "
+                                 + broker_->stderr_text());
+      bootstrap_ = line->substr(line->find('=') + 1);
+    }
     if (options.own_cluster) {
       own_cluster_ = std::make_unique<ces::test::pg_fixture>("ces_world");
       cluster_ = own_cluster_.get();
@@ -138,8 +155,7 @@ world::world(std::vector<std::string> ts, int partitions,
       db_url_ = cluster_->create_database();
     }
   } catch (...) {
-    if (!kafka_dir_.empty())
-      run_kafka_sh({"stop", kafka_dir_}, 120s);
+    release_world(kafka_dir_, dir_);
     throw;
   }
   metrics_port_ = ces::test::free_tcp_port();
@@ -150,17 +166,7 @@ world::world(std::vector<std::string> ts, int partitions,
 }
 
 world::~world() {
-  if (!kafka_dir_.empty()) {
-    try {
-      run_kafka_sh({"stop", kafka_dir_}, 120s);
-    } catch (const std::exception& e) {
-      fprintf(stderr, "world: %s\n", e.what());
-    }
-  }
-  if (std::getenv("CES_KEEP_TEST_FILES") == nullptr) {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
+  release_world(kafka_dir_, dir_);
 }
 
 std::string world::temp_path(const std::string& name) const {
