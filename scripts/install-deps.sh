@@ -13,6 +13,10 @@ PACKAGES=(
   # real components used by the local run and the tests
   postgresql kcat prometheus curl procps
 )
+# Apache Kafka for the real-broker tests (scripts/kafka.sh): a JDK and Maven,
+# unless the machine has its own java/mvn.
+command -v java >/dev/null || PACKAGES+=(default-jdk-headless)
+command -v mvn >/dev/null || PACKAGES+=(maven)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,7 +1,11 @@
 #include "tests/e2e/harness.hpp"
 
+#include <librdkafka/rdkafka.h>
 #include <pqxx/pqxx>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -49,38 +53,111 @@ bool eventually(const std::function<bool()>& pred,
   }
 }
 
+bool real_kafka() {
+  const char* v = std::getenv("CES_TEST_KAFKA");
+  std::string broker = v == nullptr ? "" : v;
+  if (broker.empty() || broker == "mock")
+    return false;
+  if (broker == "real")
+    return true;
+  throw std::runtime_error("CES_TEST_KAFKA must be `mock` or `real`, not `"
+                           + broker + "`");
+}
+
+namespace {
+
+std::string join(const std::vector<std::string>& xs) {
+  std::string list;
+  for (auto& x : xs)
+    list += (list.empty() ? "" : ",") + x;
+  return list;
+}
+
+/// Runs scripts/kafka.sh to completion; its stdout, or throws.
+std::string run_kafka_sh(std::vector<std::string> args,
+                         std::chrono::milliseconds timeout) {
+  args.insert(args.begin(), CES_KAFKA_SH);
+  child_process p{args};
+  auto st = p.wait_exit(timeout);
+  if (!st || !st->success())
+    throw std::runtime_error("kafka.sh failed: " + p.describe());
+  return p.stdout_text();
+}
+
+/// Stops the real broker (if `kafka_dir` is set) and removes the world's
+/// directory: the destructor's work, also done when the constructor fails.
+void release_world(const std::string& kafka_dir,
+                   const std::string& dir) noexcept {
+  if (!kafka_dir.empty()) {
+    try {
+      run_kafka_sh({"stop", kafka_dir}, 120s);
+    } catch (const std::exception& e) {
+      fprintf(stderr, "world: %s\n", e.what());
+    }
+  }
+  if (std::getenv("CES_KEEP_TEST_FILES") == nullptr) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+}
+
+} // namespace
+
 world::world(std::vector<std::string> ts, int partitions,
              world_options options)
-  : topics(std::move(ts)),
-    broker_([&] {
-      std::string list;
-      for (auto& t : topics)
-        list += (list.empty() ? "" : ",") + t;
-      std::vector<std::string> argv{CES_MOCK_BROKER_BIN, "--topics", list,
-                                    "--partitions",
+  : topics(std::move(ts)), partitions_(partitions) {
+  char tmpl[] = "/tmp/ces-e2e-XXXXXX";
+  dir_ = mkdtemp(tmpl);
+  try {
+    if (real_kafka()) {
+      if (options.broker_control)
+        throw std::runtime_error("broker_control needs the mock broker "
+                                 "(CES_TEST_KAFKA=mock)");
+      kafka_dir_ = temp_path("kafka");
+      // The first run fetches the jars (minutes); later starts take seconds
+      // (tens of seconds on a loaded machine). --owner: the cluster goes
+      // away with this process even if the destructor never runs.
+      // message.max.bytes: as crm-produce's producer with --oversize, so
+      // too_large records reach the sink (Kafka's default is 1 MiB).
+      auto out = run_kafka_sh({"start", kafka_dir_, "--topics", join(topics),
+                               "--partitions", std::to_string(partitions),
+                               "--config", "message.max.bytes=4194304",
+                               "--owner", std::to_string(getpid())},
+                              600s);
+      std::istringstream lines{out};
+      for (std::string l; std::getline(lines, l);)
+        if (!l.empty())
+          bootstrap_ = l; // the last line
+    } else {
+      std::vector<std::string> argv{CES_MOCK_BROKER_BIN, "--topics",
+                                    join(topics), "--partitions",
                                     std::to_string(partitions)};
       ces::test::spawn_options opts;
       if (options.broker_control) {
         argv.emplace_back("--control-stdin");
         opts.pipe_stdin = true;
+        broker_control_ = true;
       }
-      return child_process{argv, opts};
-    }()) {
-  auto line = broker_.wait_for_line(ces::test::stream::out, "bootstrap=", 20s);
-  if (!line)
-    throw std::runtime_error("mock broker did not start: "
-                             + broker_.stderr_text());
-  bootstrap_ = line->substr(line->find('=') + 1);
-  if (options.own_cluster) {
-    own_cluster_ = std::make_unique<ces::test::pg_fixture>("ces_world");
-    cluster_ = own_cluster_.get();
-    db_url_ = cluster_->url();
-  } else {
-    cluster_ = &pg();
-    db_url_ = cluster_->create_database();
+      broker_.emplace(argv, opts);
+      auto line = broker_->wait_for_line(ces::test::stream::out,
+                                         "bootstrap=", 20s);
+      if (!line)
+        throw std::runtime_error("mock broker did not start: "
+                                 + broker_->stderr_text());
+      bootstrap_ = line->substr(line->find('=') + 1);
+    }
+    if (options.own_cluster) {
+      own_cluster_ = std::make_unique<ces::test::pg_fixture>("ces_world");
+      cluster_ = own_cluster_.get();
+      db_url_ = cluster_->url();
+    } else {
+      cluster_ = &pg();
+      db_url_ = cluster_->create_database();
+    }
+  } catch (...) {
+    release_world(kafka_dir_, dir_);
+    throw;
   }
-  char tmpl[] = "/tmp/ces-e2e-XXXXXX";
-  dir_ = mkdtemp(tmpl);
   metrics_port_ = ces::test::free_tcp_port();
   do
     http_port_ = ces::test::free_tcp_port();
@@ -89,10 +166,7 @@ world::world(std::vector<std::string> ts, int partitions,
 }
 
 world::~world() {
-  if (std::getenv("CES_KEEP_TEST_FILES") == nullptr) {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
+  release_world(kafka_dir_, dir_);
 }
 
 std::string world::temp_path(const std::string& name) const {
@@ -100,9 +174,7 @@ std::string world::temp_path(const std::string& name) const {
 }
 
 std::vector<std::string> world::sink_args(std::vector<std::string> extra) const {
-  std::string list;
-  for (auto& t : topics)
-    list += (list.empty() ? "" : ",") + t;
+  auto list = join(topics);
   std::vector<std::string> args{
     CES_SINK_BIN,
     "--kafka-bootstrap-servers=" + bootstrap_,
@@ -197,19 +269,24 @@ child_process world::start_instance(int instance,
 std::string world::broker_command(const std::string& line,
                                   std::vector<std::string>* before,
                                   std::chrono::milliseconds timeout) {
-  auto from = broker_.output_size(ces::test::stream::out);
-  if (!broker_.write_stdin(line + "\n"))
+  if (!broker_)
+    throw std::runtime_error("broker_command '" + line
+                             + "': the mock broker's fault control does not "
+                               "exist on the real broker");
+  auto& broker = *broker_;
+  auto from = broker.output_size(ces::test::stream::out);
+  if (!broker.write_stdin(line + "\n"))
     throw std::runtime_error("broker_command '" + line
                              + "': cannot write to the broker (started "
                                "without broker_control?)");
   static const std::regex answer{"^(ok|error)( |$)"};
-  auto got = broker_.wait_for_regex(ces::test::stream::out, answer, timeout,
+  auto got = broker.wait_for_regex(ces::test::stream::out, answer, timeout,
                                     from);
   if (!got)
     throw std::runtime_error("broker_command '" + line + "': no answer: "
-                             + broker_.describe());
+                             + broker.describe());
   if (before != nullptr) {
-    auto text = broker_.stdout_text().substr(from);
+    auto text = broker.stdout_text().substr(from);
     std::istringstream in{text};
     for (std::string l; std::getline(in, l);) {
       if (std::regex_search(l, answer))
@@ -220,20 +297,58 @@ std::string world::broker_command(const std::string& line,
   return *got;
 }
 
-long long world::broker_messages() {
-  std::vector<std::string> lines;
-  auto answer = broker_command("watermarks", &lines);
-  if (answer.rfind("ok", 0) != 0)
-    throw std::runtime_error("watermarks: " + answer);
-  long long total = 0;
-  for (auto& l : lines) {
-    std::istringstream in{l};
-    std::string tag, topic;
-    int partition;
-    long long low, high;
-    if (in >> tag >> topic >> partition >> low >> high && tag == "watermark")
-      total += high;
+std::map<std::pair<std::string, int32_t>, int64_t> world::high_watermarks() {
+  std::map<std::pair<std::string, int32_t>, int64_t> result;
+  if (broker_control_) {
+    std::vector<std::string> lines;
+    auto answer = broker_command("watermarks", &lines);
+    if (answer.rfind("ok", 0) != 0)
+      throw std::runtime_error("watermarks: " + answer);
+    for (auto& l : lines) {
+      std::istringstream in{l};
+      std::string tag, topic;
+      int32_t partition;
+      long long low, high;
+      if (in >> tag >> topic >> partition >> low >> high && tag == "watermark")
+        result[{topic, partition}] = high;
+    }
+    return result;
   }
+  // ListOffsets through a group-less librdkafka consumer (the real broker,
+  // or a mock without a control channel).
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap_.c_str(), err,
+                        sizeof err)
+      != RD_KAFKA_CONF_OK) {
+    rd_kafka_conf_destroy(conf);
+    throw std::runtime_error(std::string{"watermarks: "} + err);
+  }
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    throw std::runtime_error(std::string{"watermarks: "} + err);
+  }
+  std::unique_ptr<rd_kafka_t, void (*)(rd_kafka_t*)> guard{rk,
+                                                           rd_kafka_destroy};
+  for (auto& t : topics)
+    for (int32_t p = 0; p < partitions_; ++p) {
+      int64_t low = 0, high = 0;
+      auto rc = rd_kafka_query_watermark_offsets(rk, t.c_str(), p, &low,
+                                                 &high, 10000);
+      if (rc != RD_KAFKA_RESP_ERR_NO_ERROR)
+        throw std::runtime_error("watermarks of " + t + " ["
+                                 + std::to_string(p)
+                                 + "]: " + rd_kafka_err2str(rc));
+      result[{t, p}] = high;
+    }
+  return result;
+}
+
+long long world::broker_messages() {
+  long long total = 0;
+  for (auto& [tp, high] : high_watermarks())
+    total += high;
   return total;
 }
 
@@ -251,9 +366,7 @@ child_process world::start_producer(std::vector<std::string> args,
                                     std::string& manifest) {
   static int counter = 0;
   manifest = temp_path("manifest-" + std::to_string(++counter) + ".tsv");
-  std::string list;
-  for (auto& t : topics)
-    list += (list.empty() ? "" : ",") + t;
+  auto list = join(topics);
   std::vector<std::string> argv{CES_PRODUCE_BIN,  "--bootstrap", bootstrap_,
                                 "--topics",       list,          "--manifest",
                                 manifest,         "--quiet"};

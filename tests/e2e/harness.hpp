@@ -2,7 +2,8 @@
 // PostgreSQL (one cluster per test binary, a fresh database per test) and
 // crm-mock-broker (librdkafka's mock cluster in a process of its own, so its
 // data survives a kill -9 of the sink), driven by crm-produce, a real
-// librdkafka producer.
+// librdkafka producer. With CES_TEST_KAFKA=real the broker is Apache Kafka
+// instead (one node, started by scripts/kafka.sh in the world's directory).
 #pragma once
 
 #include "tests/support/pg_fixture.hpp"
@@ -12,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <tuple>
@@ -21,6 +23,11 @@ namespace ces::e2e {
 
 using namespace std::chrono_literals;
 using ces::test::child_process;
+
+/// true: CES_TEST_KAFKA=real, the worlds run Apache Kafka; false (unset or
+/// `mock`): crm-mock-broker. Tests that need the mock's fault control
+/// (world_options::broker_control) return early with a WARN on the real one.
+bool real_kafka();
 
 /// The cluster shared by every test of this binary.
 ces::test::pg_fixture& pg();
@@ -46,14 +53,15 @@ struct world_options {
   /// database in the shared pg().
   bool own_cluster = false;
   /// true: the broker reads control commands from its stdin
-  /// (broker_command()).
+  /// (broker_command()). Mock broker only: a world asking for it on the real
+  /// broker throws.
   bool broker_control = false;
 };
 
 class world {
 public:
-  /// Starts a mock broker with `topics` of `partitions` each and creates a
-  /// fresh database.
+  /// Starts a broker (see real_kafka()) with `topics` of `partitions` each
+  /// and creates a fresh database.
   world(std::vector<std::string> topics, int partitions,
         world_options options = {});
   ~world();
@@ -71,8 +79,12 @@ public:
                              std::vector<std::string>* before = nullptr,
                              std::chrono::milliseconds timeout = 10s);
 
+  /// High watermark of every partition of the world's topics: from the
+  /// mock's control channel with broker_control, else asked with librdkafka.
+  std::map<std::pair<std::string, int32_t>, int64_t> high_watermarks();
+
   /// Sum of the high watermarks of all partitions: how many records the
-  /// broker has been given so far (needs broker_control).
+  /// broker has been given so far.
   long long broker_messages();
 
   const std::string& bootstrap() const {
@@ -133,7 +145,10 @@ private:
   std::unique_ptr<ces::test::pg_fixture> own_cluster_;
   ces::test::pg_fixture* cluster_ = nullptr;
   std::map<int, std::pair<uint16_t, uint16_t>> instance_ports_;
-  child_process broker_;
+  std::optional<child_process> broker_; // the mock broker
+  bool broker_control_ = false;
+  std::string kafka_dir_;                // the real broker's (kafka.sh) DIR
+  int partitions_;
   std::string bootstrap_;
   std::string db_url_;
   std::string dir_;
