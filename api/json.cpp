@@ -41,6 +41,34 @@ void append_int(std::string& out, int64_t v) {
   out += std::to_string(v);
 }
 
+/// Starts member `name` of the object being written: a ',' unless it is the
+/// object's first member, then `"name":`.
+void member(std::string& out, const char* name) {
+  if (out.back() != '{')
+    out += ',';
+  out += '"';
+  out += name;
+  out += "\":";
+}
+
+/// `"name":v`, a member with an integer value.
+void field(std::string& out, const char* name, int64_t v) {
+  member(out, name);
+  append_int(out, v);
+}
+
+/// `"name":"text"`, a member with a string value (see append_text).
+void field(std::string& out, const char* name, std::string_view text) {
+  member(out, name);
+  append_text(out, text);
+}
+
+/// `"name":null`.
+void null_field(std::string& out, const char* name) {
+  member(out, name);
+  out += "null";
+}
+
 void append_bytes_value(std::string& out, std::string_view bytes) {
   if (storage::is_valid_utf8(bytes)) {
     storage::append_json_string(out, bytes);
@@ -52,55 +80,27 @@ void append_bytes_value(std::string& out, std::string_view bytes) {
 }
 
 /// Kafka headers in the journal's format (storage/headers_json.hpp), compact.
-void append_headers(std::string& out, const std::vector<kafka_header>& hs) {
-  out += '[';
-  bool first = true;
-  for (auto& h : hs) {
-    if (!first)
-      out += ',';
-    first = false;
-    if (storage::is_pg_text(h.key)) {
-      out += "{\"key\":";
-      storage::append_json_string(out, h.key);
-    } else {
-      out += "{\"key_b64\":\"";
-      append_base64(out, h.key);
-      out += '"';
-    }
-    if (!h.has_value) {
-      out += ",\"value\":null}";
-    } else if (storage::is_pg_text(h.value)) {
-      out += ",\"value\":";
-      storage::append_json_string(out, h.value);
-      out += '}';
-    } else {
-      out += ",\"value_b64\":\"";
-      append_base64(out, h.value);
-      out += "\"}";
-    }
-  }
-  out += ']';
+void headers_field(std::string& out, const std::vector<kafka_header>& hs) {
+  member(out, "headers");
+  storage::append_headers_json(out, hs, storage::json_layout::compact);
 }
 
-void append_key(std::string& out, bool has_key, const std::string& key) {
-  out += "\"key\":";
+void key_field(std::string& out, bool has_key, const std::string& key) {
+  member(out, "key");
   if (has_key)
     append_bytes_value(out, key);
   else
     out += "null";
 }
 
-void append_timestamp(std::string& out, const char* name, int64_t ms) {
+/// `"name":"<RFC 3339>"`, or null for a negative (absent) timestamp.
+void timestamp_field(std::string& out, const char* name, int64_t ms) {
+  if (ms < 0)
+    return null_field(out, name);
+  member(out, name);
   out += '"';
-  out += name;
-  out += "\":";
-  if (ms < 0) {
-    out += "null";
-  } else {
-    out += '"';
-    out += rfc3339_ms(ms);
-    out += '"';
-  }
+  out += rfc3339_ms(ms);
+  out += '"';
 }
 
 /// The longest prefix of `s` that is valid UTF-8 once an incomplete sequence
@@ -113,40 +113,31 @@ size_t utf8_prefix_after_cut(std::string_view s) {
 }
 
 void append_event(std::string& out, const storage::journal_event& e) {
-  out += "{\"id\":";
-  append_int(out, e.id);
-  out += ",\"tenant_id\":";
-  append_text(out, e.tenant_id);
-  out += ",\"topic\":";
-  append_text(out, e.topic);
-  out += ",\"partition\":";
-  append_int(out, e.partition);
-  out += ",\"offset\":";
-  append_int(out, e.offset);
-  out += ',';
-  append_key(out, e.has_key, e.key);
-  out += ",\"headers\":";
-  append_headers(out, e.headers);
-  out += ",\"payload\":";
+  out += '{';
+  field(out, "id", e.id);
+  field(out, "tenant_id", e.tenant_id);
+  field(out, "topic", e.topic);
+  field(out, "partition", e.partition);
+  field(out, "offset", e.offset);
+  key_field(out, e.has_key, e.key);
+  headers_field(out, e.headers);
+  member(out, "payload");
   if (e.payload_json.empty())
     out += "null";
   else
     out += e.payload_json; // jsonb's own output: valid JSON
-  out += ',';
-  append_timestamp(out, "kafka_timestamp", e.kafka_timestamp_ms);
-  out += ",\"received_at\":";
-  append_text(out, e.received_at);
-  out += ",\"replay_of\":";
+  timestamp_field(out, "kafka_timestamp", e.kafka_timestamp_ms);
+  field(out, "received_at", e.received_at);
   if (e.replay_of > 0)
-    append_int(out, e.replay_of);
+    field(out, "replay_of", e.replay_of);
   else
-    out += "null";
+    null_field(out, "replay_of");
   out += '}';
 }
 
 void append_dlq_payload(std::string& out, const storage::dlq_entry_row& d) {
   const char* format = "null";
-  out += "\"payload\":";
+  member(out, "payload");
   if (!d.has_payload) {
     out += "null";
   } else if (!d.payload_truncated && d.error_class != "db_rejected"
@@ -170,54 +161,38 @@ void append_dlq_payload(std::string& out, const storage::dlq_entry_row& d) {
     append_base64(out, d.payload);
     out += "\"}";
   }
-  out += ",\"payload_format\":\"";
-  out += format;
-  out += "\",\"payload_bytes\":";
-  out += std::to_string(d.has_payload ? d.payload_size : 0);
-  out += ",\"payload_truncated\":";
+  field(out, "payload_format", format);
+  field(out, "payload_bytes", d.has_payload ? d.payload_size : 0);
+  member(out, "payload_truncated");
   out += d.payload_truncated ? "true" : "false";
 }
 
 void append_dlq(std::string& out, const storage::dlq_entry_row& d) {
-  out += "{\"id\":";
-  append_int(out, d.id);
-  out += ",\"topic\":";
-  append_text(out, d.topic);
-  out += ",\"partition\":";
+  out += '{';
+  field(out, "id", d.id);
+  field(out, "topic", d.topic);
   if (d.has_partition)
-    append_int(out, d.partition);
+    field(out, "partition", d.partition);
   else
-    out += "null";
-  out += ",\"offset\":";
+    null_field(out, "partition");
   if (d.has_offset)
-    append_int(out, d.offset);
+    field(out, "offset", d.offset);
   else
-    out += "null";
-  out += ',';
-  append_key(out, d.has_key, d.key);
-  out += ",\"headers\":";
-  append_headers(out, d.headers);
-  out += ',';
+    null_field(out, "offset");
+  key_field(out, d.has_key, d.key);
+  headers_field(out, d.headers);
   append_dlq_payload(out, d);
-  out += ',';
-  append_timestamp(out, "kafka_timestamp", d.kafka_timestamp_ms);
-  out += ",\"tenant_id\":";
+  timestamp_field(out, "kafka_timestamp", d.kafka_timestamp_ms);
   if (d.tenant_id.empty())
-    out += "null";
+    null_field(out, "tenant_id");
   else
-    append_text(out, d.tenant_id);
-  out += ",\"error_class\":";
-  append_text(out, d.error_class);
-  out += ",\"error\":";
-  append_text(out, d.error);
-  out += ",\"attempts\":";
-  append_int(out, d.attempts);
-  out += ",\"status\":";
-  append_text(out, d.status);
-  out += ",\"received_at\":";
-  append_text(out, d.received_at);
-  out += ",\"updated_at\":";
-  append_text(out, d.updated_at);
+    field(out, "tenant_id", d.tenant_id);
+  field(out, "error_class", d.error_class);
+  field(out, "error", d.error);
+  field(out, "attempts", d.attempts);
+  field(out, "status", d.status);
+  field(out, "received_at", d.received_at);
+  field(out, "updated_at", d.updated_at);
   out += '}';
 }
 
@@ -259,10 +234,9 @@ std::string dlq_json(const std::vector<storage::dlq_entry_row>& entries) {
 }
 
 std::string error_json(std::string_view code, std::string_view message) {
-  std::string out = "{\"error\":";
-  append_text(out, code);
-  out += ",\"message\":";
-  append_text(out, message);
+  std::string out = "{";
+  field(out, "error", code);
+  field(out, "message", message);
   out += '}';
   return out;
 }
@@ -270,16 +244,12 @@ std::string error_json(std::string_view code, std::string_view message) {
 std::string replay_json(int64_t event_id, std::string_view topic,
                         int32_t partition, int64_t offset,
                         std::string_view replay_id) {
-  std::string out = "{\"status\":\"replayed\",\"event_id\":";
-  append_int(out, event_id);
-  out += ",\"topic\":";
-  append_text(out, topic);
-  out += ",\"partition\":";
-  append_int(out, partition);
-  out += ",\"offset\":";
-  append_int(out, offset);
-  out += ",\"replay_id\":";
-  append_text(out, replay_id);
+  std::string out = "{\"status\":\"replayed\"";
+  field(out, "event_id", event_id);
+  field(out, "topic", topic);
+  field(out, "partition", partition);
+  field(out, "offset", offset);
+  field(out, "replay_id", replay_id);
   out += '}';
   return out;
 }
@@ -290,17 +260,14 @@ std::string supervision_json(const std::vector<actor_state>& actors) {
     auto& a = actors[i];
     if (i > 0)
       out += ',';
-    out += "{\"name\":";
-    append_text(out, a.name);
-    out += ",\"state\":";
-    append_text(out, a.state);
-    out += ",\"restarts\":";
-    append_int(out, a.restarts);
-    out += ",\"last_failure\":";
+    out += '{';
+    field(out, "name", a.name);
+    field(out, "state", a.state);
+    field(out, "restarts", a.restarts);
     if (a.last_failure.empty())
-      out += "null";
+      null_field(out, "last_failure");
     else
-      append_text(out, a.last_failure);
+      field(out, "last_failure", a.last_failure);
     out += '}';
   }
   out += "]}";
@@ -342,10 +309,8 @@ std::string ready_json(const std::vector<readiness_check>& checks) {
     append_text(out, c.name);
     out += ":{\"ok\":";
     out += c.ok ? "true" : "false";
-    if (!c.detail.empty()) {
-      out += ",\"detail\":";
-      append_text(out, c.detail);
-    }
+    if (!c.detail.empty())
+      field(out, "detail", c.detail);
     out += '}';
   }
   out += "}}";

@@ -8,38 +8,6 @@ namespace ces::storage {
 
 namespace {
 
-/// Length of the well-formed UTF-8 sequence at s[i], 0 when ill-formed
-/// (Unicode table 3-7, which is what PostgreSQL's pg_utf8_islegal accepts).
-size_t utf8_seq_len(std::string_view s, size_t i) noexcept {
-  auto b = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
-  auto n = s.size() - i;
-  auto c = b(0);
-  if (c < 0x80)
-    return 1;
-  auto cont = [&](size_t k) { return (b(k) & 0xC0) == 0x80; };
-  if (c >= 0xC2 && c <= 0xDF)
-    return n >= 2 && cont(1) ? 2 : 0;
-  if (c >= 0xE0 && c <= 0xEF) {
-    if (n < 3 || !cont(1) || !cont(2))
-      return 0;
-    if (c == 0xE0 && b(1) < 0xA0)
-      return 0; // overlong
-    if (c == 0xED && b(1) > 0x9F)
-      return 0; // surrogate
-    return 3;
-  }
-  if (c >= 0xF0 && c <= 0xF4) {
-    if (n < 4 || !cont(1) || !cont(2) || !cont(3))
-      return 0;
-    if (c == 0xF0 && b(1) < 0x90)
-      return 0; // overlong
-    if (c == 0xF4 && b(1) > 0x8F)
-      return 0; // above U+10FFFF
-    return 4;
-  }
-  return 0;
-}
-
 constexpr char b64_chars[] =
   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -55,24 +23,6 @@ int b64_value(char c) noexcept {
   if (c == '/')
     return 63;
   return -1;
-}
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 /// Just enough of a JSON reader for the headers array.
@@ -181,7 +131,7 @@ public:
           } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
             fail("unpaired surrogate");
           }
-          append_utf8(out, cp);
+          utf8::append(out, cp);
           break;
         }
         default:
@@ -283,7 +233,7 @@ std::string to_pg_text(std::string_view s) {
   out.reserve(s.size() + 8);
   size_t i = 0;
   while (i < s.size()) {
-    auto n = s[i] == '\0' ? 0 : utf8_seq_len(s, i);
+    auto n = s[i] == '\0' ? 0 : utf8::sequence_length(s, i);
     if (n == 0) {
       out += "\xEF\xBF\xBD"; // U+FFFD
       ++i;
@@ -373,32 +323,41 @@ void append_json_string(std::string& out, std::string_view s) {
 }
 
 void append_headers_json(std::string& out,
-                         const std::vector<kafka_header>& headers) {
+                         const std::vector<kafka_header>& headers,
+                         json_layout layout) {
+  const bool spaced = layout == json_layout::spaced;
+  const char* comma = spaced ? ", " : ",";
+  const char* colon = spaced ? "\": " : "\":";
   out += '[';
   bool first = true;
   for (auto& h : headers) {
     if (!first)
-      out += ", ";
+      out += comma;
     first = false;
-    if (is_pg_text(h.key)) {
-      out += "{\"key\": ";
+    const bool key_text = is_pg_text(h.key);
+    out += key_text ? "{\"key" : "{\"key_b64";
+    out += colon;
+    if (key_text) {
       append_json_string(out, h.key);
     } else {
-      out += "{\"key_b64\": \"";
+      out += '"';
       append_base64(out, h.key);
       out += '"';
     }
+    out += comma;
+    const bool value_text = !h.has_value || is_pg_text(h.value);
+    out += value_text ? "\"value" : "\"value_b64";
+    out += colon;
     if (!h.has_value) {
-      out += ", \"value\": null}";
-    } else if (is_pg_text(h.value)) {
-      out += ", \"value\": ";
+      out += "null";
+    } else if (value_text) {
       append_json_string(out, h.value);
-      out += '}';
     } else {
-      out += ", \"value_b64\": \"";
+      out += '"';
       append_base64(out, h.value);
-      out += "\"}";
+      out += '"';
     }
+    out += '}';
   }
   out += ']';
 }

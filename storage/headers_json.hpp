@@ -10,7 +10,7 @@
 #pragma once
 
 #include "storage/model.hpp"
-#include "storage/validate.hpp"
+#include "storage/utf8.hpp"
 
 #include <string>
 #include <string_view>
@@ -18,7 +18,7 @@
 
 namespace ces::storage {
 
-/// (The one UTF-8 check of the code base lives in storage/validate.hpp.)
+/// (The one UTF-8 layer of the code base is storage/utf8.hpp.)
 using ces::is_valid_utf8;
 
 /// True when `s` can be stored as PostgreSQL text/jsonb string: valid UTF-8
@@ -40,9 +40,15 @@ bool decode_base64(std::string_view text, std::string& out);
 /// control characters are escaped.
 void append_json_string(std::string& out, std::string_view s);
 
-/// Appends the JSON array form of `headers` (`[]` when empty).
+/// Layout of rendered JSON: `spaced` as jsonb prints it (`{"key": "k"}`, the
+/// journal's columns), `compact` without spaces (the operator API).
+enum class json_layout { spaced, compact };
+
+/// Appends the JSON array form of `headers` (`[]` when empty). The one
+/// headers renderer: journal and DLQ rows (spaced) and the API (compact).
 void append_headers_json(std::string& out,
-                         const std::vector<kafka_header>& headers);
+                         const std::vector<kafka_header>& headers,
+                         json_layout layout = json_layout::spaced);
 
 /// The JSON array form of `headers`.
 std::string headers_to_json(const std::vector<kafka_header>& headers);

@@ -38,32 +38,7 @@ namespace {
 
 using uchar = unsigned char;
 
-// Length of the well-formed UTF-8 sequence starting at p (p < end, *p >=
-// 0x80), or 0 when it is ill-formed (Unicode 15, table 3-7).
-inline size_t utf8_sequence(const uchar* p, const uchar* end) noexcept {
-  const uchar c = p[0];
-  const size_t avail = static_cast<size_t>(end - p);
-  auto cont = [](uchar b) { return (b & 0xC0) == 0x80; };
-  if (c < 0xC2)
-    return 0; // continuation byte or overlong C0/C1
-  if (c < 0xE0)
-    return avail >= 2 && cont(p[1]) ? 2 : 0;
-  if (c < 0xF0) {
-    if (avail < 3)
-      return 0;
-    const uchar lo = c == 0xE0 ? 0xA0 : 0x80; // E0: overlong below A0
-    const uchar hi = c == 0xED ? 0x9F : 0xBF; // ED: surrogates above 9F
-    return p[1] >= lo && p[1] <= hi && cont(p[2]) ? 3 : 0;
-  }
-  if (c < 0xF5) {
-    if (avail < 4)
-      return 0;
-    const uchar lo = c == 0xF0 ? 0x90 : 0x80; // F0: overlong below 90
-    const uchar hi = c == 0xF4 ? 0x8F : 0xBF; // F4: above U+10FFFF past 8F
-    return p[1] >= lo && p[1] <= hi && cont(p[2]) && cont(p[3]) ? 4 : 0;
-  }
-  return 0;
-}
+using utf8::sequence_length;
 
 // Bytes a string scan must stop at: '"', '\\', controls, non-ASCII.
 struct string_table {
@@ -90,31 +65,6 @@ inline int hex_value(uchar c) noexcept {
   if (c >= 'a' && c <= 'f')
     return c - 'a' + 10;
   return -1;
-}
-
-inline void append_utf8(std::string& out, uint32_t cp) {
-  char buf[4];
-  size_t n;
-  if (cp < 0x80) {
-    buf[0] = static_cast<char>(cp);
-    n = 1;
-  } else if (cp < 0x800) {
-    buf[0] = static_cast<char>(0xC0 | (cp >> 6));
-    buf[1] = static_cast<char>(0x80 | (cp & 0x3F));
-    n = 2;
-  } else if (cp < 0x10000) {
-    buf[0] = static_cast<char>(0xE0 | (cp >> 12));
-    buf[1] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    buf[2] = static_cast<char>(0x80 | (cp & 0x3F));
-    n = 3;
-  } else {
-    buf[0] = static_cast<char>(0xF0 | (cp >> 18));
-    buf[1] = static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    buf[2] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    buf[3] = static_cast<char>(0x80 | (cp & 0x3F));
-    n = 4;
-  }
-  out.append(buf, n);
 }
 
 // Decodes the body of a string already validated by the parser (between the
@@ -159,7 +109,7 @@ void decode_validated(const uchar* p, const uchar* end, std::string& out) {
           p += 6;
           cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
         }
-        append_utf8(out, cp);
+        utf8::append(out, cp);
         break;
       }
       default: // '"', '\\', '/'
@@ -209,7 +159,7 @@ private:
   // "invalid JSON at byte N: what", or "invalid UTF-8 at byte N" when the
   // offending byte starts an ill-formed UTF-8 sequence.
   bool syntax(const uchar* at, const char* what) {
-    if (at < end_ && *at >= 0x80 && utf8_sequence(at, end_) == 0)
+    if (at < end_ && *at >= 0x80 && sequence_length(at, end_) == 0)
       return utf8_error(at);
     return fail("invalid JSON at byte " + std::to_string(pos(at)) + ": " + what);
   }
@@ -392,7 +342,7 @@ bool parser::scan_string(const uchar*& body, const uchar*& body_end,
     } else if (c < 0x20) {
       return syntax(p_, "control character in string must be escaped");
     } else {
-      const size_t n = utf8_sequence(p_, end_);
+      const size_t n = sequence_length(p_, end_);
       if (n == 0)
         return utf8_error(p_);
       p_ += n;
@@ -719,22 +669,6 @@ std::string header_tenant(const kafka_record& rec, std::string& tenant) {
 }
 
 } // namespace
-
-bool is_valid_utf8(std::string_view s) noexcept {
-  auto p = reinterpret_cast<const uchar*>(s.data());
-  const auto end = p + s.size();
-  while (p < end) {
-    if (*p < 0x80) {
-      ++p;
-      continue;
-    }
-    const size_t n = utf8_sequence(p, end);
-    if (n == 0)
-      return false;
-    p += n;
-  }
-  return true;
-}
 
 json_check check_json(std::string_view text, size_t max_depth) {
   json_check out;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "storage/model.hpp"
+#include "storage/utf8.hpp" // is_valid_utf8, used with check_json
 
 #include <cstdint>
 #include <string>
@@ -51,10 +52,6 @@ struct json_check {
 /// them to 0), and an exponent below 1073741823 (INT_MAX / 2) in magnitude
 /// even for 0; such a number fails with a message naming it and the limit.
 json_check check_json(std::string_view text, size_t max_depth);
-
-/// True when `s` is well-formed UTF-8 (no overlongs, no encoded surrogates,
-/// nothing above U+10FFFF, no truncated sequence). NUL bytes are allowed here.
-bool is_valid_utf8(std::string_view s) noexcept;
 
 /// Classifies one record: accepted (tenant_id and replay_of filled in) or
 /// rejected with its reason and a message. The record is moved into the result.
