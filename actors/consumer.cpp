@@ -88,6 +88,12 @@ void send_batch(self_ptr self) {
   auto n = st.persisters.size();
   count_by_topic(st.building, st.stats);
   std::vector<batch> parts(n);
+  // Known since the assignment, so before the first record.
+  auto cluster = st.source->cluster_id();
+  if (cluster.empty())
+    throw std::runtime_error("no Kafka cluster id: cannot fence the batch");
+  for (auto& p : parts)
+    p.cluster_id = cluster;
   if (n == 1) {
     parts[0].records = std::move(st.building);
   } else {

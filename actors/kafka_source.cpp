@@ -89,6 +89,8 @@ struct kafka_source::impl : RdKafka::RebalanceCb, RdKafka::EventCb {
   bool closed = false;
   bool fatal = false;
   std::string fatal_reason;
+  /// The cluster's id, learned at the first assignment.
+  std::string cluster_id;
   std::deque<kafka_record> stash; // records that arrived while serving
   std::map<int, std::chrono::steady_clock::time_point> last_error_log;
   std::unique_ptr<RdKafka::KafkaConsumer> kc; // destroyed first
@@ -170,18 +172,25 @@ struct kafka_source::impl : RdKafka::RebalanceCb, RdKafka::EventCb {
   /// PostgreSQL is unreachable the committed offsets are used; the
   /// persister's offset fence skips anything already journalled.
   void apply_stored_offsets(RdKafka::KafkaConsumer* c, tp_list& parts) {
-    // The fence is keyed by the cluster id the persisters were given: a
-    // consumer that reached another cluster (bootstrap servers re-pointed)
-    // must not consume under the old cluster's offsets.
-    if (auto id = c->clusterid(0); !id.empty() && id != cfg.cluster_id) {
+    // The fence is keyed by the cluster id, which the group join has just
+    // fetched with the cluster's metadata (the wait is a fallback).
+    auto id = c->clusterid(0);
+    if (id.empty())
+      id = c->clusterid(2000);
+    if (id.empty() || (!cluster_id.empty() && id != cluster_id)) {
       fatal = true;
-      fatal_reason = "Kafka cluster id changed from " + cfg.cluster_id
-                     + " to " + id + "; restart the service";
+      fatal_reason = id.empty() ? std::string{"the cluster reports no id"}
+                                : "Kafka cluster id changed from " + cluster_id
+                                    + " to " + id;
       return;
     }
+    if (cluster_id.empty())
+      log::event(spdlog::level::info, "consumer", "offset_fence",
+                 {{"cluster_id", id}});
+    cluster_id = id;
     try {
       auto stored =
-        storage::load_offsets(cfg.database_url, cfg.cluster_id, cfg.topics);
+        storage::load_offsets(cfg.database_url, cluster_id, cfg.topics);
       for (auto p : parts)
         for (auto& s : stored)
           if (s.topic == p->topic() && s.partition == p->partition())
@@ -219,37 +228,44 @@ struct quiet_events : RdKafka::EventCb {
   }
 };
 
-bool secret_like(std::string key) {
-  std::transform(key.begin(), key.end(), key.begin(),
-                 [](unsigned char ch) { return std::tolower(ch); });
-  for (auto word : {"password", "secret", "jaas", "key", "token"})
-    if (key.find(word) != std::string::npos)
-      return true;
-  return false;
-}
-
 } // namespace
 
-std::string kafka_cluster_id(const kafka_source_config& cfg,
-                             std::chrono::milliseconds timeout) {
+namespace {
+
+/// The configuration of a short-lived client with the service's bootstrap
+/// servers and extra properties. Throws std::runtime_error naming the
+/// offending property (set_property: never a secret's value).
+std::unique_ptr<RdKafka::Conf> client_conf(const kafka_source_config& cfg) {
   std::unique_ptr<RdKafka::Conf> conf{
     RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL)};
-  quiet_events quiet;
-  std::string err;
   auto set = [&](const std::string& key, const std::string& value) {
-    if (conf->set(key, value, err) != RdKafka::Conf::CONF_OK)
-      throw std::runtime_error("invalid Kafka property " + key
-                               + (secret_like(key) ? "" : ": " + err));
+    if (auto why = set_property(*conf, key, value); !why.empty())
+      throw std::runtime_error("invalid Kafka property " + why);
   };
   set("bootstrap.servers", cfg.bootstrap_servers);
   set("client.id", "crm-events-sink");
   set("log.connection.close", "false");
   for (auto& kv : cfg.properties) {
     auto eq = kv.find('=');
-    if (eq == std::string::npos)
-      throw std::runtime_error("invalid Kafka property: expected key=value");
+    if (eq == std::string::npos) // not shown: perhaps a secret's tail
+      throw std::runtime_error("invalid Kafka property: an item is not "
+                               "key=value");
     set(kv.substr(0, eq), kv.substr(eq + 1));
   }
+  return conf;
+}
+
+} // namespace
+
+void check_kafka_properties(const kafka_source_config& cfg) {
+  client_conf(cfg);
+}
+
+std::string kafka_cluster_id(const kafka_source_config& cfg,
+                             std::chrono::milliseconds timeout) {
+  auto conf = client_conf(cfg);
+  quiet_events quiet;
+  std::string err;
   if (conf->set("event_cb", static_cast<RdKafka::EventCb*>(&quiet), err)
       != RdKafka::Conf::CONF_OK)
     throw std::runtime_error("cannot install Kafka callbacks: " + err);
@@ -258,14 +274,17 @@ std::string kafka_cluster_id(const kafka_source_config& cfg,
   std::unique_ptr<RdKafka::Producer> client{
     RdKafka::Producer::create(conf.get(), err)};
   if (!client)
-    throw std::runtime_error("cannot create Kafka client: " + err);
+    throw std::runtime_error("cannot create Kafka client: "
+                             + scrub_properties(err, cfg.properties));
   return client->clusterid(static_cast<int>(timeout.count()));
+}
+
+std::string kafka_source::cluster_id() const {
+  return impl_->cluster_id;
 }
 
 kafka_source::kafka_source(const kafka_source_config& cfg)
   : impl_(std::make_unique<impl>(cfg)) {
-  if (cfg.cluster_id.empty()) // never fence by anything else
-    throw std::invalid_argument("kafka_source: empty Kafka cluster id");
   std::unique_ptr<RdKafka::Conf> conf{
     RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL)};
   std::string err;

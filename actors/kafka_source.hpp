@@ -20,20 +20,20 @@ struct kafka_source_config {
   /// Extra librdkafka properties, "key=value" each; they override defaults.
   std::vector<std::string> properties;
   int session_timeout_ms = 45000;
-  /// Where the stored offsets live.
+  /// Where the stored offsets live (the journal's, keyed by the Kafka
+  /// cluster id: on assignment each partition starts from the journal's
+  /// offset on this cluster, whichever group wrote it).
   std::string database_url;
-  /// The Kafka cluster's id (kafka_cluster_id()): the key of the journal's
-  /// offsets. On assignment the consumer starts from the journal's offsets
-  /// for this cluster, whatever its group; a consumer that finds itself on
-  /// another cluster fails instead of consuming.
-  std::string cluster_id;
 };
+
+/// Sets `cfg.bootstrap_servers` and `cfg.properties` on a librdkafka
+/// configuration, without connecting. Throws std::runtime_error naming the
+/// offending property (never its value if it may be a secret).
+void check_kafka_properties(const kafka_source_config& cfg);
 
 /// Asks the cluster at `cfg.bootstrap_servers` (with `cfg.properties`) for its
 /// cluster id, waiting up to `timeout`. Returns "" when the cluster did not
-/// answer in time (or reports none). Throws std::runtime_error naming the
-/// offending property (never its value if it may be a secret) on
-/// configuration errors.
+/// answer in time (or reports none). Throws like check_kafka_properties().
 std::string kafka_cluster_id(const kafka_source_config& cfg,
                              std::chrono::milliseconds timeout);
 
@@ -50,6 +50,7 @@ public:
   void serve() override;
   void commit(const std::vector<partition_offset>& offsets) override;
   void close(const std::vector<partition_offset>& final_offsets) override;
+  std::string cluster_id() const override;
 
 private:
   struct impl;

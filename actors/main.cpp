@@ -59,18 +59,16 @@ void write_file_atomically(const std::string& path, const std::string& text) {
   std::rename(tmp.c_str(), path.c_str());
 }
 
-/// Applies the migrations, retrying while PostgreSQL is unreachable. Returns
-/// false if a signal asked us to stop meanwhile; throws on a failed migration.
-bool migrate_with_retry(const ces::settings& s, const sigset_t& signals) {
+/// Runs `step` (PostgreSQL work), retrying with capped backoff while
+/// PostgreSQL is unreachable. Returns false if a signal asked us to stop
+/// meanwhile; other exceptions of `step` pass through.
+template <class Step>
+bool with_db_retry(const ces::settings& s, const sigset_t& signals,
+                   Step step) {
   auto delay = std::chrono::milliseconds(s.db_retry_initial_ms);
   for (int attempt = 1;; ++attempt) {
     try {
-      auto applied = ces::storage::migrate(s.database_url);
-      std::string versions;
-      for (auto v : applied)
-        versions += (versions.empty() ? "" : ",") + std::to_string(v);
-      ces::log::event(spdlog::level::info, "main", "schema_ready",
-                      {{"applied", versions.empty() ? "none" : versions}});
+      step();
       return true;
     } catch (const ces::storage::infra_error& e) {
       ces::log::event(spdlog::level::warn, "main", "db_unavailable",
@@ -84,20 +82,37 @@ bool migrate_with_retry(const ces::settings& s, const sigset_t& signals) {
   }
 }
 
-/// The journal's offset fence is keyed by the Kafka cluster id: asks the
-/// cluster for it (retrying while it does not answer: never fence by
-/// anything else), then adopts the offsets this group stored before
-/// migration 0003. Returns "" if a signal asked us to stop meanwhile; throws
-/// std::runtime_error on a Kafka configuration error.
-std::string cluster_id_with_retry(const ces::settings& s,
-                                  const sigset_t& signals) {
+/// Applies the migrations. Returns false if a signal asked us to stop while
+/// PostgreSQL was unreachable; throws on a failed migration. `legacy` tells
+/// whether this group has offsets from before migration 0003 to adopt.
+bool migrate_with_retry(const ces::settings& s, const sigset_t& signals,
+                        bool& legacy) {
+  return with_db_retry(s, signals, [&] {
+    auto applied = ces::storage::migrate(s.database_url);
+    std::string versions;
+    for (auto v : applied)
+      versions += (versions.empty() ? "" : ",") + std::to_string(v);
+    ces::log::event(spdlog::level::info, "main", "schema_ready",
+                    {{"applied", versions.empty() ? "none" : versions}});
+    legacy = ces::storage::legacy_offsets_pending(s.database_url,
+                                                  s.kafka_group_id);
+  });
+}
+
+/// The first start after migration 0003 with offsets this group stored
+/// before it (keyed by group, without a cluster id): asks the Kafka cluster
+/// for its id (retrying while it does not answer: never fence by anything
+/// else) and adopts them under it. Later starts skip this: the consumer
+/// learns the cluster id when it is assigned partitions. Returns false if a
+/// signal asked us to stop meanwhile; throws std::runtime_error on a Kafka
+/// configuration error.
+bool adopt_legacy_offsets(const ces::settings& s, const sigset_t& signals) {
   ces::kafka_source_config kc;
   kc.bootstrap_servers = s.kafka_bootstrap_servers;
-  kc.group_id = s.kafka_group_id;
   kc.properties = s.kafka_properties;
   auto delay = std::chrono::milliseconds(1000);
   std::string id;
-  for (int attempt = 1; id.empty(); ++attempt) {
+  for (int attempt = 1;; ++attempt) {
     id = ces::kafka_cluster_id(kc, std::chrono::milliseconds(5000));
     if (!id.empty())
       break;
@@ -106,30 +121,16 @@ std::string cluster_id_with_retry(const ces::settings& s,
                      {"attempt", static_cast<int64_t>(attempt)},
                      {"backoff_ms", static_cast<int64_t>(delay.count())}});
     if (wait_signal(signals, delay) != 0)
-      return {};
+      return false;
     delay = std::min(delay * 2, std::chrono::milliseconds(10000));
   }
-  auto db_delay = std::chrono::milliseconds(s.db_retry_initial_ms);
-  for (int attempt = 1;; ++attempt) {
-    try {
-      auto adopted = ces::storage::adopt_group_offsets(s.database_url, id,
-                                                       s.kafka_group_id);
-      ces::log::event(spdlog::level::info, "main", "offset_fence",
-                      {{"cluster_id", id},
-                       {"adopted_group_offsets",
-                        static_cast<int64_t>(adopted)}});
-      return id;
-    } catch (const ces::storage::infra_error& e) {
-      ces::log::event(spdlog::level::warn, "main", "db_unavailable",
-                      {{"reason", e.what()},
-                       {"attempt", static_cast<int64_t>(attempt)},
-                       {"backoff_ms", static_cast<int64_t>(db_delay.count())}});
-      if (wait_signal(signals, db_delay) != 0)
-        return {};
-      db_delay = std::min(db_delay * 2,
-                          std::chrono::milliseconds(s.db_retry_max_ms));
-    }
-  }
+  return with_db_retry(s, signals, [&] {
+    auto adopted =
+      ces::storage::adopt_group_offsets(s.database_url, id, s.kafka_group_id);
+    ces::log::event(spdlog::level::info, "main", "legacy_offsets_adopted",
+                    {{"cluster_id", id},
+                     {"adopted_group_offsets", static_cast<int64_t>(adopted)}});
+  });
 }
 
 /// The current HTTP_BRIDGE, for the HTTP server's threads: the SUPERVISOR
@@ -150,7 +151,6 @@ struct bridge_slot {
 
 /// The supervised actors, in start order (they stop in reverse order).
 std::vector<ces::child_spec> child_specs(const ces::settings& s,
-                                         const std::string& cluster_id,
                                          ces::metrics* m,
                                          std::shared_ptr<bridge_slot> slot) {
   using namespace ces;
@@ -166,7 +166,7 @@ std::vector<ces::child_spec> child_specs(const ces::settings& s,
     specs.push_back(child_spec{
       persister_names.back(), {}, [=](caf::local_actor* self, const peer_map&) {
         return as_actor(self->spawn<caf::detached>(
-          persister, journal_writer_factory(s.database_url, cluster_id),
+          persister, journal_writer_factory(s.database_url),
           ps, m));
       }});
   }
@@ -204,7 +204,6 @@ std::vector<ces::child_spec> child_specs(const ces::settings& s,
   kc.properties = s.kafka_properties;
   kc.session_timeout_ms = s.kafka_session_timeout_ms;
   kc.database_url = s.database_url;
-  kc.cluster_id = cluster_id;
   specs.push_back(child_spec{
     "consumer",
     persister_names,
@@ -307,8 +306,21 @@ int main(int argc, char** argv) {
                     {{"reason", e.what()}});
     return 1;
   }
+  // librdkafka's own checks of the extra properties, before anything starts
+  // (a value it refuses is a configuration error: exit 2).
   try {
-    if (!migrate_with_retry(s, signals))
+    ces::kafka_source_config kc;
+    kc.bootstrap_servers = s.kafka_bootstrap_servers;
+    kc.properties = s.kafka_properties;
+    ces::check_kafka_properties(kc);
+  } catch (const std::exception& e) {
+    ces::log::event(spdlog::level::critical, "main", "kafka_config_invalid",
+                    {{"reason", e.what()}});
+    return 2;
+  }
+  bool legacy_offsets = false;
+  try {
+    if (!migrate_with_retry(s, signals, legacy_offsets))
       return 0; // asked to stop before PostgreSQL came up
   } catch (const ces::storage::encoding_error& e) {
     ces::log::event(spdlog::level::critical, "main", "db_encoding_unsupported",
@@ -319,10 +331,8 @@ int main(int argc, char** argv) {
                     {{"reason", e.what()}});
     return 1;
   }
-  std::string cluster_id;
   try {
-    cluster_id = cluster_id_with_retry(s, signals);
-    if (cluster_id.empty())
+    if (legacy_offsets && !adopt_legacy_offsets(s, signals))
       return 0; // asked to stop before Kafka answered
   } catch (const std::exception& e) {
     ces::log::event(spdlog::level::critical, "main", "kafka_config_invalid",
@@ -341,7 +351,7 @@ int main(int argc, char** argv) {
     policy.stop_timeout = std::chrono::milliseconds(s.shutdown_timeout_ms);
     auto slot = std::make_shared<bridge_slot>();
     auto sup = sys.spawn(ces::supervisor,
-                         child_specs(s, cluster_id, &stats, slot), policy,
+                         child_specs(s, &stats, slot), policy,
                          [&stats](const std::string& actor) {
                            stats.add_actor_restart(actor);
                          });

@@ -27,7 +27,7 @@ void drain(self_ptr self) {
     try {
       if (!st.writer)
         st.writer = st.make_writer();
-      auto out = st.writer->write(head.job.records);
+      auto out = st.writer->write(head.job);
       std::chrono::duration<double> took =
         std::chrono::steady_clock::now() - started;
       // Counted here, right after the commit, so that the metrics never
@@ -75,15 +75,23 @@ void drain(self_ptr self) {
 
 class journal_batch_writer : public batch_writer {
 public:
-  journal_batch_writer(const std::string& url, const std::string& cluster_id)
-    : writer_(url, cluster_id) {
+  explicit journal_batch_writer(std::string url) : url_(std::move(url)) {
   }
-  persist_outcome write(const std::vector<checked_record>& batch) override {
-    return writer_.write(batch);
+  persist_outcome write(const batch& job) override {
+    // A consumer reads one cluster for its life: the writer (and its
+    // connection) is made again only if a batch names another cluster.
+    if (!writer_ || cluster_ != job.cluster_id) {
+      writer_.reset();
+      writer_ = std::make_unique<storage::journal_writer>(url_, job.cluster_id);
+      cluster_ = job.cluster_id;
+    }
+    return writer_->write(job.records);
   }
 
 private:
-  storage::journal_writer writer_;
+  std::string url_;
+  std::string cluster_;
+  std::unique_ptr<storage::journal_writer> writer_;
 };
 
 } // namespace
@@ -111,10 +119,9 @@ persister(persister_actor::stateful_pointer<persister_state> self,
   };
 }
 
-writer_factory journal_writer_factory(std::string database_url,
-                                      std::string cluster_id) {
+writer_factory journal_writer_factory(std::string database_url) {
   return [=]() -> std::unique_ptr<batch_writer> {
-    return std::make_unique<journal_batch_writer>(database_url, cluster_id);
+    return std::make_unique<journal_batch_writer>(database_url);
   };
 }
 

@@ -17,13 +17,14 @@ namespace ces {
 
 class metrics;
 
-/// The storage operation the PERSISTER runs for one batch. Production code
-/// wraps storage::journal_writer; tests substitute a fake. Throws
+/// The storage operation the PERSISTER runs for one batch (its records,
+/// fenced by its Kafka cluster id). Production code wraps
+/// storage::journal_writer; tests substitute a fake. Throws
 /// storage::infra_error on retryable failures.
 class batch_writer {
 public:
   virtual ~batch_writer() = default;
-  virtual persist_outcome write(const std::vector<checked_record>& batch) = 0;
+  virtual persist_outcome write(const batch& job) = 0;
 };
 
 using writer_factory = std::function<std::unique_ptr<batch_writer>()>;
@@ -52,9 +53,8 @@ persister_actor::behavior_type
 persister(persister_actor::stateful_pointer<persister_state> self,
           writer_factory make_writer, persister_settings cfg, metrics* stats);
 
-/// batch_writer on storage::journal_writer (connects lazily), fencing by the
-/// Kafka cluster id (see kafka_cluster_id()).
-writer_factory journal_writer_factory(std::string database_url,
-                                      std::string cluster_id);
+/// batch_writer on storage::journal_writer (connects lazily), fencing each
+/// batch by the Kafka cluster id it carries.
+writer_factory journal_writer_factory(std::string database_url);
 
 } // namespace ces

@@ -5,6 +5,7 @@
 #include "storage/model.hpp"
 
 #include <chrono>
+#include <string>
 #include <vector>
 
 namespace ces {
@@ -31,6 +32,11 @@ public:
 
   /// Leaves the group; `final_offsets` are committed synchronously first.
   virtual void close(const std::vector<partition_offset>& final_offsets) = 0;
+
+  /// The id of the Kafka cluster the records come from (the journal's offset
+  /// fence is keyed by it); known once partitions are assigned, so before
+  /// the first record.
+  virtual std::string cluster_id() const = 0;
 };
 
 } // namespace ces

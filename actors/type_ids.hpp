@@ -52,6 +52,9 @@ struct replay_result {
 /// One poll result handed from the CONSUMER to the PERSISTER.
 struct batch {
   uint64_t seq = 0;
+  /// The Kafka cluster the records come from: the key of the journal's
+  /// offset fence (with topic and partition).
+  std::string cluster_id;
   std::vector<checked_record> records;
 };
 
@@ -109,7 +112,8 @@ typename Inspector::result_type inspect(Inspector& f, persist_outcome& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, batch& x) {
-  return f(caf::meta::type_name("ces.batch"), x.seq, x.records);
+  return f(caf::meta::type_name("ces.batch"), x.seq, x.cluster_id,
+           x.records);
 }
 
 template <class Inspector>

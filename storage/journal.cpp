@@ -446,6 +446,20 @@ load_offsets(const std::string& database_url, const std::string& cluster_id,
   return out;
 }
 
+bool legacy_offsets_pending(const std::string& database_url,
+                            const std::string& group_id) {
+  auto db = detail::connect(database_url);
+  try {
+    pqxx::read_transaction tx{*db->conn, "legacy_offsets_pending"};
+    return tx
+      .exec1("SELECT EXISTS (SELECT 1 FROM legacy_group_offsets"
+             " WHERE group_id = " + tx.quote(group_id) + ")")[0]
+      .as<bool>();
+  } catch (const pqxx::failure& e) {
+    throw detail::to_infra_error(e, "legacy_offsets_pending");
+  }
+}
+
 size_t adopt_group_offsets(const std::string& database_url,
                            const std::string& cluster_id,
                            const std::string& group_id) {

@@ -44,6 +44,12 @@ size_t adopt_group_offsets(const std::string& database_url,
                            const std::string& cluster_id,
                            const std::string& group_id);
 
+/// Whether releases before migration 0003 left offsets of `group_id` that no
+/// start has adopted yet (adopt_group_offsets()). Throws infra_error when
+/// PostgreSQL is unreachable.
+bool legacy_offsets_pending(const std::string& database_url,
+                            const std::string& group_id);
+
 /// Writes batches: one transaction per batch holding the journal rows (COPY),
 /// the DLQ rows and the journal's next offsets (journal_offsets, keyed by the
 /// Kafka cluster id, topic and partition: the same for every group).

@@ -64,6 +64,9 @@ public:
     log_->closed = true;
     log_->final_offsets = final_offsets;
   }
+  std::string cluster_id() const override {
+    return "fake-cluster";
+  }
 
 private:
   std::shared_ptr<source_log> log_;

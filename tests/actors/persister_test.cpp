@@ -23,7 +23,8 @@ class scripted_writer : public batch_writer {
 public:
   explicit scripted_writer(std::shared_ptr<script> s) : s_(std::move(s)) {
   }
-  persist_outcome write(const std::vector<checked_record>& b) override {
+  persist_outcome write(const batch& job) override {
+    auto& b = job.records;
     if (s_->explode)
       throw std::logic_error("bug");
     if (s_->infra_failures > 0) {

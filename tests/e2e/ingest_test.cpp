@@ -248,3 +248,38 @@ TEST_CASE("a new consumer group continues from the journal's position",
           != std::string::npos);
   CHECK(sink.stop().success());
 }
+
+TEST_CASE("the first start after the upgrade adopts the group's offsets",
+          "[e2e][fence]") {
+  // What migration 0003 leaves of a previous release: the offsets of group
+  // `old` in legacy_group_offsets, without a cluster id (and no offsets of
+  // that group committed to Kafka, e.g. expired). Its first start asks the
+  // broker for the cluster id and adopts them: nothing is journalled again.
+  world w{crm_topics, 2};
+  auto sink = w.start_sink();
+  auto manifest = w.produce({"--count", "2000"});
+  REQUIRE(eventually(
+    [&] { return w.count("select count(*) from event_journal") >= 2000; },
+    90s));
+  REQUIRE(sink.stop().success());
+  REQUIRE(w.count("with moved as (delete from journal_offsets returning"
+                  " topic, partition, next_offset), ins as (insert into"
+                  " legacy_group_offsets (group_id, topic, partition,"
+                  " next_offset) select 'old', topic, partition, next_offset"
+                  " from moved returning 1) select count(*) from ins")
+          == 4);
+  w.group = "old";
+  sink = w.start_sink();
+  auto more = w.produce({"--count", "100", "--start-index", "2000"});
+  manifest.insert(manifest.end(), more.begin(), more.end());
+  REQUIRE(eventually(
+    [&] { return w.count("select count(*) from event_journal") >= 2100; },
+    90s));
+  std::this_thread::sleep_for(1s); // a late duplicate would show up here
+  CHECK(w.count("select count(*) from event_journal") == 2100);
+  CHECK(duplicates(w.journal_coords()) == 0);
+  CHECK(w.count("select count(*) from legacy_group_offsets") == 0);
+  CHECK(sink.stderr_text().find("\"event\":\"legacy_offsets_adopted\"")
+        != std::string::npos);
+  CHECK(sink.stop().success());
+}

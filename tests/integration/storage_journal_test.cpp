@@ -181,7 +181,7 @@ TEST_CASE("numbers numeric refuses are invalid_json, without isolation",
   // with a number PostgreSQL's numeric refuses (used to reach COPY and be
   // isolated one by one as db_rejected), between good ones.
   auto url = migrated_db();
-  journal_writer w{url, group};
+  journal_writer w{url, cluster};
   const validation_limits limits;
   const char* refused[] = {"1e200000", "-1e131072", "1e-200000", "1.0e-16383",
                            "0e1073741823"};

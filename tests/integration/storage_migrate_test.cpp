@@ -143,9 +143,14 @@ TEST_CASE("upgrading keeps the group-keyed offsets as a seed (0003)",
   CHECK(count(url, "SELECT sum(next_offset) FROM legacy_group_offsets")
         == 147);
   // The first start of group a on cluster C adopts a's rows, once; b's wait
-  // for b's first start.
+  // for b's first start; a group without rows has nothing to adopt.
+  CHECK(storage::legacy_offsets_pending(url, "a"));
+  CHECK(storage::legacy_offsets_pending(url, "b"));
+  CHECK_FALSE(storage::legacy_offsets_pending(url, "c"));
   CHECK(storage::adopt_group_offsets(url, "C", "a") == 2);
   CHECK(storage::adopt_group_offsets(url, "C", "a") == 0);
+  CHECK_FALSE(storage::legacy_offsets_pending(url, "a"));
+  CHECK(storage::legacy_offsets_pending(url, "b"));
   CHECK(scalar(url, "SELECT string_agg(cluster_id || '/' || topic || '/'"
                     " || partition || '@' || next_offset, ','"
                     " ORDER BY partition) FROM journal_offsets")
