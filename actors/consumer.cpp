@@ -59,6 +59,8 @@ bool at_bound(const consumer_state& st) {
 
 void on_ack(self_ptr self, size_t target, persist_outcome& out) {
   auto& st = self->state;
+  if (st.gone[target])
+    return; // counted lost with its PERSISTER (cannot happen: FIFO)
   --st.in_flight_per[target];
   --st.in_flight;
   if (auto m = st.stats)
@@ -117,18 +119,48 @@ void send_batch(self_ptr self) {
       .then([=](persist_outcome& out) { on_ack(self, i, out); },
             [=](caf::error& err) {
               auto& st = self->state;
-              --st.in_flight_per[i];
-              --st.in_flight;
+              if (!st.gone[i]) { // else counted lost with its PERSISTER
+                --st.in_flight_per[i];
+                --st.in_flight;
+              }
               st.broken = true;
               log::event(spdlog::level::err, "consumer", "persist_failed",
                          {{"reason", self->system().render(err)},
                           {"action", "waiting for the supervisor"}});
               if (st.stopping && st.in_flight == 0)
-                self->quit(caf::exit_reason::user_shutdown);
+                finish(self);
             });
   }
   if (st.stats)
     st.stats->set_in_flight_batches(static_cast<int64_t>(st.in_flight));
+}
+
+/// PERSISTER `i` ended. It never answers the batches it held (CAF 0.17
+/// sends no error for a dropped response promise): they are lost, never
+/// committed (Kafka redelivers them). Stop polling and committing, like after
+/// a failed batch; a stopping CONSUMER stops once nothing else is in flight,
+/// a running one waits for the SUPERVISOR, which restarts it with the
+/// PERSISTER (rest-for-one).
+void persister_down(self_ptr self, size_t i, const caf::error& reason) {
+  auto& st = self->state;
+  if (st.gone[i])
+    return;
+  st.gone[i] = true;
+  auto lost = st.in_flight_per[i];
+  st.in_flight -= lost;
+  st.in_flight_per[i] = 0;
+  st.broken = true;
+  if (st.stats)
+    st.stats->set_in_flight_batches(static_cast<int64_t>(st.in_flight));
+  log::event(lost > 0 ? spdlog::level::err : spdlog::level::warn, "consumer",
+             "persister_down",
+             {{"persister", static_cast<int64_t>(i)},
+              {"reason", self->system().render(reason)},
+              {"batches_lost", static_cast<int64_t>(lost)},
+              {"action", st.stopping ? "stopping"
+                                     : "waiting for the supervisor"}});
+  if (st.stopping && st.in_flight == 0)
+    finish(self);
 }
 
 void schedule_keepalive(self_ptr self) {
@@ -211,6 +243,16 @@ consumer(consumer_actor::stateful_pointer<consumer_state> self,
     throw std::invalid_argument("consumer: no persister");
   st.persisters = std::move(persisters);
   st.in_flight_per.assign(st.persisters.size(), 0);
+  st.gone.assign(st.persisters.size(), false);
+  // A dead PERSISTER never answers: learn of its end from a DOWN.
+  for (auto& p : st.persisters)
+    self->monitor(p);
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& st = self->state;
+    for (size_t i = 0; i < st.persisters.size(); ++i)
+      if (st.persisters[i].address() == dm.source)
+        persister_down(self, i, dm.reason);
+  });
   st.cfg = cfg;
   st.stats = stats;
   st.building.reserve(cfg.batch_max_records);

@@ -8,7 +8,11 @@
 // and keeps memory flat, and keeps serving group callbacks so the group does
 // not evict it. Short stalls (every commit) do not pause: librdkafka 2.0.2
 // stops fetching for about a second after every resume. After each acknowledged batch it commits
-// the stored offsets to Kafka too, so standard lag tools work.
+// the stored offsets to Kafka too, so standard lag tools work. It monitors
+// its PERSISTERs: one that dies never answers the batches it held (CAF 0.17
+// sends no error for a dropped response promise), so their DOWN counts those
+// batches lost (uncommitted; Kafka redelivers them) and stops the polling;
+// a stop request then ends the CONSUMER at once, never waiting on the dead.
 #pragma once
 
 #include "actors/interfaces.hpp"
@@ -48,6 +52,8 @@ struct consumer_state {
   std::vector<persister_actor> persisters;
   /// Unacknowledged batches per persister (same index).
   std::vector<size_t> in_flight_per;
+  /// Persisters that ended (a DOWN): their batches were counted lost.
+  std::vector<bool> gone;
   consumer_settings cfg;
   metrics* stats = nullptr;
   std::vector<checked_record> building;

@@ -20,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <csignal>
 #include <malloc.h>
 #include <cstdio>
@@ -340,6 +341,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   int exit_code = 0;
+  // ~actor_system waits for every actor. One that outlived its SUPERVISOR
+  // (none should) must not hang the process: the teardown gets
+  // shutdown-timeout-ms, then the process ends with exit 1.
+  std::mutex teardown_mtx;
+  std::condition_variable teardown_cv;
+  bool torn_down = false;
+  std::thread teardown_guard;
   {
     caf::actor_system sys{cfg};
     ces::supervision_policy policy;
@@ -350,11 +358,10 @@ int main(int argc, char** argv) {
     policy.window = std::chrono::seconds(s.restart_window_s);
     policy.stop_timeout = std::chrono::milliseconds(s.shutdown_timeout_ms);
     auto slot = std::make_shared<bridge_slot>();
-    auto sup = sys.spawn(ces::supervisor,
-                         child_specs(s, &stats, slot), policy,
-                         [&stats](const std::string& actor) {
-                           stats.add_actor_restart(actor);
-                         });
+    auto sup = sys.spawn(
+      ces::supervisor, child_specs(s, &stats, slot), policy,
+      [&stats](const std::string& actor) { stats.add_actor_restart(actor); },
+      [&stats](const std::string& actor) { stats.add_actor_crash(actor); });
     // The operator API: RESTinio routes and validates on its own threads and
     // hands each valid request to the HTTP_BRIDGE without waiting.
     std::unique_ptr<ces::api::http_server> http;
@@ -457,7 +464,26 @@ int main(int argc, char** argv) {
       ces::log::event(spdlog::level::info, "main", "exiting",
                       {{"exit_code", int64_t{0}}});
     }
+    teardown_guard = std::thread{[&] {
+      std::unique_lock<std::mutex> guard{teardown_mtx};
+      if (teardown_cv.wait_for(guard,
+                               std::chrono::milliseconds(s.shutdown_timeout_ms),
+                               [&] { return torn_down; }))
+        return;
+      ces::log::event(spdlog::level::critical, "main", "shutdown_forced",
+                      {{"timeout_ms",
+                        static_cast<int64_t>(s.shutdown_timeout_ms)},
+                       {"reason", "actors outlived the supervisor"}});
+      spdlog::shutdown();
+      std::_Exit(1);
+    }};
   }
+  {
+    std::lock_guard<std::mutex> guard{teardown_mtx};
+    torn_down = true;
+  }
+  teardown_cv.notify_all();
+  teardown_guard.join();
   // Everything that holds data is closed by now: the consumer committed and
   // left its group, the persister's last transaction is committed, every
   // connection is closed. Skip the slow teardown of the metrics HTTP server

@@ -91,7 +91,7 @@ caf::timespan restart_backoff(const supervision_policy& policy,
 supervisor_actor::behavior_type
 supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
            std::vector<child_spec> specs, supervision_policy policy,
-           restart_hook on_restart) {
+           restart_hook on_restart, restart_hook on_crash) {
   self->set_exception_handler(exception_to_error);
   for (auto& spec : specs) {
     supervised_child c;
@@ -111,10 +111,25 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
     auto reason = self->system().render(dm.reason);
     c->hdl = nullptr;
     if (st.shutting_down) {
+      // Only the end of the child being stopped advances the sequence.
+      bool expected = c->state == "stopping";
       c->state = "stopped";
-      log::event(spdlog::level::info, "supervisor", "actor_stopped",
-                 {{"actor", c->spec.name}, {"reason", reason}});
-      self->send(self, atom::stop_next_v);
+      if (expected) {
+        log::event(spdlog::level::info, "supervisor", "actor_stopped",
+                   {{"actor", c->spec.name}, {"reason", reason}});
+        self->send(self, atom::stop_next_v);
+        return;
+      }
+      // Another child ended while the sequence waits (e.g. a PERSISTER
+      // crashed while the CONSUMER drains): not restarted; its turn in the
+      // sequence is skipped, the others keep theirs.
+      c->last_failure = reason;
+      if (on_crash)
+        on_crash(c->spec.name);
+      log::event(spdlog::level::err, "supervisor", "actor_crash",
+                 {{"actor", c->spec.name},
+                  {"reason", reason},
+                  {"action", "not restarted: shutting down"}});
       return;
     }
     // Account for the failure.
@@ -125,6 +140,8 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
     c->attempt = now - c->started_at > policy.window ? 1 : c->attempt + 1;
     c->last_failure = reason;
     if (st.recent_restarts.size() >= policy.max_restarts) {
+      if (on_crash)
+        on_crash(c->spec.name);
       log::event(spdlog::level::critical, "supervisor", "actor_give_up",
                  {{"actor", c->spec.name},
                   {"reason", reason},
@@ -143,6 +160,8 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
     st.recent_restarts.push_back(now);
     auto backoff = restart_backoff(policy, c->attempt);
     c->state = "restarting";
+    if (on_crash)
+      on_crash(c->spec.name);
     log::event(spdlog::level::err, "supervisor", "actor_crash",
                {{"actor", c->spec.name},
                 {"reason", reason},

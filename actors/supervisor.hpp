@@ -40,7 +40,8 @@ struct supervision_policy {
 };
 
 /// Called once per restarted child (crashed or dependant), e.g. to count it in
-/// crm_actor_restarts_total{actor}.
+/// crm_actor_restarts_total{actor}; also (as `on_crash`) once per child that
+/// ended unasked, restarted or not, for crm_actor_crashes_total{actor}.
 using restart_hook = std::function<void(const std::string& actor)>;
 
 struct supervised_child {
@@ -72,6 +73,6 @@ caf::timespan restart_backoff(const supervision_policy& policy,
 supervisor_actor::behavior_type
 supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
            std::vector<child_spec> specs, supervision_policy policy,
-           restart_hook on_restart);
+           restart_hook on_restart, restart_hook on_crash);
 
 } // namespace ces

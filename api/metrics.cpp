@@ -73,6 +73,12 @@ struct metrics::impl {
         .Name("crm_actor_restarts_total")
         .Help("Restarts of supervised actors after a crash, by actor")
         .Register(*registry);
+  prometheus::Family<prometheus::Counter>& crashes
+    = BuildCounter()
+        .Name("crm_actor_crashes_total")
+        .Help("Supervised actors that ended unasked (restarted or not: during "
+              "a shutdown or after the restart budget), by actor")
+        .Register(*registry);
   prometheus::Histogram& persist_seconds
     = BuildHistogram()
         .Name("crm_batch_persist_seconds")
@@ -196,6 +202,10 @@ void metrics::add_actor_restart(const std::string& actor) {
   impl_->restarts.Add({{"actor", actor}}).Increment();
 }
 
+void metrics::add_actor_crash(const std::string& actor) {
+  impl_->crashes.Add({{"actor", actor}}).Increment();
+}
+
 void metrics::set_in_flight_batches(int64_t n) {
   impl_->in_flight.Set(static_cast<double>(n));
 }
@@ -230,8 +240,10 @@ void metrics::declare_dlq_reasons(const std::vector<std::string>& reasons) {
 }
 
 void metrics::declare_actors(const std::vector<std::string>& actors) {
-  for (auto& a : actors)
+  for (auto& a : actors) {
     impl_->restarts.Add({{"actor", a}});
+    impl_->crashes.Add({{"actor", a}});
+  }
 }
 
 void metrics::observe_http_request(const std::string& route, int code,

@@ -50,6 +50,9 @@ public:
   /// crm_actor_restarts_total{actor}.
   void add_actor_restart(const std::string& actor);
 
+  /// crm_actor_crashes_total{actor}: a supervised actor ended unasked.
+  void add_actor_crash(const std::string& actor);
+
   /// crm_batches_in_flight: batches sent to the persister, not yet acked.
   void set_in_flight_batches(int64_t n);
 
@@ -68,7 +71,8 @@ public:
   /// every topic declared so far (or later).
   void declare_dlq_reasons(const std::vector<std::string>& reasons);
 
-  /// Creates zero-valued crm_actor_restarts_total series.
+  /// Creates zero-valued crm_actor_restarts_total and
+  /// crm_actor_crashes_total series.
   void declare_actors(const std::vector<std::string>& actors);
 
   // -- Operator API ----------------------------------------------------------

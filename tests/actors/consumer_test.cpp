@@ -204,3 +204,73 @@ TEST_CASE_METHOD(consumer_fixture,
   CHECK(total == log->taken);
   self->send_exit(second, caf::exit_reason::kill);
 }
+
+// A PERSISTER that dies holding unanswered batches never answers them: CAF
+// 0.17 sends no error for a dropped response_promise. The CONSUMER must learn
+// it from a DOWN, not wait forever (issue 8, defect 1).
+TEST_CASE_METHOD(consumer_fixture,
+                 "a persister that dies holding batches: the consumer stops "
+                 "polling and a stop request ends it at once") {
+  start(1000, settings());
+  sched.run(500);
+  REQUIRE(held().received.size() == 2);
+  REQUIRE(cstate().in_flight == 2);
+  self->monitor(cons);
+  self->send_exit(persister,
+                  caf::make_error(caf::sec::runtime_error,
+                                  std::string{"injected failure"}));
+  sched.run(500);
+  // The two batches are lost with the persister: no longer in flight, never
+  // committed; the consumer takes no more records and waits for the
+  // SUPERVISOR's rest-for-one restart.
+  CHECK(cstate().in_flight == 0);
+  CHECK(cstate().broken);
+  CHECK(log->taken == 20);
+  CHECK(log->commits.empty());
+  // The SUPERVISOR's stop request ends it without waiting.
+  self->send_exit(cons, caf::exit_reason::user_shutdown);
+  sched.run(50);
+  CHECK(log->closed);
+  CHECK(log->final_offsets.empty()); // nothing was acknowledged
+  caf::error reason = caf::sec::none;
+  bool down = false;
+  self->receive([&](caf::down_msg& dm) { down = true; reason = dm.reason; },
+                caf::after(std::chrono::seconds(0)) >> [] {});
+  CHECK(down);
+  CHECK(reason == caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE_METHOD(consumer_fixture,
+                 "a persister that dies during the drain does not keep the "
+                 "consumer from stopping") {
+  auto cs = settings();
+  cs.max_in_flight = 3;
+  start(25, cs);
+  sched.run(500);
+  REQUIRE(cstate().in_flight == 2);
+  self->monitor(cons);
+  // The stop request: the open batch goes out and the consumer drains; the
+  // first batch is acknowledged.
+  self->send_exit(cons, caf::exit_reason::user_shutdown);
+  sched.run(50);
+  REQUIRE(held().received.size() == 3);
+  ack_oldest();
+  sched.run(50);
+  REQUIRE(!log->closed);
+  REQUIRE(cstate().in_flight == 2);
+  // The persister dies holding two batches.
+  self->send_exit(persister,
+                  caf::make_error(caf::sec::runtime_error,
+                                  std::string{"injected failure"}));
+  sched.run(50);
+  // The consumer stopped; its final commit covers only the acknowledged
+  // batch (offsets 0..9 over 4 partitions).
+  CHECK(log->closed);
+  REQUIRE(log->final_offsets.size() == 4);
+  for (auto& o : log->final_offsets)
+    CHECK(o.next_offset == (o.partition < 2 ? 3 : 2));
+  bool down = false;
+  self->receive([&](caf::down_msg&) { down = true; },
+                caf::after(std::chrono::seconds(0)) >> [] {});
+  CHECK(down);
+}

@@ -24,6 +24,7 @@ caf::behavior flaky(caf::event_based_actor* self, std::string name,
 struct supervisor_fixture : ces::test::fixture {
   journal exits = std::make_shared<std::vector<std::string>>();
   std::map<std::string, int> restart_counts;
+  std::map<std::string, int> crash_counts;
   /// The peers each start of "b" received.
   std::vector<caf::actor> b_saw_a;
 
@@ -39,8 +40,10 @@ struct supervisor_fixture : ces::test::fixture {
   }
 
   caf::actor start(std::vector<child_spec> specs, supervision_policy p) {
-    auto sup = sys.spawn(supervisor, std::move(specs), p,
-                         [this](const std::string& a) { ++restart_counts[a]; });
+    auto sup = sys.spawn(
+      supervisor, std::move(specs), p,
+      [this](const std::string& a) { ++restart_counts[a]; },
+      [this](const std::string& a) { ++crash_counts[a]; });
     sched.run();
     return caf::actor_cast<caf::actor>(sup);
   }
@@ -110,6 +113,7 @@ TEST_CASE_METHOD(supervisor_fixture,
   CHECK(child(sup, "a").last_failure.find("runtime_error")
         != std::string::npos);
   CHECK(restart_counts["a"] == 1);
+  CHECK(crash_counts["a"] == 1);
   // A second consecutive crash waits twice as long.
   crash(sup, "a");
   advance_time(199ms);
@@ -233,4 +237,64 @@ TEST_CASE_METHOD(supervisor_fixture,
   self->receive([&](caf::down_msg& dm) { reason = dm.reason; });
   CHECK(reason == errc::shutdown_forced);
   CHECK(*exits == std::vector<std::string>{"stubborn", "a"});
+}
+
+namespace {
+
+/// A child whose graceful stop takes a while (a CONSUMER draining its
+/// batches): on user_shutdown it only starts stopping; an int32_t then ends
+/// the drain.
+caf::behavior draining(caf::event_based_actor* self, journal exits) {
+  self->attach_functor(
+    [=](const caf::error&) { exits->push_back("draining"); });
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    if (msg.reason != caf::exit_reason::user_shutdown)
+      self->quit(msg.reason);
+  });
+  return {[=](int32_t) { self->quit(caf::exit_reason::user_shutdown); }};
+}
+
+} // namespace
+
+TEST_CASE_METHOD(supervisor_fixture,
+                 "a crash during the ordered shutdown does not stop the "
+                 "remaining children early") {
+  auto p = policy();
+  p.stop_timeout = 10s;
+  auto ex = exits;
+  child_spec slow{"draining",
+                  {"a"},
+                  [ex](caf::local_actor* self, const peer_map&) {
+                    return self->spawn(draining, ex);
+                  }};
+  auto sup = start({spec("a"), spec("b"), slow}, p);
+  self->monitor(sup);
+  self->send(sup, atom::shutdown_v);
+  sched.run();
+  // "draining" is being stopped (it is last in start order) and drains.
+  CHECK(exits->empty());
+  CHECK(child(sup, "draining").state == "stopping");
+  // "a" crashes meanwhile: logged, not restarted, and the shutdown sequence
+  // stays with "draining": "b" keeps running.
+  crash(sup, "a");
+  CHECK(*exits == std::vector<std::string>{"a"});
+  CHECK(child(sup, "b").hdl);
+  CHECK(child(sup, "b").state == "running");
+  CHECK(child(sup, "draining").state == "stopping");
+  CHECK(child(sup, "a").last_failure.find("runtime_error")
+        != std::string::npos);
+  CHECK(crash_counts["a"] == 1);
+  advance_time(1s);
+  sched.run();
+  CHECK(!child(sup, "a").hdl); // not restarted
+  CHECK(child(sup, "b").hdl);
+  // The drain ends: then "b" stops, and the supervisor quits.
+  self->send(child(sup, "draining").hdl, int32_t{1});
+  sched.run();
+  CHECK(*exits == std::vector<std::string>{"a", "draining", "b"});
+  caf::error reason = caf::make_error(caf::sec::runtime_error);
+  self->receive([&](caf::down_msg& dm) { reason = dm.reason; },
+                caf::after(std::chrono::seconds(0)) >> [] {});
+  CHECK(!reason);
+  CHECK(restart_counts.empty());
 }

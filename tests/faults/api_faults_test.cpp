@@ -296,6 +296,52 @@ TEST_CASE("an exhausted restart budget ends the process, saying why",
   f.print();
 }
 
+// 6. A persister failed while it holds unanswered batches (PostgreSQL is
+// down, so it keeps them and retries): CAF 0.17 answers none of them. The
+// consumer learns it from its monitor and stops at once (it used to drain
+// forever: a zombie group member, and SIGTERM hung in ~actor_system).
+TEST_CASE("a persister lost with batches in flight leaves no zombie consumer",
+          "[faults][persister_lost]") {
+  const int shutdown_timeout_ms = 2000;
+  world_options wo;
+  wo.own_cluster = true;
+  world w{crm_topics, 2, wo};
+  auto sink = w.start_sink(
+    with({"--fault-injection=1", "--persister-connections=1",
+          "--shutdown-timeout-ms=" + std::to_string(shutdown_timeout_ms)},
+         fast_group));
+  w.cluster().stop("fast");
+  auto log_from = file_size(w.sink_log());
+  w.produce({"--count", "100"});
+  // A batch is in flight: persister-0 holds it and retries.
+  REQUIRE(sink.wait_for_line(ces::test::stream::err, "\"db_retry\"", 20s,
+                             log_from));
+  REQUIRE(call(w, "POST", "/debug/fail/persister-0").status == 202);
+  // The consumer that sent the batch stops (and leaves its group) without
+  // an answer for it.
+  bool old_consumer_stopped = eventually(
+    [&] { return count_events(w, "stopped", log_from) >= 1; }, 10s);
+  auto t0 = clock_type::now();
+  REQUIRE(sink.signal(SIGTERM));
+  auto st = sink.wait_exit(std::chrono::milliseconds{shutdown_timeout_ms}
+                           + 5s);
+  double stop_s = seconds(t0, clock_type::now());
+  w.cluster().start();
+  figures f;
+  f.name = "persister_lost";
+  f.add("exit", st ? st->describe() : std::string{"'no exit'"});
+  f.add("stop_s", stop_s);
+  f.add("old_consumer_stopped", old_consumer_stopped ? 1.0 : 0.0);
+  f.notes = "persister-0 failed holding a batch, PostgreSQL down; SIGTERM";
+  f.print();
+  CHECK(old_consumer_stopped);
+  // SIGTERM ends the process: exit 0, or 1 if the new consumer's batch had
+  // to be abandoned at the stop timeout; never a hang.
+  REQUIRE(st);
+  CHECK(st->exited);
+  CHECK((st->code == 0 || st->code == 1));
+}
+
 // 5. SIGTERM with replays in flight (the broker answers slowly): they get
 // their true answer, the producer is flushed, exit 0.
 TEST_CASE("a graceful stop answers the replays in flight",

@@ -138,6 +138,7 @@ TEST_CASE("declared series exist with value 0", "[metrics]") {
             == 0);
   }
   CHECK(sample(text, "crm_actor_restarts_total{actor=\"consumer\"}") == 0);
+  CHECK(sample(text, "crm_actor_crashes_total{actor=\"consumer\"}") == 0);
   CHECK(sample(text, "crm_actor_restarts_total{actor=\"persister\"}") == 0);
   CHECK(sample(text, "crm_batches_in_flight") == 0);
   CHECK(sample(text, "crm_dlq_pending") == 0);
@@ -204,6 +205,7 @@ TEST_CASE("every family has a type and a help string", "[metrics]") {
     {"crm_events_dlq_total", "counter"},
     {"crm_events_skipped_total", "counter"},
     {"crm_actor_restarts_total", "counter"},
+    {"crm_actor_crashes_total", "counter"},
     {"crm_batch_persist_seconds", "histogram"},
     {"crm_batch_records", "histogram"},
     {"crm_batches_in_flight", "gauge"},
