@@ -5,8 +5,8 @@
 // real Kafka protocol endpoint: any client (librdkafka, kcat, kafka-python)
 // can connect to bootstraps().
 //
-// Behaviour of the installed librdkafka 2.0.2 mock cluster (measured, see
-// tests/integration/kafka_tools_test.cpp and /work/shared/MOCK-BROKER.md):
+// Behaviour of the installed librdkafka 2.0.2 mock cluster (measured; see
+// tests/integration/kafka_tools_test.cpp):
 //
 // * Threads. The cluster runs on its own thread ("rdk:mock"), one for the
 //   whole cluster, which serves every broker, connection and fault-injection
@@ -45,6 +45,10 @@
 // * Topics. The Kafka CreateTopics admin API is not supported; topics are
 //   created here (rd_kafka_mock_topic_create) or auto-created by Metadata
 //   requests with 4 partitions.
+// * Groups. A new group waits about 3 s for its first assignment; a member
+//   that rejoins after the last one left waits session.timeout.ms - 1 s, and
+//   a dead member is noticed after session.timeout.ms: restart tests keep
+//   session.timeout.ms short.
 // * Destruction. rd_kafka_mock_cluster_destroy() closes all listeners and
 //   connections and drops all data; destroy clients that use the cluster
 //   first, or they log connection errors until they are destroyed.

@@ -181,7 +181,7 @@ std::vector<std::string> world::sink_args(std::vector<std::string> extra) const 
     "--kafka-topics=" + list,
     "--kafka-group-id=" + group,
     // The mock broker makes a restarted member wait for the old one's
-    // session to expire (../shared/MOCK-BROKER.md): keep it short.
+    // session to expire (actors/kafka/embedded_broker.hpp): keep it short.
     "--kafka-session-timeout-ms=6000",
     "--database-url=" + db_url_,
     "--metrics-port=" + std::to_string(metrics_port_),

@@ -33,7 +33,7 @@ int soak_factor();
 
 /// Partitions per topic so that `events` (~650 bytes each) over `topics`
 /// topics stay well under the mock broker's ~5 MiB per partition
-/// (../shared/MOCK-BROKER.md), and at least `minimum`.
+/// (actors/kafka/embedded_broker.hpp), and at least `minimum`.
 int partitions_for(long long events, int topics, int minimum);
 
 // -- The invariant ------------------------------------------------------------

@@ -77,7 +77,7 @@ inline std::vector<manifest_entry> stop_load(load& l) {
 }
 
 /// Kafka settings that keep the mock broker's group delays short
-/// (../shared/MOCK-BROKER.md: a rebalance waits up to session.timeout.ms -
+/// (actors/kafka/embedded_broker.hpp: a rebalance waits up to session.timeout.ms -
 /// 1 s for the members, a dead member is noticed after session.timeout.ms).
 /// 3000 is as low as it goes: with 2000 the mock's 3 s first-join delay
 /// outlasts the session and the member never gets an assignment.
