@@ -479,8 +479,24 @@ if [ $DO_MAIN -eq 1 ]; then
       "tenant_id, topic, payload" "$WORK/events.copy" "$EVENTS"
     COPY_RPS=$(f %.0f "$EVENTS / $COPY_BEST")
     row "COPY ceiling (best of $COPY_RUNS)" "$COPY_RPS rows/s" "one \\copy in one transaction into (tenant_id text, topic text, payload jsonb); runs: ${COPY_TIMES}; avg payload ${AVG_PAYLOAD} B"
+    # What the replaced Python service did: one INSERT and one COMMIT per
+    # event, on one connection. pgbench replays 1 000 of the same events for
+    # 10 s (the service's own Python and Kafka overhead come on top).
+    phase per-event-commit
+    head -n 1000 "$WORK/events.copy" >"$WORK/sample.copy"
+    psql_db copyceil -c "CREATE TABLE sample (i serial, tenant_id text, topic text, payload jsonb)" \
+      -c "\\copy sample (tenant_id, topic, payload) from '$WORK/sample.copy'" \
+      -c "CREATE TABLE per_event (tenant_id text, topic text, payload jsonb)" -c "CHECKPOINT"
+    printf '%s\n' '\set i random(1, 1000)' \
+      'INSERT INTO per_event SELECT tenant_id, topic, payload FROM sample WHERE i = :i;' >"$WORK/per_event.sql"
+    PER_EVENT_RPS=$("${PG_BINDIR:-/usr/lib/postgresql/15/bin}/pgbench" -n -c 1 -T 10 -f "$WORK/per_event.sql" "$(url_db copyceil)" 2>&1 |
+      sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
+    [ -n "$PER_EVENT_RPS" ] || die "pgbench gave no rate"
+    PER_EVENT_RPS=$(f %.0f "$PER_EVENT_RPS")
+    row "one INSERT + COMMIT per event" "$PER_EVENT_RPS rows/s" "pgbench, 1 connection, 10 s: the replaced Python service's write pattern, without its own overhead"
   fi
   result copy_ceiling_rps "$COPY_RPS"
+  result per_event_commit_rps "${PER_EVENT_RPS:-na}"
 
   # -- 3. drain with the sink -----------------------------------------------------
   phase drain
