@@ -1,6 +1,7 @@
 // crm-events-sink: Kafka -> PostgreSQL journal on supervised CAF actors.
 #include "actors/interfaces.hpp"
 #include "actors/kafka/embedded_broker.hpp"
+#include "actors/kafka_source.hpp"
 #include "actors/spawn.hpp"
 #include "actors/supervisor.hpp"
 #include "api/json.hpp"
