@@ -13,7 +13,8 @@ using ping_actor = caf::typed_actor<
   caf::replies_to<atom::ping>::with<bool>>;
 
 /// PERSISTER (detached; owns its PostgreSQL connection). Writes a batch in one
-/// transaction: journal rows (COPY), DLQ rows and the group's next offsets.
+/// transaction: journal rows (COPY), DLQ rows and the journal's next offsets
+/// (keyed by the batch's Kafka cluster id).
 /// Replies once committed. On infrastructure errors it keeps the batch and
 /// retries with capped backoff; nothing is acknowledged meanwhile.
 using persister_actor = caf::typed_actor<
