@@ -17,7 +17,7 @@ void schedule_poll(self_ptr self) {
   if (st.poll_pending || st.stopping || st.broken)
     return;
   st.poll_pending = true;
-  self->send(self, atom::poll_v);
+  self->send(self, atom::internal_v, atom::poll_v);
 }
 
 std::vector<partition_offset> acked_offsets(const consumer_state& st) {
@@ -168,7 +168,8 @@ void schedule_keepalive(self_ptr self) {
   if (st.keepalive_pending)
     return;
   st.keepalive_pending = true;
-  self->delayed_send(self, st.cfg.keepalive, atom::keepalive_v);
+  self->delayed_send(self, st.cfg.keepalive, atom::internal_v,
+                     atom::keepalive_v);
 }
 
 void poll(self_ptr self) {
@@ -277,8 +278,8 @@ consumer(consumer_actor::stateful_pointer<consumer_state> self,
   });
   schedule_poll(self);
   return {
-    [=](atom::poll) { poll(self); },
-    [=](atom::keepalive) {
+    [=](atom::internal, atom::poll) { poll(self); },
+    [=](atom::internal, atom::keepalive) {
       auto& st = self->state;
       st.keepalive_pending = false;
       if (!st.stalled_since || st.stopping || st.broken)

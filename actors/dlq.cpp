@@ -34,9 +34,9 @@ dlq_actor::behavior_type dlq(dlq_actor::stateful_pointer<dlq_state> self,
   st.make_reader = std::move(make_reader);
   st.refresh_interval = refresh_interval;
   st.stats = stats;
-  self->send(self, atom::refresh_v);
+  self->send(self, atom::internal_v, atom::refresh_v);
   return {
-    [=](atom::refresh) {
+    [=](atom::internal, atom::refresh) {
       auto& st = self->state;
       try {
         if (!st.reader)
@@ -54,7 +54,8 @@ dlq_actor::behavior_type dlq(dlq_actor::stateful_pointer<dlq_state> self,
         log::event(spdlog::level::debug, "dlq", "refresh_failed",
                    {{"reason", e.what()}});
       }
-      self->delayed_send(self, st.refresh_interval, atom::refresh_v);
+      self->delayed_send(self, st.refresh_interval, atom::internal_v,
+                         atom::refresh_v);
     },
     [=](atom::status) { return self->state.pending; },
     [=](atom::latest, int32_t limit)

@@ -2,19 +2,26 @@
 // Actor names in CAPS are the actors; see actors/<name>.hpp for factories.
 #pragma once
 
+#include "actors/errc.hpp"
 #include "actors/type_ids.hpp"
 
 namespace ces {
 
+/// Anything the /ready probe asks whether its dependency answers.
+using ping_actor = caf::typed_actor<
+  /// Whether the dependency answers; an error (e.g. db_unavailable) if not.
+  caf::replies_to<atom::ping>::with<bool>>;
+
 /// PERSISTER (detached; owns its PostgreSQL connection). Writes a batch in one
-/// transaction: journal rows (COPY), DLQ rows and the group's next offsets.
+/// transaction: journal rows (COPY), DLQ rows and the journal's next offsets
+/// (keyed by the batch's Kafka cluster id).
 /// Replies once committed. On infrastructure errors it keeps the batch and
 /// retries with capped backoff; nothing is acknowledged meanwhile.
 using persister_actor = caf::typed_actor<
   /// Journal one batch; the reply is what the committed transaction did.
   caf::replies_to<atom::persist, batch>::with<persist_outcome>,
-  /// (self) Retry the head batch after an infrastructure error.
-  caf::reacts_to<atom::retry>>;
+  /// (self, timer) Retry the head batch after an infrastructure error.
+  caf::reacts_to<atom::internal, atom::retry>>;
 
 /// CONSUMER (detached; owns the librdkafka group consumer). Self-driven poll
 /// loop: validates records, cuts batches by count and linger, keeps at most a
@@ -22,15 +29,16 @@ using persister_actor = caf::typed_actor<
 /// to Kafka. Stops gracefully on a user_shutdown exit message.
 using consumer_actor = caf::typed_actor<
   /// (self) Poll the next records from Kafka.
-  caf::reacts_to<atom::poll>,
-  /// (self) Serve rebalance callbacks while the in-flight bound is reached.
-  caf::reacts_to<atom::keepalive>>;
+  caf::reacts_to<atom::internal, atom::poll>,
+  /// (self, timer) Serve rebalance callbacks while the in-flight bound is
+  /// reached.
+  caf::reacts_to<atom::internal, atom::keepalive>>;
 
 /// DLQ (detached; owns its own PostgreSQL connection for event_dlq reads and
 /// maintenance — never the PERSISTER's). Keeps crm_dlq_pending current.
 using dlq_actor = caf::typed_actor<
   /// (self, timer) Re-read the number of pending DLQ entries.
-  caf::reacts_to<atom::refresh>,
+  caf::reacts_to<atom::internal, atom::refresh>,
   /// Number of pending DLQ entries as last read (-1 before the first read).
   caf::replies_to<atom::status>::with<int64_t>,
   /// The newest N entries of event_dlq, newest first.
@@ -40,7 +48,8 @@ using dlq_actor = caf::typed_actor<
 /// JOURNAL (detached; own PostgreSQL connection, read-only transactions):
 /// journal reads for the operator API. Never waits behind a write batch.
 /// A read whose deadline (caf::timestamp) has passed when the JOURNAL takes
-/// it is answered errc::expired at once, without asking PostgreSQL.
+/// it is answered errc::expired at once, without asking PostgreSQL. Its
+/// ping: whether PostgreSQL answers; error db_unavailable if not.
 using journal_actor = caf::typed_actor<
   /// The newest N journal rows, newest first, cut to the reader's byte bound
   /// (true: cut, there are more).
@@ -48,28 +57,25 @@ using journal_actor = caf::typed_actor<
     std::vector<storage::journal_event>, bool>,
   /// The journal row with this id: one element, or none.
   caf::replies_to<atom::get, int64_t, caf::timestamp>::with<
-    std::vector<storage::journal_event>>,
-  /// Whether PostgreSQL answers; error db_unavailable if not.
-  caf::replies_to<atom::ping>::with<bool>>;
+    std::vector<storage::journal_event>>>::extend_with<ping_actor>;
 
 /// PG_PROBE (detached; a PostgreSQL connection used for nothing else): the
 /// PostgreSQL check of /ready, so that it never queues behind operator reads.
-using pg_probe_actor = caf::typed_actor<
-  /// Whether PostgreSQL answers `SELECT 1`; error db_unavailable if not.
-  caf::replies_to<atom::ping>::with<bool>>;
+/// Its ping: whether PostgreSQL answers `SELECT 1`; error db_unavailable if
+/// not.
+using pg_probe_actor = ping_actor;
 
 /// REPLAYER (detached; owns the only librdkafka producer and a journal
 /// connection of its own). Republishes a journalled event to its topic with
 /// its key and headers plus provenance headers, and answers once the broker
 /// acknowledged it (errors: not_found, db_unavailable, broker_unavailable,
 /// delivery_failed). A fatal producer error crashes it for the SUPERVISOR.
+/// Its ping: whether the broker answers a metadata request (for /ready).
 using replayer_actor = caf::typed_actor<
   /// Republish journal event `id`; the reply is where it landed.
   caf::replies_to<atom::replay, int64_t>::with<replay_result>,
-  /// Whether the broker answers a metadata request (for /ready).
-  caf::replies_to<atom::ping>::with<bool>,
-  /// (self) Serve delivery reports while replays are in flight.
-  caf::reacts_to<atom::poll>>;
+  /// (self, timer) Serve delivery reports while replays are in flight.
+  caf::reacts_to<atom::internal, atom::poll>>::extend_with<ping_actor>;
 
 /// HTTP_BRIDGE (cooperative, never blocks). Turns an operator request that
 /// the HTTP server accepted into messages for the JOURNAL, DLQ, REPLAYER and
@@ -83,15 +89,15 @@ using http_bridge_actor = caf::typed_actor<
 /// stops the process (quits with an error) when its restart budget is spent.
 using supervisor_actor = caf::typed_actor<
   /// (self, timer) Start a child and its dependants after their backoff.
-  caf::reacts_to<atom::respawn, std::string>,
+  caf::reacts_to<atom::internal, atom::respawn, std::string>,
   /// State, restart count and last failure of every child.
   caf::replies_to<atom::status>::with<std::vector<child_status>>,
   /// Ordered, graceful shutdown: children stop in reverse start order.
   caf::reacts_to<atom::shutdown>,
   /// (self) Stop the next child of the shutdown sequence.
-  caf::reacts_to<atom::stop_next>,
+  caf::reacts_to<atom::internal, atom::stop_next>,
   /// (self, timer) Kill the named child if it outlived its stop timeout.
-  caf::reacts_to<atom::force_stop, std::string>,
+  caf::reacts_to<atom::internal, atom::force_stop, std::string>,
   /// Fault injection: end the named child as if it had crashed; false if no
   /// such child is running.
   caf::replies_to<atom::fail, std::string>::with<bool>>;

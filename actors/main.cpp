@@ -1,19 +1,15 @@
 // crm-events-sink: Kafka -> PostgreSQL journal on supervised CAF actors.
-#include "actors/consumer.hpp"
-#include "actors/dlq.hpp"
-#include "actors/http_bridge.hpp"
 #include "actors/interfaces.hpp"
-#include "actors/journal.hpp"
 #include "actors/kafka/embedded_broker.hpp"
 #include "actors/kafka_source.hpp"
-#include "actors/persister.hpp"
-#include "actors/replayer.hpp"
+#include "actors/spawn.hpp"
 #include "actors/supervisor.hpp"
 #include "api/json.hpp"
 #include "api/metrics.hpp"
 #include "api/server.hpp"
 #include "config/config.hpp"
 #include "config/logging.hpp"
+#include "storage/backoff.hpp"
 #include "storage/journal.hpp"
 
 #include <caf/all.hpp>
@@ -66,8 +62,11 @@ void write_file_atomically(const std::string& path, const std::string& text) {
 template <class Step>
 bool with_db_retry(const ces::settings& s, const sigset_t& signals,
                    Step step) {
-  auto delay = std::chrono::milliseconds(s.db_retry_initial_ms);
-  for (int attempt = 1;; ++attempt) {
+  for (uint32_t attempt = 1;; ++attempt) {
+    auto delay
+      = ces::capped_backoff(std::chrono::milliseconds(s.db_retry_initial_ms),
+                            std::chrono::milliseconds(s.db_retry_max_ms),
+                            attempt);
     try {
       step();
       return true;
@@ -78,7 +77,6 @@ bool with_db_retry(const ces::settings& s, const sigset_t& signals,
                        {"backoff_ms", static_cast<int64_t>(delay.count())}});
       if (wait_signal(signals, delay) != 0)
         return false;
-      delay = std::min(delay * 2, std::chrono::milliseconds(s.db_retry_max_ms));
     }
   }
 }
@@ -150,92 +148,42 @@ struct bridge_slot {
   }
 };
 
-/// The supervised actors, in start order (they stop in reverse order).
-std::vector<ces::child_spec> child_specs(const ces::settings& s,
-                                         ces::metrics* m,
-                                         std::shared_ptr<bridge_slot> slot) {
-  using namespace ces;
-  auto as_actor = [](auto hdl) { return caf::actor_cast<caf::actor>(hdl); };
-  std::vector<child_spec> specs;
-  persister_settings ps;
-  ps.retry_initial = std::chrono::milliseconds(s.db_retry_initial_ms);
-  ps.retry_max = std::chrono::milliseconds(s.db_retry_max_ms);
-  // persister-0 .. persister-N-1, each with its own connection.
-  std::vector<std::string> persister_names;
-  for (int i = 0; i < s.persister_connections; ++i) {
-    persister_names.push_back("persister-" + std::to_string(i));
-    specs.push_back(child_spec{
-      persister_names.back(), {}, [=](caf::local_actor* self, const peer_map&) {
-        return as_actor(self->spawn<caf::detached>(
-          persister, journal_writer_factory(s.database_url),
-          ps, m));
-      }});
+/// The graceful stop, on the signal thread after the first SIGTERM/SIGINT:
+/// refuse new API requests, let the ones in flight (replays waiting for the
+/// broker) get their true answer for up to min(replay timeout + 1 s, half the
+/// shutdown timeout), stop the HTTP server, then ask the SUPERVISOR for its
+/// ordered shutdown. The SUPERVISOR kills a child that outlives
+/// shutdown-timeout-ms and reports an unclean stop (exit 1); the deadline
+/// here (shutdown-timeout-ms + 3 s) is only the backstop for an actor stuck in
+/// a blocking call, and a second signal (after the first second: Ctrl-C in a
+/// terminal signals the whole process group, and a wrapper script may
+/// forward the same stop request) ends the process at once: exit 1 both.
+void graceful_stop(const ces::settings& s, const sigset_t& signals,
+                   ces::api::http_server& http, std::atomic<bool>& draining,
+                   const ces::supervisor_actor& sup,
+                   const std::atomic<bool>& supervisor_down) {
+  using clock = std::chrono::steady_clock;
+  draining = true;
+  auto drain_until
+    = clock::now()
+      + std::chrono::milliseconds(
+        std::min(s.replay_timeout_ms + 1000, s.shutdown_timeout_ms / 2));
+  while (http.in_flight() > 0 && clock::now() < drain_until)
+    std::this_thread::sleep_for(20ms);
+  http.stop();
+  caf::anon_send(sup, ces::atom::shutdown_v);
+  auto first = clock::now();
+  auto deadline = first + std::chrono::milliseconds(s.shutdown_timeout_ms) + 3s;
+  while (!supervisor_down && clock::now() < deadline)
+    if (wait_signal(signals, 100ms) != 0 && clock::now() - first > 1s)
+      break;
+  if (!supervisor_down) {
+    ces::log::event(spdlog::level::critical, "main", "shutdown_forced",
+                    {{"timeout_ms",
+                      static_cast<int64_t>(s.shutdown_timeout_ms)}});
+    spdlog::shutdown();
+    std::_Exit(1);
   }
-  specs.push_back(child_spec{
-    "dlq", {}, [=](caf::local_actor* self, const peer_map&) {
-      return as_actor(self->spawn<caf::detached>(
-        dlq, dlq_reader_on_journal(s.database_url), std::chrono::seconds(5), m));
-    }});
-  specs.push_back(child_spec{
-    "journal", {}, [=](caf::local_actor* self, const peer_map&) {
-      storage::journal_reader_options jo;
-      jo.max_page_bytes = s.http_max_response_bytes;
-      return as_actor(
-        self->spawn<caf::detached>(journal, s.database_url, jo));
-    }});
-  replayer_settings rs;
-  rs.database_url = s.database_url;
-  rs.producer.bootstrap_servers = s.kafka_bootstrap_servers;
-  rs.producer.properties = s.kafka_properties;
-  rs.producer.message_timeout_ms = s.replay_timeout_ms;
-  specs.push_back(child_spec{
-    "replayer", {}, [=](caf::local_actor* self, const peer_map&) {
-      return as_actor(self->spawn<caf::detached>(replayer, rs, m));
-    }});
-  consumer_settings cs;
-  cs.batch_max_records = s.batch_max_records;
-  cs.linger = std::chrono::milliseconds(s.batch_linger_ms);
-  cs.max_in_flight = s.max_in_flight_batches;
-  cs.limits.max_payload_bytes = s.max_payload_bytes;
-  cs.limits.max_depth = s.max_json_depth;
-  kafka_source_config kc;
-  kc.bootstrap_servers = s.kafka_bootstrap_servers;
-  kc.group_id = s.kafka_group_id;
-  kc.topics = s.kafka_topics;
-  kc.properties = s.kafka_properties;
-  kc.session_timeout_ms = s.kafka_session_timeout_ms;
-  kc.database_url = s.database_url;
-  specs.push_back(child_spec{
-    "consumer",
-    persister_names,
-    [=](caf::local_actor* self, const peer_map& peers) {
-      std::vector<persister_actor> p;
-      for (auto& name : persister_names)
-        p.push_back(caf::actor_cast<persister_actor>(peers.at(name)));
-      source_factory make_source = [kc] {
-        return std::unique_ptr<record_source>(new kafka_source(kc));
-      };
-      return as_actor(
-        self->spawn<caf::detached>(consumer, make_source, p, cs, m));
-    }});
-  http_bridge_settings hs;
-  // Above the broker's own timeout, so the replayer answers first.
-  hs.replay_timeout = std::chrono::milliseconds(s.replay_timeout_ms + 5000);
-  hs.database_url = s.database_url; // for /ready's PG_PROBE
-  specs.push_back(child_spec{
-    "http_bridge",
-    {"dlq", "journal", "replayer"},
-    [=](caf::local_actor* self, const peer_map& peers) {
-      http_bridge_peers hp{caf::actor_cast<journal_actor>(peers.at("journal")),
-                           caf::actor_cast<dlq_actor>(peers.at("dlq")),
-                           caf::actor_cast<replayer_actor>(
-                             peers.at("replayer")),
-                           caf::actor_cast<supervisor_actor>(self)};
-      auto hdl = self->spawn(http_bridge, hp, hs);
-      slot->set(hdl);
-      return as_actor(hdl);
-    }});
-  return specs;
 }
 
 } // namespace
@@ -293,13 +241,10 @@ int main(int argc, char** argv) {
   }
   ces::metrics stats;
   stats.declare_topics(s.kafka_topics);
-  {
-    std::vector<std::string> actors{"dlq", "journal", "replayer", "consumer",
-                                    "http_bridge"};
-    for (int i = 0; i < s.persister_connections; ++i)
-      actors.push_back("persister-" + std::to_string(i));
-    stats.declare_actors(actors);
-  }
+  auto slot = std::make_shared<bridge_slot>();
+  auto specs = ces::child_specs(
+    s, &stats, [slot](ces::http_bridge_actor hdl) { slot->set(hdl); });
+  stats.declare_actors(ces::child_names(specs));
   try {
     stats.expose(s.metrics_address, s.metrics_port);
   } catch (const std::exception& e) {
@@ -357,9 +302,8 @@ int main(int argc, char** argv) {
     policy.max_restarts = static_cast<size_t>(s.max_restarts);
     policy.window = std::chrono::seconds(s.restart_window_s);
     policy.stop_timeout = std::chrono::milliseconds(s.shutdown_timeout_ms);
-    auto slot = std::make_shared<bridge_slot>();
     auto sup = sys.spawn(
-      ces::supervisor, child_specs(s, &stats, slot), policy,
+      ces::supervisor, std::move(specs), policy,
       [&stats](const std::string& actor) { stats.add_actor_restart(actor); },
       [&stats](const std::string& actor) { stats.add_actor_crash(actor); });
     // The operator API: RESTinio routes and validates on its own threads and
@@ -409,39 +353,7 @@ int main(int argc, char** argv) {
         ces::log::event(spdlog::level::info, "main", "signal",
                         {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"},
                          {"action", "graceful shutdown"}});
-        // Stop taking requests, let the ones in flight (replays waiting for
-        // the broker) get their true answer, then stop the actors in order.
-        draining = true;
-        auto drain_until = std::chrono::steady_clock::now()
-                           + std::chrono::milliseconds(std::min(
-                             s.replay_timeout_ms + 1000,
-                             s.shutdown_timeout_ms / 2));
-        while (http->in_flight() > 0
-               && std::chrono::steady_clock::now() < drain_until)
-          std::this_thread::sleep_for(20ms);
-        http->stop();
-        caf::anon_send(sup, ces::atom::shutdown_v);
-        // A second signal, or the timeout, ends the process at once. Signals
-        // within the first second count as one (Ctrl-C in a terminal
-        // signals the whole process group, and a wrapper script may forward
-        // the same stop request).
-        // The supervisor kills a child that outlives shutdown-timeout-ms and
-        // reports an unclean stop (exit 1); this deadline is only the
-        // backstop for an actor stuck in a blocking call.
-        auto first = std::chrono::steady_clock::now();
-        auto deadline = first + std::chrono::milliseconds(s.shutdown_timeout_ms)
-                        + 3s;
-        while (!supervisor_down && std::chrono::steady_clock::now() < deadline)
-          if (wait_signal(signals, 100ms) != 0
-              && std::chrono::steady_clock::now() - first > 1s)
-            break;
-        if (!supervisor_down) {
-          ces::log::event(spdlog::level::critical, "main", "shutdown_forced",
-                          {{"timeout_ms",
-                            static_cast<int64_t>(s.shutdown_timeout_ms)}});
-          spdlog::shutdown();
-          std::_Exit(1);
-        }
+        graceful_stop(s, signals, *http, draining, sup, supervisor_down);
         return;
       }
     }};

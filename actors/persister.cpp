@@ -2,6 +2,7 @@
 
 #include "api/metrics.hpp"
 #include "config/logging.hpp"
+#include "storage/backoff.hpp"
 #include "storage/journal.hpp"
 
 namespace ces {
@@ -43,11 +44,11 @@ void drain(self_ptr self) {
           m->add_skipped(c.topic, c.count);
       }
       if (st.failures > 0)
-        log::event(spdlog::level::info, "persister", "db_recovered",
+        log::event(spdlog::level::info, st.cfg.name, "db_recovered",
                    {{"failed_attempts", static_cast<int64_t>(st.failures)}});
       st.failures = 0;
       if (auto dlq = total(out.dead_lettered); dlq > 0)
-        log::event(spdlog::level::warn, "persister", "dead_lettered",
+        log::event(spdlog::level::warn, st.cfg.name, "dead_lettered",
                    {{"batch", static_cast<int64_t>(head.job.seq)},
                     {"records", static_cast<int64_t>(dlq)},
                     {"isolation_rounds",
@@ -61,14 +62,14 @@ void drain(self_ptr self) {
         st.stats->set_db_up(false);
       auto delay
         = capped_backoff(st.cfg.retry_initial, st.cfg.retry_max, st.failures);
-      log::event(spdlog::level::warn, "persister", "db_retry",
+      log::event(spdlog::level::warn, st.cfg.name, "db_retry",
                  {{"reason", e.what()},
                   {"attempt", static_cast<int64_t>(st.failures)},
                   {"backoff_ms", static_cast<int64_t>(delay.count())},
                   {"batch", static_cast<int64_t>(head.job.seq)},
                   {"queued_batches", static_cast<int64_t>(st.queue.size())}});
       st.retry_scheduled = true;
-      self->delayed_send(self, delay, atom::retry_v);
+      self->delayed_send(self, delay, atom::internal_v, atom::retry_v);
     }
   }
 }
@@ -112,7 +113,7 @@ persister(persister_actor::stateful_pointer<persister_state> self,
       drain(self);
       return promise;
     },
-    [=](atom::retry) {
+    [=](atom::internal, atom::retry) {
       self->state.retry_scheduled = false;
       drain(self);
     },

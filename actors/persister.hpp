@@ -12,6 +12,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <string>
 
 namespace ces {
 
@@ -30,6 +31,8 @@ public:
 using writer_factory = std::function<std::unique_ptr<batch_writer>()>;
 
 struct persister_settings {
+  /// The SUPERVISOR's name of this instance ("persister-1"), for its logs.
+  std::string name = "persister";
   std::chrono::milliseconds retry_initial{200};
   std::chrono::milliseconds retry_max{5000};
 };

@@ -66,7 +66,7 @@ void schedule_poll(self_ptr self, std::chrono::milliseconds interval) {
   if (st.polling || st.in_flight.empty())
     return;
   st.polling = true;
-  self->delayed_send(self, interval, atom::poll_v);
+  self->delayed_send(self, interval, atom::internal_v, atom::poll_v);
 }
 
 } // namespace
@@ -145,7 +145,7 @@ replayer(replayer_actor::stateful_pointer<replayer_state> self,
         return true;
       return caf::make_error(errc::broker_unavailable, why);
     },
-    [=](atom::poll) {
+    [=](atom::internal, atom::poll) {
       auto& st = self->state;
       st.polling = false;
       st.producer->poll(0);

@@ -1,6 +1,7 @@
 #include "actors/supervisor.hpp"
 
 #include "config/logging.hpp"
+#include "storage/backoff.hpp"
 
 #include <algorithm>
 
@@ -117,7 +118,7 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
       if (expected) {
         log::event(spdlog::level::info, "supervisor", "actor_stopped",
                    {{"actor", c->spec.name}, {"reason", reason}});
-        self->send(self, atom::stop_next_v);
+        self->send(self, atom::internal_v, atom::stop_next_v);
         return;
       }
       // Another child ended while the sequence waits (e.g. a PERSISTER
@@ -183,10 +184,11 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
                   {"attempt", static_cast<int64_t>(d->attempt)},
                   {"backoff_ms", to_ms(backoff)}});
     }
-    self->delayed_send(self, backoff, atom::respawn_v, c->spec.name);
+    self->delayed_send(self, backoff, atom::internal_v, atom::respawn_v,
+                       c->spec.name);
   });
   return {
-    [=](atom::respawn, const std::string& name) {
+    [=](atom::internal, atom::respawn, const std::string& name) {
       if (self->state.shutting_down)
         return;
       auto c = find_child(self, name);
@@ -221,9 +223,9 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
       st.shutting_down = true;
       st.stop_cursor = st.children.size();
       log::event(spdlog::level::info, "supervisor", "shutdown_begin", {});
-      self->send(self, atom::stop_next_v);
+      self->send(self, atom::internal_v, atom::stop_next_v);
     },
-    [=](atom::stop_next) {
+    [=](atom::internal, atom::stop_next) {
       auto& st = self->state;
       while (st.stop_cursor > 0) {
         auto& c = st.children[--st.stop_cursor];
@@ -233,8 +235,8 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
         }
         c.state = "stopping";
         self->send_exit(c.hdl, caf::exit_reason::user_shutdown);
-        self->delayed_send(self, policy.stop_timeout, atom::force_stop_v,
-                           c.spec.name);
+        self->delayed_send(self, policy.stop_timeout, atom::internal_v,
+                           atom::force_stop_v, c.spec.name);
         return; // continue when its DOWN arrives
       }
       if (!st.forced.empty()) {
@@ -261,7 +263,7 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
                                       std::string{"injected failure"}));
       return true;
     },
-    [=](atom::force_stop, const std::string& name) {
+    [=](atom::internal, atom::force_stop, const std::string& name) {
       auto c = find_child(self, name);
       if (c == nullptr || !c->hdl)
         return;

@@ -48,7 +48,7 @@ struct consumer_fixture : ces::test::fixture {
   /// Answers the oldest unanswered batch as fully journalled.
   void ack_oldest() {
     REQUIRE(!held().unanswered.empty());
-    self->send(persister, atom::retry_v);
+    self->send(persister, atom::internal_v, atom::retry_v);
   }
 
   static consumer_settings settings() {

@@ -94,7 +94,7 @@ held_persister(persister_actor::stateful_pointer<held_persister_state> self) {
       self->state.unanswered.push_back(rp);
       return rp;
     },
-    [=](atom::retry) {
+    [=](atom::internal, atom::retry) {
       auto& st = self->state;
       if (st.unanswered.empty())
         return;

@@ -67,7 +67,7 @@ journal_actor::behavior_type fake_journal(journal_actor::pointer,
 
 dlq_actor::behavior_type fake_dlq(dlq_actor::pointer) {
   return {
-    [](atom::refresh) {},
+    [](atom::internal, atom::refresh) {},
     [](atom::status) { return int64_t{0}; },
     [](atom::latest, int32_t) { return std::vector<storage::dlq_entry_row>{}; },
   };
@@ -91,7 +91,7 @@ replayer_actor::behavior_type fake_replayer(replayer_actor::pointer self,
         return caf::make_error(errc::broker_unavailable, "all brokers down");
       return true;
     },
-    [](atom::poll) {},
+    [](atom::internal, atom::poll) {},
   };
 }
 
@@ -99,7 +99,7 @@ replayer_actor::behavior_type fake_replayer(replayer_actor::pointer self,
 supervisor_actor::behavior_type fake_supervisor(supervisor_actor::pointer,
                                                 bool all_running) {
   return {
-    [](atom::respawn, const std::string&) {},
+    [](atom::internal, atom::respawn, const std::string&) {},
     [=](atom::status) {
       return std::vector<child_status>{
         {"persister", "running", 0, ""},
@@ -107,8 +107,8 @@ supervisor_actor::behavior_type fake_supervisor(supervisor_actor::pointer,
          "kafka_fatal: boom"}};
     },
     [](atom::shutdown) {},
-    [](atom::stop_next) {},
-    [](atom::force_stop, const std::string&) {},
+    [](atom::internal, atom::stop_next) {},
+    [](atom::internal, atom::force_stop, const std::string&) {},
     [](atom::fail, const std::string& name) { return name == "consumer"; },
   };
 }

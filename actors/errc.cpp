@@ -1,0 +1,70 @@
+#include "actors/errc.hpp"
+
+#include <caf/actor_system.hpp>
+#include <caf/message.hpp>
+#include <caf/sec.hpp>
+
+namespace ces {
+
+const char* to_string(errc x) noexcept {
+  switch (x) {
+    case errc::none:
+      return "none";
+    case errc::restart_budget_exhausted:
+      return "restart_budget_exhausted";
+    case errc::kafka_fatal:
+      return "kafka_fatal";
+    case errc::not_found:
+      return "not_found";
+    case errc::db_unavailable:
+      return "db_unavailable";
+    case errc::broker_unavailable:
+      return "broker_unavailable";
+    case errc::delivery_failed:
+      return "delivery_failed";
+    case errc::delivery_timeout:
+      return "delivery_timeout";
+    case errc::shutdown_forced:
+      return "shutdown_forced";
+    case errc::expired:
+      return "expired";
+  }
+  return "unknown";
+}
+
+std::string render_errc(uint8_t code, caf::atom_value,
+                        const caf::message& ctx) {
+  std::string result = to_string(static_cast<errc>(code));
+  if (auto text = context_text(ctx))
+    result += ": " + *text;
+  else if (!ctx.empty())
+    result += ": " + to_string(ctx);
+  return result;
+}
+
+const std::string* context_text(const caf::message& ctx) {
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    return &ctx.get_as<std::string>(0);
+  return nullptr;
+}
+
+std::string error_message(const caf::actor_system& sys,
+                          const caf::error& err) {
+  if (auto text = context_text(err.context()))
+    return *text;
+  return sys.render(err);
+}
+
+caf::error exception_to_error(caf::scheduled_actor*,
+                              std::exception_ptr& eptr) {
+  try {
+    std::rethrow_exception(eptr);
+  } catch (const std::exception& e) {
+    return caf::make_error(caf::sec::runtime_error, std::string{e.what()});
+  } catch (...) {
+    return caf::make_error(caf::sec::runtime_error,
+                           std::string{"unknown exception"});
+  }
+}
+
+} // namespace ces

@@ -1,0 +1,40 @@
+// The message types of the actors' protocols that are not storage model
+// types (those live in storage/model.hpp). CAF-free: type_ids.hpp adds their
+// inspect overloads and type IDs.
+#pragma once
+
+#include "storage/model.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ces {
+
+/// What the REPLAYER did with one journalled event.
+struct replay_result {
+  int64_t event_id = 0;
+  std::string topic;
+  int32_t partition = -1;
+  int64_t offset = -1;
+  std::string replay_id;
+};
+
+/// One poll result handed from the CONSUMER to the PERSISTER.
+struct batch {
+  uint64_t seq = 0;
+  /// The Kafka cluster the records come from: the key of the journal's
+  /// offset fence (with topic and partition).
+  std::string cluster_id;
+  std::vector<checked_record> records;
+};
+
+/// One supervised child as the SUPERVISOR sees it.
+struct child_status {
+  std::string name;
+  std::string state; // "running", "restarting", "stopped"
+  uint32_t restarts = 0;
+  std::string last_failure;
+};
+
+} // namespace ces

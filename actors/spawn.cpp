@@ -1,0 +1,144 @@
+#include "actors/spawn.hpp"
+
+#include "actors/consumer.hpp"
+#include "actors/dlq.hpp"
+#include "actors/http_bridge.hpp"
+#include "actors/journal.hpp"
+#include "actors/kafka_source.hpp"
+#include "actors/persister.hpp"
+#include "actors/replayer.hpp"
+#include "config/settings.hpp"
+
+namespace ces {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+template <class Handle>
+caf::actor as_actor(Handle hdl) {
+  return caf::actor_cast<caf::actor>(hdl);
+}
+
+/// persister-`i`, with its own PostgreSQL connection.
+child_spec spawn_persister(const settings& s, metrics* m, int i) {
+  persister_settings ps;
+  ps.name = "persister-" + std::to_string(i);
+  ps.retry_initial = milliseconds(s.db_retry_initial_ms);
+  ps.retry_max = milliseconds(s.db_retry_max_ms);
+  auto make_writer = journal_writer_factory(s.database_url);
+  return child_spec{
+    ps.name, {}, [=](caf::local_actor* self, const peer_map&) {
+      return as_actor(
+        self->spawn<caf::detached>(persister, make_writer, ps, m));
+    }};
+}
+
+child_spec spawn_dlq(const settings& s, metrics* m) {
+  auto url = s.database_url;
+  return child_spec{
+    "dlq", {}, [=](caf::local_actor* self, const peer_map&) {
+      return as_actor(self->spawn<caf::detached>(
+        dlq, dlq_reader_on_journal(url), std::chrono::seconds(5), m));
+    }};
+}
+
+child_spec spawn_journal(const settings& s) {
+  auto url = s.database_url;
+  storage::journal_reader_options jo;
+  jo.max_page_bytes = s.http_max_response_bytes;
+  return child_spec{
+    "journal", {}, [=](caf::local_actor* self, const peer_map&) {
+      return as_actor(self->spawn<caf::detached>(journal, url, jo));
+    }};
+}
+
+child_spec spawn_replayer(const settings& s, metrics* m) {
+  replayer_settings rs;
+  rs.database_url = s.database_url;
+  rs.producer.bootstrap_servers = s.kafka_bootstrap_servers;
+  rs.producer.properties = s.kafka_properties;
+  rs.producer.message_timeout_ms = s.replay_timeout_ms;
+  return child_spec{
+    "replayer", {}, [=](caf::local_actor* self, const peer_map&) {
+      return as_actor(self->spawn<caf::detached>(replayer, rs, m));
+    }};
+}
+
+/// The CONSUMER holds the handles of `persisters` (in that order).
+child_spec spawn_consumer(const settings& s, metrics* m,
+                          std::vector<std::string> persisters) {
+  consumer_settings cs;
+  cs.batch_max_records = s.batch_max_records;
+  cs.linger = milliseconds(s.batch_linger_ms);
+  cs.max_in_flight = s.max_in_flight_batches;
+  cs.limits.max_payload_bytes = s.max_payload_bytes;
+  cs.limits.max_depth = s.max_json_depth;
+  kafka_source_config kc;
+  kc.bootstrap_servers = s.kafka_bootstrap_servers;
+  kc.group_id = s.kafka_group_id;
+  kc.topics = s.kafka_topics;
+  kc.properties = s.kafka_properties;
+  kc.session_timeout_ms = s.kafka_session_timeout_ms;
+  kc.database_url = s.database_url;
+  return child_spec{
+    "consumer", persisters,
+    [=](caf::local_actor* self, const peer_map& peers) {
+      std::vector<persister_actor> p;
+      for (auto& name : persisters)
+        p.push_back(caf::actor_cast<persister_actor>(peers.at(name)));
+      source_factory make_source = [kc] {
+        return std::unique_ptr<record_source>(new kafka_source(kc));
+      };
+      return as_actor(
+        self->spawn<caf::detached>(consumer, make_source, p, cs, m));
+    }};
+}
+
+child_spec spawn_http_bridge(const settings& s, bridge_listener on_bridge) {
+  http_bridge_settings hs;
+  // Above the broker's own timeout, so the replayer answers first.
+  hs.replay_timeout = milliseconds(s.replay_timeout_ms + 5000);
+  hs.database_url = s.database_url; // for /ready's PG_PROBE
+  return child_spec{
+    "http_bridge",
+    {"dlq", "journal", "replayer"},
+    [=](caf::local_actor* self, const peer_map& peers) {
+      http_bridge_peers hp{caf::actor_cast<journal_actor>(peers.at("journal")),
+                           caf::actor_cast<dlq_actor>(peers.at("dlq")),
+                           caf::actor_cast<replayer_actor>(
+                             peers.at("replayer")),
+                           caf::actor_cast<supervisor_actor>(self)};
+      auto hdl = self->spawn(http_bridge, hp, hs);
+      if (on_bridge)
+        on_bridge(hdl);
+      return as_actor(hdl);
+    }};
+}
+
+} // namespace
+
+std::vector<child_spec> child_specs(const settings& s, metrics* m,
+                                    bridge_listener on_bridge) {
+  std::vector<child_spec> specs;
+  std::vector<std::string> persisters;
+  for (int i = 0; i < s.persister_connections; ++i) {
+    specs.push_back(spawn_persister(s, m, i));
+    persisters.push_back(specs.back().name);
+  }
+  specs.push_back(spawn_dlq(s, m));
+  specs.push_back(spawn_journal(s));
+  specs.push_back(spawn_replayer(s, m));
+  specs.push_back(spawn_consumer(s, m, std::move(persisters)));
+  specs.push_back(spawn_http_bridge(s, std::move(on_bridge)));
+  return specs;
+}
+
+std::vector<std::string> child_names(const std::vector<child_spec>& specs) {
+  std::vector<std::string> result;
+  for (auto& spec : specs)
+    result.push_back(spec.name);
+  return result;
+}
+
+} // namespace ces
