@@ -8,11 +8,11 @@
 #include <librdkafka/rdkafkacpp.h>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <deque>
 #include <map>
 #include <stdexcept>
+#include <utility>
 
 namespace ces {
 
@@ -232,10 +232,14 @@ struct quiet_events : RdKafka::EventCb {
 
 namespace {
 
-/// The configuration of a short-lived client with the service's bootstrap
-/// servers and extra properties. Throws std::runtime_error naming the
-/// offending property (set_property: never a secret's value).
-std::unique_ptr<RdKafka::Conf> client_conf(const kafka_source_config& cfg) {
+/// A client configuration: the service's bootstrap servers, then
+/// `defaults`, then the user's extra properties (which override both).
+/// Throws std::runtime_error naming the offending property (set_property:
+/// never a secret's value).
+std::unique_ptr<RdKafka::Conf>
+client_conf(const kafka_source_config& cfg,
+            const std::vector<std::pair<const char*, std::string>>& defaults
+            = {}) {
   std::unique_ptr<RdKafka::Conf> conf{
     RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL)};
   auto set = [&](const std::string& key, const std::string& value) {
@@ -245,6 +249,8 @@ std::unique_ptr<RdKafka::Conf> client_conf(const kafka_source_config& cfg) {
   set("bootstrap.servers", cfg.bootstrap_servers);
   set("client.id", "crm-events-sink");
   set("log.connection.close", "false");
+  for (auto& [key, value] : defaults)
+    set(key, value);
   for (auto& kv : cfg.properties) {
     auto eq = kv.find('=');
     if (eq == std::string::npos) // not shown: perhaps a secret's tail
@@ -285,37 +291,24 @@ std::string kafka_source::cluster_id() const {
 
 kafka_source::kafka_source(const kafka_source_config& cfg)
   : impl_(std::make_unique<impl>(cfg)) {
-  std::unique_ptr<RdKafka::Conf> conf{
-    RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL)};
+  auto conf = client_conf(
+    cfg,
+    {{"group.id", cfg.group_id},
+     {"enable.auto.commit", "false"},
+     {"enable.auto.offset.store", "false"},
+     {"auto.offset.reset", "earliest"},
+     {"enable.partition.eof", "false"},
+     {"session.timeout.ms", std::to_string(cfg.session_timeout_ms)},
+     // An idle fetch is answered after at most this long (the mock broker
+     // always waits the full time): bounds latency at low rates.
+     {"fetch.wait.max.ms", "20"},
+     // librdkafka's prefetch queue is most of our memory budget, and what
+     // keeps the persisters fed: 16 MiB starved them (47k rows/s,
+     // bench/run.sh), 64 MiB (librdkafka's default) fed them (104k) at 168
+     // MiB peak RSS on a 1 M backlog; 48 MiB is the measured compromise (see
+     // bench/README.md).
+     {"queued.max.messages.kbytes", "49152"}});
   std::string err;
-  auto set = [&](const std::string& key, const std::string& value) {
-    if (auto why = set_property(*conf, key, value); !why.empty())
-      throw std::runtime_error("invalid Kafka property " + why);
-  };
-  set("bootstrap.servers", cfg.bootstrap_servers);
-  set("group.id", cfg.group_id);
-  set("client.id", "crm-events-sink");
-  set("enable.auto.commit", "false");
-  set("enable.auto.offset.store", "false");
-  set("auto.offset.reset", "earliest");
-  set("enable.partition.eof", "false");
-  set("session.timeout.ms", std::to_string(cfg.session_timeout_ms));
-  // An idle fetch is answered after at most this long (the mock broker
-  // always waits the full time): bounds latency at low rates.
-  set("fetch.wait.max.ms", "20");
-  // librdkafka's prefetch queue is most of our memory budget, and what keeps
-  // the persisters fed: 16 MiB starved them (47k rows/s, bench/run.sh), 64
-  // MiB (librdkafka's default) fed them (104k) at 168 MiB peak RSS on a 1 M
-  // backlog; 48 MiB is the measured compromise (see bench/README.md).
-  set("queued.max.messages.kbytes", "49152");
-  set("log.connection.close", "false");
-  for (auto& kv : cfg.properties) {
-    auto eq = kv.find('=');
-    if (eq == std::string::npos) // not shown: perhaps a secret's tail
-      throw std::runtime_error("invalid Kafka property: an item is not "
-                               "key=value");
-    set(kv.substr(0, eq), kv.substr(eq + 1));
-  }
   if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(impl_.get()),
                 err)
         != RdKafka::Conf::CONF_OK
