@@ -33,7 +33,8 @@ data=$dir/data
 
 as_pg() {
   if [ "$(id -u)" -eq 0 ]; then
-    runuser -u nobody -- "$@"
+    # From /: `nobody` may not be allowed into the caller's directory.
+    (cd / && runuser -u nobody -- "$@")
   else
     "$@"
   fi

@@ -18,7 +18,17 @@ mkdir -p "$RUN"
 echo "run-local: building (first build takes a few minutes on 2 cores)..."
 ./scripts/build.sh --target crm-events-sink crm-produce
 
-DATABASE_URL=$(./scripts/pg-tmp.sh start "$RUN/pg" "${PG_PORT:-55432}")
+# As root, PostgreSQL runs as `nobody` (it refuses root); a checkout that
+# `nobody` cannot enter (e.g. under /root) keeps its cluster under /var/tmp.
+PG_DIR=$RUN/pg
+if [ "$(id -u)" -eq 0 ] && ! runuser -u nobody -- test -x "$RUN" 2>/dev/null; then
+  PG_DIR=/var/tmp/crm-events-sink-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)/pg
+  mkdir -p "$(dirname "$PG_DIR")"
+  chmod 755 "$(dirname "$PG_DIR")"
+  echo "run-local: 'nobody' (PostgreSQL's user as root) cannot enter $RUN:" \
+    "the cluster lives in $PG_DIR"
+fi
+DATABASE_URL=$(./scripts/pg-tmp.sh start "$PG_DIR" "${PG_PORT:-55432}")
 export DATABASE_URL
 # The embedded broker starts empty on every run, so each run consumes as a
 # new consumer group: offsets stored by an earlier run refer to a broker that
@@ -40,8 +50,8 @@ cleanup() {
     wait "$sink_pid" 2>/dev/null && echo "run-local: crm-events-sink exited cleanly" \
       || echo "run-local: crm-events-sink exited with status $?"
   fi
-  ./scripts/pg-tmp.sh stop "$RUN/pg" >/dev/null 2>&1 || true
-  echo "run-local: stopped (data kept in .run/pg; remove .run/ to start over)"
+  ./scripts/pg-tmp.sh stop "$PG_DIR" >/dev/null 2>&1 || true
+  echo "run-local: stopped (data kept in $PG_DIR; remove it to start over)"
   exit 0
 }
 trap cleanup INT TERM EXIT
