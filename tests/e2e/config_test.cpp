@@ -29,6 +29,20 @@ ces::test::exit_status run_sink(std::vector<std::string> args,
   return *st;
 }
 
+/// run_sink() against `database_url`, an unreachable broker, JSON logs and
+/// free ports, plus `extra` flags.
+ces::test::exit_status run_sink_on(const std::string& database_url,
+                                   std::vector<std::string> extra,
+                                   std::string& err, std::string& out) {
+  std::vector<std::string> args{
+    "--database-url=" + database_url, "--kafka-bootstrap-servers=127.0.0.1:1",
+    "--log-format=json",
+    "--metrics-port=" + std::to_string(ces::test::free_tcp_port()),
+    "--http-port=" + std::to_string(ces::test::free_tcp_port())};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return run_sink(std::move(args), {}, err, out);
+}
+
 } // namespace
 
 TEST_CASE("configuration errors stop the start with one line and exit 2",
@@ -117,17 +131,9 @@ TEST_CASE("a child that keeps crashing ends the process after the budget",
 TEST_CASE("a Kafka property librdkafka refuses stops the start with exit 2",
           "[e2e]") {
   std::string err, out;
-  auto url = pg().create_database();
-  spawn_options o;
-  auto st = run_sink({"--database-url=" + url,
-                      "--kafka-bootstrap-servers=127.0.0.1:1",
-                      "--kafka-properties=fetch.wait.max.ms=soon",
-                      "--log-format=json",
-                      "--metrics-port="
-                        + std::to_string(ces::test::free_tcp_port()),
-                      "--http-port="
-                        + std::to_string(ces::test::free_tcp_port())},
-                     o, err, out);
+  auto st = run_sink_on(pg().create_database(),
+                        {"--kafka-properties=fetch.wait.max.ms=soon"}, err,
+                        out);
   CHECK(st.exited);
   CHECK(st.code == 2);
   CHECK(err.find("\"event\":\"kafka_config_invalid\"")
@@ -141,15 +147,7 @@ TEST_CASE("a database whose encoding is not UTF8 stops the start with exit 1",
   auto name = "ces_e2e_sql_ascii_" + std::to_string(::getpid());
   pg().exec("CREATE DATABASE " + name + " ENCODING 'SQL_ASCII'"
             " TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'");
-  spawn_options o;
-  auto st = run_sink({"--database-url=" + pg().url(name),
-                      "--kafka-bootstrap-servers=127.0.0.1:1",
-                      "--log-format=json",
-                      "--metrics-port="
-                        + std::to_string(ces::test::free_tcp_port()),
-                      "--http-port="
-                        + std::to_string(ces::test::free_tcp_port())},
-                     o, err, out);
+  auto st = run_sink_on(pg().url(name), {}, err, out);
   CHECK(st.exited);
   CHECK(st.code == 1);
   // One line after `starting`, saying why, without the URL.
