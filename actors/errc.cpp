@@ -28,6 +28,14 @@ const char* to_string(errc x) noexcept {
       return "shutdown_forced";
     case errc::expired:
       return "expired";
+    case errc::rate_limited:
+      return "rate_limited";
+    case errc::forbidden:
+      return "forbidden";
+    case errc::unauthenticated:
+      return "unauthenticated";
+    case errc::bad_request:
+      return "bad_request";
   }
   return "unknown";
 }
@@ -43,7 +51,8 @@ std::string render_errc(uint8_t code, caf::atom_value,
 }
 
 const std::string* context_text(const caf::message& ctx) {
-  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+  // The text comes first; rate_limited adds the seconds to wait.
+  if (ctx.size() >= 1 && ctx.match_element<std::string>(0))
     return &ctx.get_as<std::string>(0);
   return nullptr;
 }
@@ -53,6 +62,12 @@ std::string error_message(const caf::actor_system& sys,
   if (auto text = context_text(err.context()))
     return *text;
   return sys.render(err);
+}
+
+int64_t retry_after_s(const caf::message& ctx) {
+  if (ctx.size() >= 2 && ctx.match_element<int64_t>(1))
+    return ctx.get_as<int64_t>(1);
+  return 0;
 }
 
 caf::error exception_to_error(caf::scheduled_actor*,

@@ -34,6 +34,15 @@ enum class errc : uint8_t {
   shutdown_forced,
   /// A request reached its actor after its deadline: not served.
   expired,
+  /// Over a rate limit (context: the message, then the seconds to wait as
+  /// int64_t).
+  rate_limited,
+  /// The principal may not do this (role or tenant scope).
+  forbidden,
+  /// The credentials are missing, unknown, expired, revoked or invalid.
+  unauthenticated,
+  /// A request or its parameters are invalid (400).
+  bad_request,
 };
 
 /// "not_found", "kafka_fatal", ...
@@ -44,9 +53,12 @@ const char* to_string(errc x) noexcept;
 std::string render_errc(uint8_t code, caf::atom_value,
                         const caf::message& ctx);
 
-/// The context of an error when it is a single string (how this service
+/// The context of an error when it starts with a string (how this service
 /// makes its errors), else nullptr.
 const std::string* context_text(const caf::message& ctx);
+
+/// rate_limited: the seconds to wait (the context's second element), else 0.
+int64_t retry_after_s(const caf::message& ctx);
 
 /// The human part of an error: its text context, else CAF's rendering.
 std::string error_message(const caf::actor_system& sys, const caf::error& err);

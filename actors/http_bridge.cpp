@@ -91,6 +91,14 @@ std::pair<int, const char*> http_error(const caf::error& err) {
         return {502, "broker_rejected"};
       case errc::expired:
         return {504, "timeout"};
+      case errc::rate_limited:
+        return {429, "rate_limited"};
+      case errc::forbidden:
+        return {403, "forbidden"};
+      case errc::unauthenticated:
+        return {401, "unauthenticated"};
+      case errc::bad_request:
+        return {400, "bad_request"};
       default:
         break;
     }

@@ -156,14 +156,15 @@ std::vector<std::string_view> route_spec::path_params() const {
 const std::vector<route_spec>& route_table() {
   using rk = route_kind;
   static const std::vector<route_spec> table{
-    {"GET", "/health", rk::health, {}},
-    {"GET", "/ready", rk::ready, {}},
-    {"GET", "/events/latest", rk::events_latest, {"limit"}},
-    {"GET", "/events/{id}", rk::event_by_id, {}},
-    {"POST", "/replay/{id}", rk::replay, {}},
-    {"GET", "/dlq", rk::dlq_latest, {"limit"}},
-    {"GET", "/supervision", rk::supervision, {}},
-    {"POST", "/debug/fail/{actor}", rk::debug_fail, {}, true},
+    {"GET", "/health", rk::health, {}, false, role::none},
+    {"GET", "/ready", rk::ready, {}, false, role::none},
+    {"GET", "/events/latest", rk::events_latest, {"limit"}, false,
+     role::viewer},
+    {"GET", "/events/{id}", rk::event_by_id, {}, false, role::viewer},
+    {"POST", "/replay/{id}", rk::replay, {}, false, role::operator_},
+    {"GET", "/dlq", rk::dlq_latest, {"limit"}, false, role::viewer},
+    {"GET", "/supervision", rk::supervision, {}, false, role::viewer},
+    {"POST", "/debug/fail/{actor}", rk::debug_fail, {}, true, role::admin},
   };
   return table;
 }

@@ -69,6 +69,14 @@ enum class route_kind : uint8_t {
   debug_fail,   // POST /debug/fail/{actor}, only with fault injection on
 };
 
+/// Operator roles, each including the ones below it; route_spec::min_role.
+enum class role : uint8_t {
+  none = 0,  // unauthenticated: GET /health, GET /ready only
+  viewer,    // read routes
+  operator_, // viewer + replays and DLQ actions
+  admin,     // operator + keys, audit, purge, /debug/*
+};
+
 /// "unmatched", "health", "ready", "events_latest", "event_by_id", "replay",
 /// "dlq_latest": a small fixed set, usable as a metric label.
 const char* to_string(route_kind k) noexcept;
@@ -84,6 +92,8 @@ struct route_spec {
   std::vector<std::string_view> query;
   /// Served only with route_options::fault_injection.
   bool fault_injection_only = false;
+  /// The least role that may call it (none: no authentication).
+  role min_role = role::admin;
 
   /// The `{name}`s of the pattern, in order.
   std::vector<std::string_view> path_params() const;

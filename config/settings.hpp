@@ -46,6 +46,42 @@ struct settings {
   /// production).
   int fault_injection = 0;
 
+  // -- Security --------------------------------------------------------------
+  /// "on" (default): every route but GET /health and GET /ready needs an API
+  /// key or a JWT. "off": anyone is admin of every tenant (laptops only; a
+  /// warning is logged at start and every 10 minutes).
+  std::string api_auth = "on";
+  /// A file holding an API key registered as admin `bootstrap` at start.
+  std::string admin_token_file;
+  /// JWKS for RS256/ES256 JWTs: a file path or an https:// URL. Empty: none.
+  std::string jwt_jwks;
+  /// CA bundle (PEM) to verify an https JWKS URL; empty: the system's.
+  std::string jwt_jwks_ca_file;
+  /// Fetch the JWKS again for an unknown `kid` at most this often.
+  int jwt_jwks_min_refresh_s = 60;
+  /// A file holding the HS256 secret. Empty: HS256 tokens are refused.
+  std::string jwt_hs256_secret_file;
+  /// Required `iss` and `aud` of JWTs (required when JWT is on).
+  std::string jwt_issuer;
+  std::string jwt_audience;
+  /// Claims holding the role and the tenants (array or "*").
+  std::string jwt_role_claim = "crm_role";
+  std::string jwt_tenants_claim = "crm_tenants";
+  /// Per-tenant replay budget (token bucket): events per second and burst.
+  int replay_rate_per_tenant = 50;
+  int replay_burst_per_tenant = 100;
+  /// Failed authentications per client address: per minute and burst;
+  /// beyond it the address gets 429 until its bucket refills.
+  int auth_failures_per_minute = 30;
+  int auth_failures_burst = 10;
+  /// A cached API key lookup is trusted this long (a revoked key is refused
+  /// within it, at most).
+  int auth_key_cache_ms = 500;
+  /// Serve the operator API over TLS with this certificate chain and key
+  /// (PEM). Both or neither.
+  std::string http_tls_cert_file;
+  std::string http_tls_key_file;
+
   // -- Replay ----------------------------------------------------------------
   /// A replay the broker has not acknowledged within this time fails (503).
   int replay_timeout_ms = 5000;

@@ -150,6 +150,38 @@ std::string validate(const settings& s) {
   if (s.fault_injection != 0 && s.fault_injection != 1)
     return invalid("fault-injection",
                    std::to_string(s.fault_injection) + " is not 0 or 1");
+  // Security.
+  if (s.api_auth != "on" && s.api_auth != "off")
+    return invalid("api-auth", quoted(s.api_auth) + " is neither on nor off");
+  for (auto e : {positive("jwt-jwks-min-refresh-s", s.jwt_jwks_min_refresh_s),
+                 positive("replay-rate-per-tenant", s.replay_rate_per_tenant),
+                 positive("replay-burst-per-tenant", s.replay_burst_per_tenant),
+                 positive("auth-failures-per-minute",
+                          s.auth_failures_per_minute),
+                 positive("auth-failures-burst", s.auth_failures_burst),
+                 non_negative("auth-key-cache-ms", s.auth_key_cache_ms)})
+    if (!e.empty())
+      return e;
+  bool jwt_on = !s.jwt_jwks.empty() || !s.jwt_hs256_secret_file.empty();
+  if (jwt_on && trim(s.jwt_issuer).empty())
+    return missing("jwt-issuer", "JWTs are accepted (jwt-jwks or "
+                                 "jwt-hs256-secret-file is set): the issuer "
+                                 "they must name is required");
+  if (jwt_on && trim(s.jwt_audience).empty())
+    return missing("jwt-audience", "JWTs are accepted (jwt-jwks or "
+                                   "jwt-hs256-secret-file is set): the "
+                                   "audience they must name is required");
+  if (!s.jwt_jwks.empty() && s.jwt_jwks.rfind("http://", 0) == 0)
+    return invalid("jwt-jwks", "a JWKS URL must be https:// (keys fetched "
+                               "in clear text can be replaced on the way)");
+  if (trim(s.jwt_role_claim).empty())
+    return missing("jwt-role-claim", "a claim name is required");
+  if (trim(s.jwt_tenants_claim).empty())
+    return missing("jwt-tenants-claim", "a claim name is required");
+  if (s.http_tls_cert_file.empty() != s.http_tls_key_file.empty())
+    return missing(s.http_tls_cert_file.empty() ? "http-tls-cert-file"
+                                                : "http-tls-key-file",
+                   "TLS needs both a certificate and its key");
   // Logging.
   if (s.log_format != "text" && s.log_format != "json")
     return invalid("log-format", quoted(s.log_format)

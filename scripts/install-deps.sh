@@ -10,6 +10,8 @@ PACKAGES=(
   libcaf-dev librdkafka-dev libpqxx-dev libpq-dev
   librestinio-dev libasio-dev libhttp-parser-dev libfmt-dev
   prometheus-cpp-dev libspdlog-dev nlohmann-json3-dev catch2
+  # security: JWT verification, JWKS over https, hashing and TLS
+  libjwt-dev libcurl4-openssl-dev libssl-dev openssl
   # real components used by the local run and the tests
   postgresql kcat prometheus curl procps
 )

@@ -1,5 +1,7 @@
 #include "storage/model.hpp"
 
+#include <algorithm>
+
 namespace ces {
 
 const char* to_string(reject_reason r) noexcept {
@@ -18,6 +20,12 @@ const char* to_string(reject_reason r) noexcept {
       return "db_rejected";
   }
   return "unknown";
+}
+
+bool tenant_scope::sees(const std::string& tenant) const {
+  if (tenant.empty())
+    return unknown_tenant;
+  return all || std::binary_search(tenants.begin(), tenants.end(), tenant);
 }
 
 } // namespace ces

@@ -83,4 +83,51 @@ struct persist_outcome {
   uint32_t isolation_rounds = 0;
 };
 
+
+/// Which tenants' rows a request may see (the principal's tenant scope).
+/// Storage reads filter by it; an empty `tenants` with all == false sees
+/// nothing.
+struct tenant_scope {
+  /// Every tenant ("*").
+  bool all = false;
+  /// The tenants seen when !all (sorted, unique).
+  std::vector<std::string> tenants;
+  /// Rows whose tenant is unknown (DLQ rows without a tenant_id): admins only.
+  bool unknown_tenant = false;
+
+  /// Whether a row of `tenant` (empty: unknown) is visible.
+  bool sees(const std::string& tenant) const;
+};
+
+/// Who asks, as recorded in audit rows and replay records.
+struct requester {
+  /// Key name, JWT `sub`, or "anonymous" (API_AUTH=off); "cli:<user>" for
+  /// the keys subcommands.
+  std::string principal;
+  /// viewer, operator, admin (empty: not authenticated).
+  std::string role;
+  tenant_scope scope;
+  /// X-Request-Id of the HTTP request (empty: none, e.g. the CLI).
+  std::string request_id;
+  /// The client's address as the server saw it (empty: none).
+  std::string client_addr;
+};
+
+/// One row of audit_log, as written.
+struct audit_entry {
+  requester who;
+  /// replay, key.create, key.revoke, key.bootstrap, debug.fail, auth, ...
+  std::string action;
+  /// e.g. "event/42", "key/ops", the route for refused requests.
+  std::string target;
+  /// JSON object text ("{}" when empty).
+  std::string parameters = "{}";
+  /// ok, refused, failed.
+  std::string outcome;
+  /// HTTP status answered; 0: none (CLI, start-up).
+  int status = 0;
+  /// JSON object text, e.g. {"events":1}; empty: NULL.
+  std::string counts;
+};
+
 } // namespace ces
