@@ -11,12 +11,6 @@ namespace {
 using self_ptr = http_bridge_actor::stateful_pointer<http_bridge_state>;
 using request_ptr = std::shared_ptr<api::pending_request>;
 
-void answer_error(self_ptr self, const request_ptr& req,
-                  const caf::error& err) {
-  auto [status, code] = http_error(err);
-  req->respond(status, api::error_json(code, error_message(self->system(), err)));
-}
-
 /// Collects the readiness checks and answers once all probes replied.
 struct ready_probe {
   request_ptr req;
@@ -109,6 +103,46 @@ std::pair<int, const char*> http_error(const caf::error& err) {
   return {503, "unavailable"};
 }
 
+namespace {
+
+/// "replay/42", "events/7", "keys/ops", "events_latest": what a request is
+/// about, for audit rows.
+std::string target_of(const api::parsed_request& r) {
+  std::string t = api::to_string(r.kind);
+  if (r.id != 0)
+    t += "/" + std::to_string(r.id);
+  if (!r.name.empty())
+    t += "/" + r.name;
+  return t;
+}
+
+requester who_of(const auth::principal& p, const api::request_meta& m) {
+  auto r = auth::to_requester(p);
+  r.request_id = m.request_id;
+  r.client_addr = m.client_addr;
+  return r;
+}
+
+/// The answer to an error of the AUTH actor or a peer, with the headers it
+/// needs (WWW-Authenticate on 401, Retry-After on 429).
+void answer_refusal(self_ptr self, const request_ptr& req,
+                    const caf::error& err) {
+  auto [status, code] = http_error(err);
+  api::header_list headers;
+  if (status == 401)
+    headers.emplace_back("WWW-Authenticate",
+                         "Bearer realm=\"crm-events-sink\", Basic "
+                         "realm=\"crm-events-sink\", charset=\"UTF-8\"");
+  if (status == 429)
+    headers.emplace_back("Retry-After", std::to_string(std::max<int64_t>(
+                                          1, retry_after_s(err.context()))));
+  req->respond(status,
+               api::error_json(code, error_message(self->system(), err)),
+               headers);
+}
+
+} // namespace
+
 http_bridge_actor::behavior_type
 http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
             http_bridge_peers peers, http_bridge_settings cfg) {
@@ -122,95 +156,157 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
   auto read_deadline = [cfg] {
     return caf::make_timestamp() + cfg.read_timeout;
   };
+  auto audit = [=](audit_entry e) {
+    if (peers.auth)
+      self->send(peers.auth, atom::audit_v, std::move(e));
+  };
+  // Serves a request of an authenticated principal allowed on its route.
+  auto serve = [=](request_ptr req, api::parsed_request r,
+                   auth::principal who) {
+    auto fail = [=](caf::error& err) { answer_refusal(self, req, err); };
+    switch (r.kind) {
+      case api::route_kind::health:
+        req->respond(200, api::health_json());
+        return;
+      case api::route_kind::ready:
+        ready(self, peers, cfg, req);
+        return;
+      case api::route_kind::events_latest:
+        self
+          ->request(peers.journal, cfg.read_timeout, atom::latest_v, r.limit,
+                    who.scope, read_deadline())
+          .then(
+            [=](std::vector<storage::journal_event>& xs, bool truncated) {
+              // The body stays a JSON array; a page cut by the byte bound
+              // says so in a header.
+              api::header_list headers;
+              if (truncated)
+                headers.emplace_back("X-Truncated", "true");
+              req->respond(200, api::events_json(xs), headers);
+            },
+            fail);
+        return;
+      case api::route_kind::event_by_id:
+        // Another tenant's event is "not found": its existence is not
+        // revealed.
+        self
+          ->request(peers.journal, cfg.read_timeout, atom::get_v, r.id,
+                    who.scope, read_deadline())
+          .then(
+            [=](std::vector<storage::journal_event>& xs) {
+              if (xs.empty())
+                req->respond(404, api::error_json(
+                                    "not_found", "no journal event "
+                                                   + std::to_string(r.id)));
+              else
+                req->respond(200, api::event_json(xs.front()));
+            },
+            fail);
+        return;
+      case api::route_kind::replay:
+        self
+          ->request(peers.replayer, cfg.replay_timeout, atom::replay_v, r.id,
+                    who_of(who, req->meta()))
+          .then(
+            [=](replay_result& x) {
+              req->respond(200,
+                           api::replay_json(x.event_id, x.topic, x.partition,
+                                            x.offset, x.replay_id));
+            },
+            fail);
+        return;
+      case api::route_kind::dlq_latest:
+        self
+          ->request(peers.dlq, cfg.read_timeout, atom::latest_v, r.limit,
+                    who.scope)
+          .then(
+            [=](std::vector<storage::dlq_entry_row>& xs) {
+              req->respond(200, api::dlq_json(xs));
+            },
+            fail);
+        return;
+      case api::route_kind::supervision:
+        self->request(peers.supervisor, cfg.read_timeout, atom::status_v)
+          .then(
+            [=](std::vector<child_status>& children) {
+              std::vector<api::actor_state> xs;
+              for (auto& c : children)
+                xs.push_back({c.name, c.state, c.restarts, c.last_failure});
+              req->respond(200, api::supervision_json(xs));
+            },
+            fail);
+        return;
+      case api::route_kind::debug_fail: {
+        audit_entry e;
+        e.who = who_of(who, req->meta());
+        e.action = "debug.fail";
+        e.target = "actor/" + r.name;
+        self
+          ->request(peers.supervisor, cfg.read_timeout, atom::fail_v, r.name)
+          .then(
+            [=](bool done) mutable {
+              e.outcome = done ? "ok" : "failed";
+              e.status = done ? 202 : 404;
+              audit(e);
+              if (done)
+                req->respond(202, "{\"status\":\"failure injected\","
+                                  "\"actor\":\""
+                                    + r.name + "\"}");
+              else
+                req->respond(404, api::error_json(
+                                    "not_found",
+                                    "no running actor " + r.name));
+            },
+            [=](caf::error& err) mutable {
+              e.outcome = "failed";
+              e.status = http_error(err).first;
+              audit(e);
+              answer_refusal(self, req, err);
+            });
+        return;
+      }
+      default:
+        break;
+    }
+    req->respond(404, api::error_json("not_found", "no such route"));
+  };
   return {
     [=](request_ptr& req, api::parsed_request& r) {
-      auto fail = [=](caf::error& err) { answer_error(self, req, err); };
-      switch (r.kind) {
-        case api::route_kind::health:
-          req->respond(200, api::health_json());
-          return;
-        case api::route_kind::ready:
-          ready(self, peers, cfg, req);
-          return;
-        case api::route_kind::events_latest:
-          self
-            ->request(peers.journal, cfg.read_timeout, atom::latest_v, r.limit,
-                      read_deadline())
-            .then(
-              [=](std::vector<storage::journal_event>& xs, bool truncated) {
-                // The body stays a JSON array; a page cut by the byte bound
-                // says so in a header.
-                api::header_list headers;
-                if (truncated)
-                  headers.emplace_back("X-Truncated", "true");
-                req->respond(200, api::events_json(xs), headers);
-              },
-              fail);
-          return;
-        case api::route_kind::event_by_id:
-          self
-            ->request(peers.journal, cfg.read_timeout, atom::get_v, r.id,
-                      read_deadline())
-            .then(
-              [=](std::vector<storage::journal_event>& xs) {
-                if (xs.empty())
-                  req->respond(404, api::error_json(
-                                      "not_found", "no journal event "
-                                                     + std::to_string(r.id)));
-                else
-                  req->respond(200, api::event_json(xs.front()));
-              },
-              fail);
-          return;
-        case api::route_kind::replay:
-          self
-            ->request(peers.replayer, cfg.replay_timeout, atom::replay_v, r.id)
-            .then(
-              [=](replay_result& x) {
-                req->respond(200,
-                             api::replay_json(x.event_id, x.topic, x.partition,
-                                              x.offset, x.replay_id));
-              },
-              fail);
-          return;
-        case api::route_kind::dlq_latest:
-          self->request(peers.dlq, cfg.read_timeout, atom::latest_v, r.limit)
-            .then(
-              [=](std::vector<storage::dlq_entry_row>& xs) {
-                req->respond(200, api::dlq_json(xs));
-              },
-              fail);
-          return;
-        case api::route_kind::supervision:
-          self->request(peers.supervisor, cfg.read_timeout, atom::status_v)
-            .then(
-              [=](std::vector<child_status>& children) {
-                std::vector<api::actor_state> xs;
-                for (auto& c : children)
-                  xs.push_back({c.name, c.state, c.restarts, c.last_failure});
-                req->respond(200, api::supervision_json(xs));
-              },
-              fail);
-          return;
-        case api::route_kind::debug_fail:
-          self
-            ->request(peers.supervisor, cfg.read_timeout, atom::fail_v, r.name)
-            .then(
-              [=](bool done) {
-                if (done)
-                  req->respond(202, "{\"status\":\"failure injected\",\"actor\":\""
-                                      + r.name + "\"}");
-                else
-                  req->respond(404, api::error_json(
-                                      "not_found",
-                                      "no running actor " + r.name));
-              },
-              fail);
-          return;
-        case api::route_kind::unmatched:
-          break;
+      // Probes need no credentials.
+      if (r.kind == api::route_kind::health
+          || r.kind == api::route_kind::ready || !peers.auth) {
+        serve(req, std::move(r), anonymous_admin());
+        return;
       }
-      req->respond(404, api::error_json("not_found", "no such route"));
+      const auto& meta = req->meta();
+      auth_request ar{meta.authorization, meta.client_addr, meta.request_id,
+                      target_of(r)};
+      self->request(peers.auth, cfg.auth_timeout, atom::authenticate_v,
+                    std::move(ar))
+        .then(
+          [=](auth::principal& who) mutable {
+            if (!auth::may(who, r.kind)) {
+              audit_entry e;
+              e.who = who_of(who, req->meta());
+              e.action = "auth";
+              e.target = target_of(r);
+              e.outcome = "refused";
+              e.status = 403;
+              e.parameters = std::string{"{\"reason\":\"role "}
+                             + auth::to_string(who.granted)
+                             + " may not call this route\"}";
+              audit(std::move(e));
+              req->respond(403, api::error_json(
+                                  "forbidden",
+                                  std::string{"role "}
+                                    + auth::to_string(who.granted)
+                                    + " may not call "
+                                    + api::to_string(r.kind)));
+              return;
+            }
+            serve(req, std::move(r), std::move(who));
+          },
+          [=](caf::error& err) { answer_refusal(self, req, err); });
     },
   };
 }

@@ -1,8 +1,11 @@
 // HTTP_BRIDGE: the actor side of the operator API. The HTTP server (api/)
 // routes and validates a request, then hands it over with anon_send and
-// returns at once; the bridge asks the JOURNAL, DLQ, REPLAYER or SUPERVISOR
-// and answers the request from their reply. It never blocks: every call is an
-// asynchronous request with a timeout, so a request is always answered.
+// returns at once; the bridge asks the AUTH actor who sent it (every route
+// but GET /health and GET /ready), checks the route's role (403), then asks
+// the JOURNAL, DLQ, REPLAYER or SUPERVISOR with the principal's tenant scope
+// and answers the request from their reply. It never blocks: every call is
+// an asynchronous request with a timeout, so a request is always answered.
+// Refusals (401, 403, 429) are audited by the AUTH actor.
 #pragma once
 
 #include "actors/interfaces.hpp"
@@ -18,6 +21,8 @@ struct http_bridge_settings {
   std::chrono::milliseconds replay_timeout{15000};
   /// Longest wait for each readiness probe.
   std::chrono::milliseconds ready_timeout{3000};
+  /// Longest wait for the AUTH actor (a JWKS refresh may take 5 s).
+  std::chrono::milliseconds auth_timeout{8000};
   /// For the PG_PROBE the bridge spawns (linked) when peers.postgres is
   /// null; empty: /ready asks the JOURNAL instead (tests).
   std::string database_url;
@@ -30,6 +35,9 @@ struct http_bridge_peers {
   supervisor_actor supervisor;
   /// /ready's PostgreSQL check (see http_bridge_settings::database_url).
   pg_probe_actor postgres = {};
+  /// Who is asking. Null: nobody is checked (every request is
+  /// anonymous_admin(); actor tests).
+  auth_actor auth = {};
 };
 
 struct http_bridge_state {

@@ -77,6 +77,21 @@ using replayer_actor = caf::typed_actor<
   /// (self, timer) Serve delivery reports while replays are in flight.
   caf::reacts_to<atom::internal, atom::poll>>::extend_with<ping_actor>;
 
+/// AUTH (detached; own PostgreSQL connection): who sent an operator
+/// request. API keys (cached briefly) and JWTs; failed attempts limited per
+/// client address; audit rows of refusals written in batches.
+using auth_actor = caf::typed_actor<
+  /// The principal of a request; errors: unauthenticated (401),
+  /// rate_limited (429, seconds to wait), db_unavailable (503).
+  caf::replies_to<atom::authenticate, auth_request>::with<auth::principal>,
+  /// Append an audit row (refused requests, actions without a transaction
+  /// of their own); written in batches, kept while PostgreSQL is away.
+  caf::reacts_to<atom::audit, audit_entry>,
+  /// (self, timer) Write queued audit rows and keys' last use.
+  caf::reacts_to<atom::internal, atom::flush>,
+  /// (self, timer) API_AUTH=off: log the warning again.
+  caf::reacts_to<atom::internal, atom::warn>>;
+
 /// HTTP_BRIDGE (cooperative, never blocks). Turns an operator request that
 /// the HTTP server accepted into messages for the JOURNAL, DLQ, REPLAYER and
 /// SUPERVISOR, and answers it from their replies.
@@ -112,4 +127,5 @@ CAF_BEGIN_TYPE_ID_BLOCK(ces_actors, caf::id_block::ces::end)
   CAF_ADD_TYPE_ID(ces_actors, (ces::journal_actor))
   CAF_ADD_TYPE_ID(ces_actors, (ces::replayer_actor))
   CAF_ADD_TYPE_ID(ces_actors, (ces::http_bridge_actor))
+  CAF_ADD_TYPE_ID(ces_actors, (ces::auth_actor))
 CAF_END_TYPE_ID_BLOCK(ces_actors)

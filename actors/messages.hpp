@@ -29,6 +29,16 @@ struct batch {
   std::vector<checked_record> records;
 };
 
+/// What the AUTH actor needs of an operator request to say who sent it.
+struct auth_request {
+  /// The Authorization header (a secret: never logged).
+  std::string authorization;
+  std::string client_addr;
+  std::string request_id;
+  /// What was asked, for audit rows of refusals (e.g. "POST /replay/42").
+  std::string target;
+};
+
 /// One supervised child as the SUPERVISOR sees it.
 struct child_status {
   std::string name;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "actors/messages.hpp"
+#include "api/auth.hpp"
 #include "api/routes.hpp"
 #include "storage/journal_reader.hpp"
 #include "storage/model.hpp"
@@ -80,7 +81,46 @@ typename Inspector::result_type inspect(Inspector& f, replay_result& x) {
            x.partition, x.offset, x.replay_id);
 }
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, tenant_scope& x) {
+  return f(caf::meta::type_name("ces.tenant_scope"), x.all, x.tenants,
+           x.unknown_tenant);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, requester& x) {
+  return f(caf::meta::type_name("ces.requester"), x.principal, x.role,
+           x.scope, x.request_id, x.client_addr);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, audit_entry& x) {
+  return f(caf::meta::type_name("ces.audit_entry"), x.who, x.action,
+           x.target, x.parameters, x.outcome, x.status, x.counts);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, auth_request& x) {
+  return f(caf::meta::type_name("ces.auth_request"), x.authorization,
+           x.client_addr, x.request_id, x.target);
+}
+
 } // namespace ces
+
+namespace ces::auth {
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, principal& x) {
+  auto granted = static_cast<uint8_t>(x.granted);
+  auto load = caf::meta::load_callback([&]() -> caf::error {
+    x.granted = static_cast<role>(granted);
+    return caf::none;
+  });
+  return f(caf::meta::type_name("ces.auth.principal"), x.name, x.kind,
+           granted, load, x.scope);
+}
+
+} // namespace ces::auth
 
 namespace ces::api {
 
@@ -94,7 +134,7 @@ typename Inspector::result_type inspect(Inspector& f, parsed_request& x) {
     return caf::none;
   });
   return f(caf::meta::type_name("ces.api.parsed_request"), kind, load, x.id,
-           x.limit, x.head, x.name);
+           x.limit, x.head, x.name, x.params, x.body);
 }
 
 } // namespace ces::api
@@ -143,6 +183,10 @@ CAF_BEGIN_TYPE_ID_BLOCK(ces, caf::first_custom_type_id)
   /// First element of an actor's messages to itself (timers, loops): not
   /// part of its public protocol.
   CAF_ADD_ATOM(ces, ces::atom, internal, "internal")
+  CAF_ADD_ATOM(ces, ces::atom, authenticate, "authentic")
+  CAF_ADD_ATOM(ces, ces::atom, audit, "audit")
+  CAF_ADD_ATOM(ces, ces::atom, flush, "flush")
+  CAF_ADD_ATOM(ces, ces::atom, warn, "warn")
   CAF_ADD_TYPE_ID(ces, (ces::batch))
   CAF_ADD_TYPE_ID(ces, (ces::persist_outcome))
   CAF_ADD_TYPE_ID(ces, (ces::child_status))
@@ -152,4 +196,9 @@ CAF_BEGIN_TYPE_ID_BLOCK(ces, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(ces, (std::shared_ptr<ces::api::pending_request>))
   CAF_ADD_TYPE_ID(ces, (std::vector<ces::storage::journal_event>))
   CAF_ADD_TYPE_ID(ces, (std::vector<ces::storage::dlq_entry_row>))
+  CAF_ADD_TYPE_ID(ces, (ces::tenant_scope))
+  CAF_ADD_TYPE_ID(ces, (ces::requester))
+  CAF_ADD_TYPE_ID(ces, (ces::audit_entry))
+  CAF_ADD_TYPE_ID(ces, (ces::auth_request))
+  CAF_ADD_TYPE_ID(ces, (ces::auth::principal))
 CAF_END_TYPE_ID_BLOCK(ces)

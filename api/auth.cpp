@@ -223,4 +223,18 @@ bool keyed_buckets::take(const std::string& key, double n,
   return i->second.bucket.take(n, now, retry_after);
 }
 
+bool keyed_buckets::allowed(const std::string& key, clock::time_point now,
+                            clock::duration* retry_after) {
+  auto i = buckets_.find(key);
+  if (i == buckets_.end())
+    return true; // a new bucket is full
+  auto& b = i->second.bucket;
+  if (b.available(now) >= 1)
+    return true;
+  if (retry_after != nullptr)
+    *retry_after = std::chrono::duration_cast<clock::duration>(
+      std::chrono::duration<double>((1 - b.available(now)) / rate_));
+  return false;
+}
+
 } // namespace ces::auth

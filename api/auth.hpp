@@ -112,6 +112,11 @@ public:
   bool take(const std::string& key, double n, clock::time_point now,
             clock::duration* retry_after = nullptr);
 
+  /// Whether the bucket of `key` holds at least one token now (nothing
+  /// taken); else `retry_after` is when it will.
+  bool allowed(const std::string& key, clock::time_point now,
+               clock::duration* retry_after = nullptr);
+
   /// Buckets held now.
   size_t size() const noexcept {
     return buckets_.size();

@@ -126,6 +126,19 @@ struct metrics::impl {
         .Name("crm_replays_total")
         .Help("Replay requests of journalled events, by topic and outcome")
         .Register(*registry);
+  prometheus::Family<prometheus::Counter>& auth
+    = BuildCounter()
+        .Name("crm_auth_total")
+        .Help("Authentications of operator API requests, by outcome (ok, "
+              "unauthenticated, rate_limited, forbidden, db_unavailable)")
+        .Register(*registry);
+  prometheus::Family<prometheus::Counter>& audit
+    = BuildCounter()
+        .Name("crm_audit_rows_total")
+        .Help("Audit rows of refused requests and batched actions, by "
+              "outcome (written; overflow: counted in a summary row; retry: "
+              "a failed write kept for the next one)")
+        .Register(*registry);
 
   // Only for declare_*: the data path never takes this lock.
   std::mutex declared_mtx;
@@ -256,6 +269,14 @@ void metrics::observe_http_request(const std::string& route, int code,
 void metrics::add_replay(const std::string& topic,
                          const std::string& outcome) {
   impl_->replays.Add({{"topic", topic}, {"outcome", outcome}}).Increment();
+}
+
+void metrics::add_auth(const std::string& outcome) {
+  impl_->auth.Add({{"outcome", outcome}}).Increment();
+}
+
+void metrics::add_audit(const std::string& outcome, uint64_t n) {
+  impl_->audit.Add({{"outcome", outcome}}).Increment(static_cast<double>(n));
 }
 
 void metrics::declare_http_routes(const std::vector<std::string>& routes) {

@@ -89,6 +89,14 @@ public:
   /// overloaded).
   void add_replay(const std::string& topic, const std::string& outcome);
 
+  /// crm_auth_total{outcome}: one authentication (ok, unauthenticated,
+  /// rate_limited, forbidden, db_unavailable, disabled_warning).
+  void add_auth(const std::string& outcome);
+
+  /// crm_audit_rows_total{outcome}: audit rows written by the AUTH actor
+  /// (written), refusals only counted (overflow), failed writes (retry).
+  void add_audit(const std::string& outcome, uint64_t n);
+
   /// Creates the zero-valued crm_http_request_seconds{route} series.
   void declare_http_routes(const std::vector<std::string>& routes);
 

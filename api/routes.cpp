@@ -137,13 +137,20 @@ std::string path_hint(std::string_view path) {
     for (size_t i = 0; i < spec.query.size(); ++i) {
       out += i == 0 ? '?' : '&';
       out += spec.query[i];
-      out += "=N";
+      out += spec.query[i] == "limit" ? "=N" : "=...";
     }
   }
   return out;
 }
 
 } // namespace
+
+const std::string* parsed_request::param(std::string_view name) const {
+  for (auto& [k, v] : params)
+    if (k == name)
+      return &v;
+  return nullptr;
+}
 
 std::vector<std::string_view> route_spec::path_params() const {
   std::vector<std::string_view> out;
@@ -165,6 +172,12 @@ const std::vector<route_spec>& route_table() {
     {"GET", "/dlq", rk::dlq_latest, {"limit"}, false, role::viewer},
     {"GET", "/supervision", rk::supervision, {}, false, role::viewer},
     {"POST", "/debug/fail/{actor}", rk::debug_fail, {}, true, role::admin},
+    {"GET", "/keys", rk::keys_list, {}, false, role::admin},
+    {"POST", "/keys", rk::key_create, {}, false, role::admin},
+    {"DELETE", "/keys/{name}", rk::key_revoke, {}, false, role::admin},
+    {"GET", "/audit", rk::audit,
+     {"action", "principal", "from", "to", "limit", "cursor"}, false,
+     role::admin},
   };
   return table;
 }
@@ -180,6 +193,10 @@ const char* to_string(route_kind k) noexcept {
     case route_kind::dlq_latest: return "dlq_latest";
     case route_kind::supervision: return "supervision";
     case route_kind::debug_fail: return "debug_fail";
+    case route_kind::keys_list: return "keys_list";
+    case route_kind::key_create: return "key_create";
+    case route_kind::key_revoke: return "key_revoke";
+    case route_kind::audit: return "audit";
   }
   return "unmatched";
 }
@@ -320,6 +337,17 @@ route_result route(std::string_view method, std::string_view target,
         return fail(kind, 404, "not_found",
                     "no supervised actor " + quote(text));
       r.request.name = text;
+    } else if (names[i] == "name") {
+      // A key name: what api_keys.name allows.
+      bool good = !text.empty() && text.size() <= 64;
+      for (char c : text)
+        good = good
+               && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+                   || (c >= '0' && c <= '9') || c == '_' || c == '-'
+                   || c == '.');
+      if (!good)
+        return fail(kind, 404, "not_found", "no key " + quote(text));
+      r.request.name = text;
     } else if (names[i] == "id") {
       r.request.id = parse_positive_id(text);
       if (r.request.id == 0)
@@ -362,11 +390,23 @@ route_result route(std::string_view method, std::string_view target,
         limit_text = std::move(value);
         continue;
       }
+      if (std::find(spec->query.begin(), spec->query.end(), name)
+          != spec->query.end()) {
+        if (r.request.param(name) != nullptr)
+          return fail(kind, 400, "bad_query",
+                      "query parameter " + quote(name)
+                        + " is given more than once");
+        r.request.params.emplace_back(std::move(name), std::move(value));
+        continue;
+      }
+      std::string accepted;
+      for (auto q : spec->query)
+        accepted += (accepted.empty() ? "" : ", ") + std::string(q);
       return fail(kind, 400, "bad_query",
                   "unknown query parameter " + quote(name) + " for "
                     + to_string(kind)
-                    + (takes_limit ? " (accepted: limit)"
-                                   : " (it takes no parameters)"));
+                    + (accepted.empty() ? " (it takes no parameters)"
+                                        : " (accepted: " + accepted + ")"));
     }
   }
   if (takes_limit) {

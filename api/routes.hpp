@@ -12,12 +12,21 @@
 //   GET  /dlq                 dlq_latest       ?limit=N
 //   GET  /supervision         supervision
 //   POST /debug/fail/{actor}  debug_fail       only with fault_injection
+//   GET  /keys                keys_list        admin
+//   POST /keys                key_create       admin, JSON body
+//   DELETE /keys/{name}       key_revoke       admin
+//   GET  /audit               audit            admin, ?action&principal&from
+//                                              &to&limit&cursor
+// Each route names the least role that may call it (route_spec::min_role;
+// api/auth.hpp).
 // GET /events/latest answers a JSON array of at most the journal reader's
 // max_page_bytes (setting http-max-response-bytes) of events, but at least
 // one: a page cut short carries the header `X-Truncated: true`.
 // A literal segment wins over a parameter (`/events/latest` is not event
 // "latest"). Parameters and their checks: {id} (bad_id), {actor} (404
-// not_found unless [a-z0-9_-]{1,64}), ?limit (bad_limit).
+// not_found unless [a-z0-9_-]{1,64}), {name} (404 not_found unless
+// [A-Za-z0-9._-]{1,64}), ?limit (bad_limit); other query parameters are
+// passed on in parsed_request::params for the handler to check.
 //
 // Rules (see route()):
 // * The path is matched exactly, segment by segment, after percent-decoding
@@ -52,6 +61,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace ces::api {
@@ -67,6 +77,10 @@ enum class route_kind : uint8_t {
   dlq_latest,
   supervision,  // GET /supervision
   debug_fail,   // POST /debug/fail/{actor}, only with fault injection on
+  keys_list,    // GET /keys
+  key_create,   // POST /keys
+  key_revoke,   // DELETE /keys/{name}
+  audit,        // GET /audit
 };
 
 /// Operator roles, each including the ones below it; route_spec::min_role.
@@ -123,8 +137,18 @@ struct parsed_request {
   int32_t limit = 0;
   /// The method was HEAD: the server sends the answer without its body.
   bool head = false;
-  /// debug_fail: the actor to fail.
+  /// debug_fail: the actor to fail; key_revoke: the key name.
   std::string name;
+  /// Query parameters the route takes other than `limit`, decoded, in the
+  /// order given (each at most once). The route's handler checks their
+  /// values (e.g. 400 bad_time).
+  std::vector<std::pair<std::string, std::string>> params;
+  /// The request body (POST routes; at most max_body_bytes). Filled by the
+  /// server after route().
+  std::string body;
+
+  /// The value of query parameter `name`, or nullptr.
+  const std::string* param(std::string_view name) const;
 };
 
 /// A request that is answered with an error right away.

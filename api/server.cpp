@@ -205,6 +205,7 @@ struct pending_request::state {
   restinio::request_handle_t req; // reset by whoever answers
   uint64_t id = 0;
   parsed_request request;
+  request_meta meta;
   clock_type::time_point start;
   clock_type::time_point deadline;
   std::atomic<bool> done{false};
@@ -262,6 +263,10 @@ bool pending_request::answered() const noexcept {
 
 const parsed_request& pending_request::request() const noexcept {
   return state_->request;
+}
+
+const request_meta& pending_request::meta() const noexcept {
+  return state_->meta;
 }
 
 std::chrono::steady_clock::duration pending_request::age() const noexcept {

@@ -57,6 +57,14 @@ namespace ces::api {
 /// Extra response headers: (name, value) pairs.
 using header_list = std::vector<std::pair<std::string, std::string>>;
 
+/// What the server knows of a request besides its route.
+struct request_meta {
+  std::string request_id;
+  std::string client_addr;
+  /// The Authorization header: a SECRET, never logged.
+  std::string authorization;
+};
+
 /// An accepted request waiting for its answer. Created by http_server only;
 /// hold it by shared_ptr (pass it on to actors). Thread-safe.
 class pending_request {
@@ -81,6 +89,9 @@ public:
 
   /// The request as routed.
   const parsed_request& request() const noexcept;
+
+  /// Request id, client address, credentials.
+  const request_meta& meta() const noexcept;
 
   /// Time since the server received the request.
   std::chrono::steady_clock::duration age() const noexcept;
