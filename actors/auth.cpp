@@ -1,11 +1,16 @@
 #include "actors/auth.hpp"
 
+#include "api/jwt.hpp"
 #include "api/metrics.hpp"
 #include "config/logging.hpp"
+#include "config/settings.hpp"
 #include "storage/auth_store.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <ctime>
+#include <fstream>
+#include <stdexcept>
 
 namespace ces {
 
@@ -304,6 +309,158 @@ auth_actor::behavior_type auth(auth_actor::stateful_pointer<auth_state> self,
       self->delayed_send(self, self->state.cfg.off_warning, atom::internal_v,
                          atom::warn_v);
     },
+  };
+}
+
+} // namespace ces
+
+namespace ces {
+
+namespace {
+
+class store_backend : public auth_backend {
+public:
+  explicit store_backend(const std::string& url) : store_(url) {
+  }
+
+  std::optional<key_identity> find_key(const std::string& key) override {
+    auto row = store_.find_active_key(storage::key_hash(key));
+    if (!row)
+      return std::nullopt;
+    auto granted = auth::parse_role(row->role);
+    if (!granted)
+      return std::nullopt; // the table's CHECK makes this impossible
+    key_identity id;
+    id.id = row->id;
+    id.name = row->name;
+    id.granted = *granted;
+    id.scope.all = row->all_tenants;
+    id.scope.tenants = row->tenants;
+    return id;
+  }
+
+  void touch(const std::vector<int64_t>& ids) override {
+    store_.touch_last_used(ids);
+  }
+
+  void write_audit(const std::vector<audit_entry>& rows) override {
+    store_.write_audit(rows);
+  }
+
+private:
+  storage::auth_store store_;
+};
+
+} // namespace
+
+auth_backend_factory auth_backend_on_store(std::string database_url) {
+  return [url = std::move(database_url)]() -> std::unique_ptr<auth_backend> {
+    return std::make_unique<store_backend>(url);
+  };
+}
+
+} // namespace ces
+
+namespace ces {
+
+namespace {
+
+/// The whole of a small file with trailing whitespace (a newline) removed.
+std::string read_secret_file(const std::string& path, const char* what) {
+  std::ifstream in{path, std::ios::binary};
+  if (!in)
+    throw std::runtime_error(std::string{"cannot read "} + what + " "
+                             + path);
+  std::string text;
+  char buf[4096];
+  while (in.read(buf, sizeof(buf)) || in.gcount() > 0) {
+    text.append(buf, static_cast<size_t>(in.gcount()));
+    if (text.size() > 64 * 1024)
+      throw std::runtime_error(std::string{what} + " " + path
+                               + " is larger than 64 KiB");
+  }
+  while (!text.empty()
+         && (text.back() == '\n' || text.back() == '\r' || text.back() == ' '
+             || text.back() == '\t'))
+    text.pop_back();
+  if (text.empty())
+    throw std::runtime_error(std::string{what} + " " + path + " is empty");
+  return text;
+}
+
+} // namespace
+
+std::string read_key_file(const std::string& path, const char* what) {
+  return read_secret_file(path, what);
+}
+
+jwt_checker make_jwt_checker(const settings& s) {
+  if (s.jwt_jwks.empty() && s.jwt_hs256_secret_file.empty())
+    return {};
+  auth::jwt_config jc;
+  jc.issuer = s.jwt_issuer;
+  jc.audience = s.jwt_audience;
+  jc.role_claim = s.jwt_role_claim;
+  jc.tenants_claim = s.jwt_tenants_claim;
+  if (!s.jwt_hs256_secret_file.empty()) {
+    jc.hs256_secret = read_secret_file(s.jwt_hs256_secret_file,
+                                       "the HS256 secret file");
+    if (jc.hs256_secret.size() < auth::jwt_verifier::min_hs256_secret_bytes)
+      throw std::runtime_error(
+        "the HS256 secret in " + s.jwt_hs256_secret_file + " is shorter than "
+        + std::to_string(auth::jwt_verifier::min_hs256_secret_bytes)
+        + " bytes (RFC 7518 3.2)");
+  }
+  struct jwt_state {
+    explicit jwt_state(auth::jwt_config c) : verifier(std::move(c)) {
+    }
+    auth::jwt_verifier verifier;
+    std::unique_ptr<auth::jwks_source> source;
+  };
+  auto st = std::make_shared<jwt_state>(std::move(jc));
+  auto refresh = [](jwt_state& st, const char* why) {
+    std::string err;
+    auto keys = st.source->fetch(&err);
+    if (!keys) {
+      log::event(spdlog::level::warn, "auth", "jwks_fetch_failed",
+                 {{"source", st.source->location()},
+                  {"why", why},
+                  {"reason", err}});
+      return;
+    }
+    log::event(spdlog::level::info, "auth", "jwks_loaded",
+               {{"source", st.source->location()},
+                {"why", why},
+                {"keys", static_cast<int64_t>(keys->keys().size())},
+                {"skipped", static_cast<int64_t>(keys->skipped())}});
+    st.verifier.set_jwks(std::move(*keys));
+  };
+  if (!s.jwt_jwks.empty()) {
+    if (s.jwt_jwks.rfind("https://", 0) != 0) {
+      // A file must be there at start (a URL may be down for a while).
+      std::ifstream probe{s.jwt_jwks};
+      if (!probe)
+        throw std::runtime_error("cannot read the JWKS file " + s.jwt_jwks);
+    }
+    st->source = std::make_unique<auth::jwks_source>(
+      s.jwt_jwks, s.jwt_jwks_ca_file,
+      std::chrono::seconds(s.jwt_jwks_min_refresh_s));
+    refresh(*st, "start");
+  }
+  return [st, refresh](const std::string& token) -> jwt_check {
+    auto now_s = static_cast<int64_t>(std::time(nullptr));
+    auto o = st->verifier.verify(token, now_s);
+    if (!o.ok && (o.error == "unknown_kid" || o.error == "no_jwks")
+        && st->source
+        && st->source->may_refresh(std::chrono::steady_clock::now())) {
+      refresh(*st, o.error == "no_jwks" ? "no key set" : "unknown kid");
+      o = st->verifier.verify(token, now_s);
+    }
+    jwt_check r;
+    r.ok = o.ok;
+    r.who = std::move(o.who);
+    r.error = std::move(o.error);
+    return r;
   };
 }
 

@@ -19,6 +19,7 @@
 namespace ces {
 
 class metrics;
+struct settings;
 
 /// An active API key as the AUTH actor needs it.
 struct key_identity {
@@ -104,6 +105,21 @@ auth_actor::behavior_type auth(auth_actor::stateful_pointer<auth_state> self,
                                auth_settings cfg,
                                auth_backend_factory make_backend,
                                jwt_checker check_jwt, metrics* stats);
+
+/// auth_backend on storage::auth_store (a connection of its own).
+auth_backend_factory auth_backend_on_store(std::string database_url);
+
+/// The JWT verifier the settings ask for (JWT_JWKS, JWT_HS256_SECRET_FILE,
+/// JWT_ISSUER, ...); empty when JWTs are off. Reads the HS256 secret file
+/// and loads the JWKS once (a URL that does not answer is fetched again on
+/// the first token). Throws std::runtime_error naming the file (never its
+/// content) when a file cannot be read or the secret is too short.
+jwt_checker make_jwt_checker(const settings& s);
+
+/// A key or secret from a file (ADMIN_TOKEN_FILE): its content without
+/// trailing whitespace. Throws std::runtime_error naming the file (never its
+/// content) when unreadable, empty or larger than 64 KiB.
+std::string read_key_file(const std::string& path, const char* what);
 
 /// The principal of every request when API_AUTH=off.
 auth::principal anonymous_admin();

@@ -36,6 +36,8 @@ const char* to_string(errc x) noexcept {
       return "unauthenticated";
     case errc::bad_request:
       return "bad_request";
+    case errc::conflict:
+      return "conflict";
   }
   return "unknown";
 }

@@ -43,6 +43,8 @@ enum class errc : uint8_t {
   unauthenticated,
   /// A request or its parameters are invalid (400).
   bad_request,
+  /// The resource exists already (409), e.g. a key name in use.
+  conflict,
 };
 
 /// "not_found", "kafka_fatal", ...

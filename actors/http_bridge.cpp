@@ -1,6 +1,7 @@
 #include "actors/http_bridge.hpp"
 
 #include "actors/pg_probe.hpp"
+#include "api/admin_json.hpp"
 #include "api/json.hpp"
 #include "api/server.hpp"
 
@@ -93,6 +94,8 @@ std::pair<int, const char*> http_error(const caf::error& err) {
         return {401, "unauthenticated"};
       case errc::bad_request:
         return {400, "bad_request"};
+      case errc::conflict:
+        return {409, "conflict"};
       default:
         break;
     }
@@ -139,6 +142,42 @@ void answer_refusal(self_ptr self, const request_ptr& req,
   req->respond(status,
                api::error_json(code, error_message(self->system(), err)),
                headers);
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved kept).
+std::string query_escape(std::string_view s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+/// The RFC 8288 Link header of the next page: the same query with
+/// `cursor` set.
+std::string next_link(std::string_view path, const api::parsed_request& r,
+                      int64_t cursor) {
+  std::string q;
+  for (auto& [k, v] : r.params) {
+    if (k == "cursor")
+      continue;
+    q += (q.empty() ? "?" : "&") + k + "=" + query_escape(v);
+  }
+  q += (q.empty() ? "?" : "&") + std::string{"limit="}
+       + std::to_string(r.limit);
+  q += "&cursor=" + std::to_string(cursor);
+  return "<" + std::string{path} + q + ">; rel=\"next\"";
+}
+
+void bad(const request_ptr& req, const char* code, const std::string& msg) {
+  req->respond(400, api::error_json(code, msg));
 }
 
 } // namespace
@@ -265,10 +304,110 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
             });
         return;
       }
+      case api::route_kind::keys_list:
+      case api::route_kind::key_create:
+      case api::route_kind::key_revoke:
+      case api::route_kind::audit:
+        if (!peers.admin) {
+          req->respond(503, api::error_json("unavailable",
+                                            "key and audit administration "
+                                            "is not running"));
+          return;
+        }
+        break;
+      default:
+        req->respond(404, api::error_json("not_found", "no such route"));
+        return;
+    }
+    auto me = who_of(who, req->meta());
+    switch (r.kind) {
+      case api::route_kind::keys_list:
+        self->request(peers.admin, cfg.read_timeout, atom::list_v)
+          .then(
+            [=](std::vector<storage::api_key_row>& xs) {
+              req->respond(200, api::keys_json(xs));
+            },
+            fail);
+        return;
+      case api::route_kind::key_create: {
+        storage::new_key k;
+        std::string why;
+        if (!api::parse_new_key(r.body, k, why)) {
+          bad(req, "bad_request", why);
+          return;
+        }
+        self->request(peers.admin, cfg.read_timeout, atom::create_v,
+                      std::move(k), me)
+          .then(
+            [=](storage::created_key& x) {
+              req->respond(201, api::created_key_json(x));
+            },
+            fail);
+        return;
+      }
+      case api::route_kind::key_revoke:
+        self
+          ->request(peers.admin, cfg.read_timeout, atom::revoke_v, r.name, me)
+          .then(
+            [=](bool done) {
+              if (done)
+                // r.name is [A-Za-z0-9._-]{1,64} (routes.cpp): no escaping.
+                req->respond(200, "{\"status\":\"revoked\",\"name\":\""
+                                    + r.name + "\"}");
+              else
+                req->respond(404, api::error_json(
+                                    "not_found",
+                                    "no active key named " + r.name));
+            },
+            fail);
+        return;
+      case api::route_kind::audit: {
+        storage::audit_filter f;
+        if (auto v = r.param("action"))
+          f.action = *v;
+        if (auto v = r.param("principal"))
+          f.principal = *v;
+        for (auto [name, field] : {std::pair{"from", &f.from},
+                                   std::pair{"to", &f.to}}) {
+          if (auto v = r.param(name)) {
+            if (!api::looks_like_rfc3339(*v)) {
+              bad(req, "bad_time",
+                  std::string{"'"} + name
+                    + "' must be an RFC 3339 time such as "
+                      "2024-05-01T12:00:00Z");
+              return;
+            }
+            *field = *v;
+          }
+        }
+        int64_t before = 0;
+        if (auto v = r.param("cursor")) {
+          before = api::parse_positive_id(*v);
+          if (before == 0) {
+            bad(req, "bad_cursor",
+                "'cursor' must be the value given in the Link header of "
+                "the previous page");
+            return;
+          }
+        }
+        auto limit = r.limit;
+        self
+          ->request(peers.admin, cfg.read_timeout, atom::query_v, f, limit,
+                    before)
+          .then(
+            [=](std::vector<storage::audit_row>& xs) {
+              api::header_list headers;
+              if (!xs.empty() && static_cast<int32_t>(xs.size()) == limit)
+                headers.emplace_back("Link",
+                                     next_link("/audit", r, xs.back().id));
+              req->respond(200, api::audit_json(xs), headers);
+            },
+            fail);
+        return;
+      }
       default:
         break;
     }
-    req->respond(404, api::error_json("not_found", "no such route"));
   };
   return {
     [=](request_ptr& req, api::parsed_request& r) {

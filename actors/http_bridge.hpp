@@ -38,6 +38,8 @@ struct http_bridge_peers {
   /// Who is asking. Null: nobody is checked (every request is
   /// anonymous_admin(); actor tests).
   auth_actor auth = {};
+  /// Keys and audit log (admin routes). Null: those routes answer 503.
+  admin_actor admin = {};
 };
 
 struct http_bridge_state {

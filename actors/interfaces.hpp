@@ -92,6 +92,23 @@ using auth_actor = caf::typed_actor<
   /// (self, timer) API_AUTH=off: log the warning again.
   caf::reacts_to<atom::internal, atom::warn>>;
 
+/// ADMIN (detached; own PostgreSQL connection): API keys and the audit log
+/// for the admin routes. Errors: bad_request (400), conflict (409),
+/// db_unavailable (503).
+using admin_actor = caf::typed_actor<
+  /// Every API key, revoked ones too (never a key or its hash).
+  caf::replies_to<atom::list>::with<std::vector<storage::api_key_row>>,
+  /// Create a key (created_by: the requester); the reply holds the key,
+  /// shown once. Committed with its audit row.
+  caf::replies_to<atom::create, storage::new_key, requester>::with<
+    storage::created_key>,
+  /// Revoke the active key of that name (with its audit row); false: none.
+  caf::replies_to<atom::revoke, std::string, requester>::with<bool>,
+  /// Audit rows matching the filter, newest first, at most N, id < before
+  /// (0: from the newest).
+  caf::replies_to<atom::query, storage::audit_filter, int32_t,
+                  int64_t>::with<std::vector<storage::audit_row>>>;
+
 /// HTTP_BRIDGE (cooperative, never blocks). Turns an operator request that
 /// the HTTP server accepted into messages for the JOURNAL, DLQ, REPLAYER and
 /// SUPERVISOR, and answers it from their replies.
@@ -128,4 +145,5 @@ CAF_BEGIN_TYPE_ID_BLOCK(ces_actors, caf::id_block::ces::end)
   CAF_ADD_TYPE_ID(ces_actors, (ces::replayer_actor))
   CAF_ADD_TYPE_ID(ces_actors, (ces::http_bridge_actor))
   CAF_ADD_TYPE_ID(ces_actors, (ces::auth_actor))
+  CAF_ADD_TYPE_ID(ces_actors, (ces::admin_actor))
 CAF_END_TYPE_ID_BLOCK(ces_actors)

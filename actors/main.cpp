@@ -1,4 +1,5 @@
 // crm-events-sink: Kafka -> PostgreSQL journal on supervised CAF actors.
+#include "actors/auth.hpp"
 #include "actors/interfaces.hpp"
 #include "actors/kafka/embedded_broker.hpp"
 #include "actors/kafka_source.hpp"
@@ -9,6 +10,7 @@
 #include "api/server.hpp"
 #include "config/config.hpp"
 #include "config/logging.hpp"
+#include "storage/auth_store.hpp"
 #include "storage/backoff.hpp"
 #include "storage/journal.hpp"
 
@@ -242,8 +244,17 @@ int main(int argc, char** argv) {
   ces::metrics stats;
   stats.declare_topics(s.kafka_topics);
   auto slot = std::make_shared<bridge_slot>();
-  auto specs = ces::child_specs(
-    s, &stats, [slot](ces::http_bridge_actor hdl) { slot->set(hdl); });
+  std::vector<ces::child_spec> specs;
+  try {
+    // Reads the JWT secret and JWKS files: a bad one is a configuration
+    // error.
+    specs = ces::child_specs(
+      s, &stats, [slot](ces::http_bridge_actor hdl) { slot->set(hdl); });
+  } catch (const std::exception& e) {
+    ces::log::event(spdlog::level::critical, "main", "auth_config_invalid",
+                    {{"reason", e.what()}});
+    return 2;
+  }
   stats.declare_actors(ces::child_names(specs));
   try {
     stats.expose(s.metrics_address, s.metrics_port);
@@ -284,6 +295,30 @@ int main(int argc, char** argv) {
     ces::log::event(spdlog::level::critical, "main", "kafka_config_invalid",
                     {{"reason", e.what()}});
     return 2;
+  }
+  if (!s.admin_token_file.empty()) {
+    // The first admin, the way Kubernetes mounts a secret.
+    try {
+      auto key = ces::read_key_file(s.admin_token_file, "ADMIN_TOKEN_FILE");
+      ces::storage::auth_store store{s.database_url};
+      ces::audit_entry e;
+      e.who.principal = "admin-token-file";
+      auto what = store.register_bootstrap(key, e);
+      ces::log::event(what == "revoked" ? spdlog::level::warn
+                                        : spdlog::level::info,
+                      "main", "admin_key",
+                      {{"name", "bootstrap"},
+                       {"file", s.admin_token_file},
+                       {"outcome", what}});
+    } catch (const ces::storage::infra_error& e) {
+      ces::log::event(spdlog::level::critical, "main", "admin_key_failed",
+                      {{"reason", e.what()}});
+      return 1;
+    } catch (const std::exception& e) {
+      ces::log::event(spdlog::level::critical, "main", "auth_config_invalid",
+                      {{"reason", e.what()}});
+      return 2;
+    }
   }
   int exit_code = 0;
   // ~actor_system waits for every actor. One that outlived its SUPERVISOR

@@ -1,5 +1,7 @@
 #include "actors/spawn.hpp"
 
+#include "actors/admin.hpp"
+#include "actors/auth.hpp"
 #include "actors/consumer.hpp"
 #include "actors/dlq.hpp"
 #include "actors/http_bridge.hpp"
@@ -95,6 +97,29 @@ child_spec spawn_consumer(const settings& s, metrics* m,
     }};
 }
 
+child_spec spawn_auth(const settings& s, metrics* m) {
+  auth_settings as;
+  as.enabled = s.api_auth != "off";
+  as.key_cache = milliseconds(s.auth_key_cache_ms);
+  as.failures_per_s = s.auth_failures_per_minute / 60.0;
+  as.failures_burst = s.auth_failures_burst;
+  auto backend = auth_backend_on_store(s.database_url);
+  auto jwt = make_jwt_checker(s);
+  return child_spec{
+    "auth", {}, [=](caf::local_actor* self, const peer_map&) {
+      return as_actor(
+        self->spawn<caf::detached>(auth, as, backend, jwt, m));
+    }};
+}
+
+child_spec spawn_admin(const settings& s) {
+  auto url = s.database_url;
+  return child_spec{
+    "admin", {}, [=](caf::local_actor* self, const peer_map&) {
+      return as_actor(self->spawn<caf::detached>(admin, url));
+    }};
+}
+
 child_spec spawn_http_bridge(const settings& s, bridge_listener on_bridge) {
   http_bridge_settings hs;
   // Above the broker's own timeout, so the replayer answers first.
@@ -102,13 +127,15 @@ child_spec spawn_http_bridge(const settings& s, bridge_listener on_bridge) {
   hs.database_url = s.database_url; // for /ready's PG_PROBE
   return child_spec{
     "http_bridge",
-    {"dlq", "journal", "replayer"},
+    {"dlq", "journal", "replayer", "auth", "admin"},
     [=](caf::local_actor* self, const peer_map& peers) {
       http_bridge_peers hp{caf::actor_cast<journal_actor>(peers.at("journal")),
                            caf::actor_cast<dlq_actor>(peers.at("dlq")),
                            caf::actor_cast<replayer_actor>(
                              peers.at("replayer")),
                            caf::actor_cast<supervisor_actor>(self)};
+      hp.auth = caf::actor_cast<auth_actor>(peers.at("auth"));
+      hp.admin = caf::actor_cast<admin_actor>(peers.at("admin"));
       auto hdl = self->spawn(http_bridge, hp, hs);
       if (on_bridge)
         on_bridge(hdl);
@@ -130,6 +157,8 @@ std::vector<child_spec> child_specs(const settings& s, metrics* m,
   specs.push_back(spawn_journal(s));
   specs.push_back(spawn_replayer(s, m));
   specs.push_back(spawn_consumer(s, m, std::move(persisters)));
+  specs.push_back(spawn_auth(s, m));
+  specs.push_back(spawn_admin(s));
   specs.push_back(spawn_http_bridge(s, std::move(on_bridge)));
   return specs;
 }

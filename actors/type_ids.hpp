@@ -6,6 +6,7 @@
 #include "actors/messages.hpp"
 #include "api/auth.hpp"
 #include "api/routes.hpp"
+#include "storage/auth_store.hpp"
 #include "storage/journal_reader.hpp"
 #include "storage/model.hpp"
 
@@ -158,6 +159,38 @@ typename Inspector::result_type inspect(Inspector& f, dlq_entry_row& x) {
            x.updated_at);
 }
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, api_key_row& x) {
+  return f(caf::meta::type_name("ces.api_key_row"), x.id, x.name, x.role,
+           x.all_tenants, x.tenants, x.created_at, x.created_by, x.expires_at,
+           x.revoked_at, x.last_used_at);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, new_key& x) {
+  return f(caf::meta::type_name("ces.new_key"), x.name, x.role,
+           x.all_tenants, x.tenants, x.expires_in_s, x.created_by);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, created_key& x) {
+  // The key itself travels only inside this process (never serialized).
+  return f(caf::meta::type_name("ces.created_key"), x.row, x.key);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, audit_filter& x) {
+  return f(caf::meta::type_name("ces.audit_filter"), x.action, x.principal,
+           x.from, x.to);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, audit_row& x) {
+  return f(caf::meta::type_name("ces.audit_row"), x.id, x.at, x.request_id,
+           x.principal, x.role, x.all_tenants, x.tenants, x.action, x.target,
+           x.parameters, x.outcome, x.status, x.counts, x.client_addr);
+}
+
 } // namespace ces::storage
 
 /// Requests waiting for an answer travel between actors of this process
@@ -187,6 +220,10 @@ CAF_BEGIN_TYPE_ID_BLOCK(ces, caf::first_custom_type_id)
   CAF_ADD_ATOM(ces, ces::atom, audit, "audit")
   CAF_ADD_ATOM(ces, ces::atom, flush, "flush")
   CAF_ADD_ATOM(ces, ces::atom, warn, "warn")
+  CAF_ADD_ATOM(ces, ces::atom, list, "list")
+  CAF_ADD_ATOM(ces, ces::atom, create, "create")
+  CAF_ADD_ATOM(ces, ces::atom, revoke, "revoke")
+  CAF_ADD_ATOM(ces, ces::atom, query, "query")
   CAF_ADD_TYPE_ID(ces, (ces::batch))
   CAF_ADD_TYPE_ID(ces, (ces::persist_outcome))
   CAF_ADD_TYPE_ID(ces, (ces::child_status))
@@ -201,4 +238,9 @@ CAF_BEGIN_TYPE_ID_BLOCK(ces, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(ces, (ces::audit_entry))
   CAF_ADD_TYPE_ID(ces, (ces::auth_request))
   CAF_ADD_TYPE_ID(ces, (ces::auth::principal))
+  CAF_ADD_TYPE_ID(ces, (ces::storage::new_key))
+  CAF_ADD_TYPE_ID(ces, (ces::storage::created_key))
+  CAF_ADD_TYPE_ID(ces, (ces::storage::audit_filter))
+  CAF_ADD_TYPE_ID(ces, (std::vector<ces::storage::api_key_row>))
+  CAF_ADD_TYPE_ID(ces, (std::vector<ces::storage::audit_row>))
 CAF_END_TYPE_ID_BLOCK(ces)

@@ -416,6 +416,9 @@ struct http_server::impl {
       return restinio::request_accepted();
     }
     auto& pr = routed.request;
+    // Bodies matter to POST routes only (bounded by max_body_bytes).
+    if (method == "POST")
+      pr.body = req->body();
     if (pr.kind == route_kind::health && c.opts.serve_health) {
       c.observe(pr.kind, 200, start);
       c.write(req, 200, health_json(), {}, pr.head);

@@ -1,0 +1,211 @@
+#include "api/admin_json.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cctype>
+#include <limits>
+
+namespace ces::api {
+
+namespace {
+
+using json = nlohmann::json;
+
+json text_or_null(const std::string& s) {
+  return s.empty() ? json(nullptr) : json(s);
+}
+
+json tenants_of(bool all, const std::vector<std::string>& tenants) {
+  if (all)
+    return "*";
+  return tenants;
+}
+
+json key_object(const storage::api_key_row& k) {
+  json j = json::object();
+  j["name"] = k.name;
+  j["role"] = k.role;
+  j["tenants"] = tenants_of(k.all_tenants, k.tenants);
+  j["created_at"] = text_or_null(k.created_at);
+  j["created_by"] = k.created_by;
+  j["expires_at"] = text_or_null(k.expires_at);
+  j["revoked_at"] = text_or_null(k.revoked_at);
+  j["last_used_at"] = text_or_null(k.last_used_at);
+  return j;
+}
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+json parsed_or_text(const std::string& text) {
+  if (text.empty())
+    return nullptr;
+  auto j = json::parse(text, nullptr, false);
+  return j.is_discarded() ? json(text) : j;
+}
+
+} // namespace
+
+std::string key_json(const storage::api_key_row& k) {
+  return dump(key_object(k));
+}
+
+std::string keys_json(const std::vector<storage::api_key_row>& keys) {
+  json a = json::array();
+  for (auto& k : keys)
+    a.push_back(key_object(k));
+  return dump(a);
+}
+
+std::string created_key_json(const storage::created_key& k) {
+  // nlohmann's object keeps members sorted; write "key" first by hand.
+  auto rest = dump(key_object(k.row));
+  return "{\"key\":" + dump(json(k.key)) + "," + rest.substr(1);
+}
+
+std::string audit_json(const std::vector<storage::audit_row>& rows) {
+  json a = json::array();
+  for (auto& r : rows) {
+    json j = json::object();
+    j["id"] = r.id;
+    j["at"] = r.at;
+    j["request_id"] = text_or_null(r.request_id);
+    j["principal"] = text_or_null(r.principal);
+    j["role"] = text_or_null(r.role);
+    j["tenants"] = r.role.empty() ? json(nullptr)
+                                  : tenants_of(r.all_tenants, r.tenants);
+    j["action"] = r.action;
+    j["target"] = text_or_null(r.target);
+    j["parameters"] = parsed_or_text(r.parameters.empty() ? "{}"
+                                                          : r.parameters);
+    j["outcome"] = r.outcome;
+    j["status"] = r.status == 0 ? json(nullptr) : json(r.status);
+    j["counts"] = parsed_or_text(r.counts);
+    j["client_addr"] = text_or_null(r.client_addr);
+    a.push_back(std::move(j));
+  }
+  return dump(a);
+}
+
+std::optional<int64_t> parse_duration_s(std::string_view text) {
+  if (text.size() < 2 || text.size() > 12)
+    return std::nullopt;
+  int64_t unit = 0;
+  switch (text.back()) {
+    case 's': unit = 1; break;
+    case 'm': unit = 60; break;
+    case 'h': unit = 3600; break;
+    case 'd': unit = 86400; break;
+    default: return std::nullopt;
+  }
+  int64_t n = 0;
+  for (char c : text.substr(0, text.size() - 1)) {
+    if (c < '0' || c > '9')
+      return std::nullopt;
+    n = n * 10 + (c - '0');
+    if (n > 10LL * 366 * 86400)
+      return std::nullopt;
+  }
+  auto s = n * unit;
+  if (s < 1 || s > 10LL * 366 * 86400)
+    return std::nullopt;
+  return s;
+}
+
+bool parse_new_key(std::string_view body, storage::new_key& out,
+                   std::string& error) {
+  auto j = json::parse(body.begin(), body.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    error = "the body must be a JSON object {\"name\": ..., \"role\": ..., "
+            "\"tenants\": [...] or \"*\", \"expires\": \"90d\"}";
+    return false;
+  }
+  for (auto& [k, v] : j.items()) {
+    (void) v;
+    if (k != "name" && k != "role" && k != "tenants" && k != "expires") {
+      error = "unknown member '" + k.substr(0, 64)
+              + "' (accepted: name, role, tenants, expires)";
+      return false;
+    }
+  }
+  if (!j.contains("name") || !j["name"].is_string()) {
+    error = "'name' (a string) is required";
+    return false;
+  }
+  if (!j.contains("role") || !j["role"].is_string()) {
+    error = "'role' (viewer, operator or admin) is required";
+    return false;
+  }
+  out.name = j["name"].get<std::string>();
+  out.role = j["role"].get<std::string>();
+  if (!j.contains("tenants")) {
+    error = "'tenants' (an array of tenant ids, or \"*\") is required";
+    return false;
+  }
+  auto& t = j["tenants"];
+  if (t.is_string() && t.get<std::string>() == "*") {
+    out.all_tenants = true;
+    out.tenants.clear();
+  } else if (t.is_array()) {
+    out.all_tenants = false;
+    out.tenants.clear();
+    for (auto& x : t) {
+      if (!x.is_string()) {
+        error = "'tenants' must hold strings only";
+        return false;
+      }
+      out.tenants.push_back(x.get<std::string>());
+    }
+  } else {
+    error = "'tenants' must be an array of tenant ids or \"*\"";
+    return false;
+  }
+  out.expires_in_s = 0;
+  if (j.contains("expires") && !j["expires"].is_null()) {
+    auto& e = j["expires"];
+    auto s = e.is_string() ? parse_duration_s(e.get<std::string>())
+                           : std::nullopt;
+    if (!s) {
+      error = "'expires' must be a duration such as \"90d\", \"12h\", "
+              "\"30m\" or \"3600s\" (at most 10 years)";
+      return false;
+    }
+    out.expires_in_s = *s;
+  }
+  return true;
+}
+
+bool looks_like_rfc3339(std::string_view t) noexcept {
+  // YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)
+  auto digits = [&](size_t pos, size_t n) {
+    if (pos + n > t.size())
+      return false;
+    for (size_t i = pos; i < pos + n; ++i)
+      if (!std::isdigit(static_cast<unsigned char>(t[i])))
+        return false;
+    return true;
+  };
+  if (!(digits(0, 4) && t.size() > 19 && t[4] == '-' && digits(5, 2)
+        && t[7] == '-' && digits(8, 2) && (t[10] == 'T' || t[10] == 't')
+        && digits(11, 2) && t[13] == ':' && digits(14, 2) && t[16] == ':'
+        && digits(17, 2)))
+    return false;
+  size_t pos = 19;
+  if (t[pos] == '.') {
+    ++pos;
+    size_t start = pos;
+    while (pos < t.size() && std::isdigit(static_cast<unsigned char>(t[pos])))
+      ++pos;
+    if (pos == start || pos - start > 9)
+      return false;
+  }
+  if (pos < t.size() && (t[pos] == 'Z' || t[pos] == 'z'))
+    return pos + 1 == t.size();
+  if (pos < t.size() && (t[pos] == '+' || t[pos] == '-'))
+    return pos + 6 == t.size() && digits(pos + 1, 2) && t[pos + 3] == ':'
+           && digits(pos + 4, 2);
+  return false;
+}
+
+} // namespace ces::api
