@@ -201,10 +201,10 @@ auth::principal anonymous_admin() {
   return p;
 }
 
-auth_actor::behavior_type auth(auth_actor::stateful_pointer<auth_state> self,
-                               auth_settings cfg,
-                               auth_backend_factory make_backend,
-                               jwt_checker check_jwt, metrics* stats) {
+auth_actor::behavior_type
+authenticator(auth_actor::stateful_pointer<auth_state> self,
+              auth_settings cfg, auth_backend_factory make_backend,
+              jwt_checker check_jwt, metrics* stats) {
   self->set_exception_handler(exception_to_error);
   auto& st = self->state;
   st.cfg = cfg;

@@ -101,10 +101,10 @@ struct auth_state {
   static inline const char* name = "auth";
 };
 
-auth_actor::behavior_type auth(auth_actor::stateful_pointer<auth_state> self,
-                               auth_settings cfg,
-                               auth_backend_factory make_backend,
-                               jwt_checker check_jwt, metrics* stats);
+auth_actor::behavior_type
+authenticator(auth_actor::stateful_pointer<auth_state> self,
+              auth_settings cfg, auth_backend_factory make_backend,
+              jwt_checker check_jwt, metrics* stats);
 
 /// auth_backend on storage::auth_store (a connection of its own).
 auth_backend_factory auth_backend_on_store(std::string database_url);

@@ -1,5 +1,6 @@
 #include "actors/http_bridge.hpp"
 
+#include "actors/auth.hpp"
 #include "actors/pg_probe.hpp"
 #include "api/admin_json.hpp"
 #include "api/json.hpp"

@@ -108,7 +108,7 @@ child_spec spawn_auth(const settings& s, metrics* m) {
   return child_spec{
     "auth", {}, [=](caf::local_actor* self, const peer_map&) {
       return as_actor(
-        self->spawn<caf::detached>(auth, as, backend, jwt, m));
+        self->spawn<caf::detached>(authenticator, as, backend, jwt, m));
     }};
 }
 
