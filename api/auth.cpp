@@ -201,14 +201,21 @@ bool keyed_buckets::take(const std::string& key, double n,
   auto i = buckets_.find(key);
   if (i == buckets_.end()) {
     if (buckets_.size() >= max_keys_) {
-      // Forget a full bucket (no state lost), else the least recently used.
+      // Forget a full bucket (no state lost); else, among the 64 least
+      // recently used, the one with the most tokens (the least state lost:
+      // a drained bucket, e.g. an attacker's, is kept).
       auto victim = std::prev(lru_.end());
-      for (auto j = lru_.rbegin(); j != lru_.rend(); ++j) {
-        auto& b = buckets_.at(*j).bucket;
-        if (b.available(now) >= burst_) {
+      double most = -1;
+      int scanned = 0;
+      for (auto j = lru_.rbegin(); j != lru_.rend() && scanned < 64;
+           ++j, ++scanned) {
+        auto left = buckets_.at(*j).bucket.available(now);
+        if (left > most) {
+          most = left;
           victim = std::prev(j.base());
-          break;
         }
+        if (left >= burst_)
+          break;
       }
       buckets_.erase(*victim);
       lru_.erase(victim);

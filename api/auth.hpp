@@ -99,9 +99,10 @@ private:
 };
 
 /// Token buckets by key (tenant id, client address), at most `max_keys` of
-/// them: the least recently used bucket that is full again is forgotten
-/// first (a forgotten bucket is a full one, so forgetting changes nothing);
-/// when every bucket is still in use the least recently used goes anyway.
+/// them. At the bound a new key makes room: the least recently used bucket
+/// that is full again is forgotten (a forgotten bucket is a full one, so
+/// nothing changes); else, of the 64 least recently used, the one with the
+/// most tokens (a drained bucket, e.g. a brute-forcing address, is kept).
 class keyed_buckets {
 public:
   using clock = token_bucket::clock;

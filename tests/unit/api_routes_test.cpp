@@ -310,12 +310,41 @@ TEST_CASE("supervision and fault-injection routes", "[routes]") {
         == "debug_fail");
 }
 
+TEST_CASE("admin routes: key names and free query parameters", "[routes]") {
+  auto del = route("DELETE", "/keys/ops.team-1_x", 0);
+  REQUIRE(del.ok());
+  CHECK(del.request.kind == route_kind::key_revoke);
+  CHECK(del.request.name == "ops.team-1_x");
+  CHECK(route("DELETE", "/keys/a%20b", 0).error.code == "not_found");
+  CHECK(route("DELETE", "/keys/" + std::string(65, 'a'), 0).error.code
+        == "not_found");
+  auto keys = route("PUT", "/keys", 0);
+  CHECK(keys.error.status == 405);
+  CHECK(keys.error.allow == "GET, HEAD, POST");
+  CHECK(route("POST", "/keys", 0).request.kind == route_kind::key_create);
+  auto audit = route("GET", "/audit?action=replay&from=2026-11-29T00%3A00%3A00Z"
+                            "&limit=5&cursor=9",
+                     0);
+  REQUIRE(audit.ok());
+  CHECK(audit.request.limit == 5);
+  REQUIRE(audit.request.param("action") != nullptr);
+  CHECK(*audit.request.param("action") == "replay");
+  CHECK(*audit.request.param("from") == "2026-11-29T00:00:00Z");
+  CHECK(*audit.request.param("cursor") == "9");
+  CHECK(audit.request.param("to") == nullptr);
+  CHECK(route("GET", "/audit?action=a&action=b", 0).error.code == "bad_query");
+  auto typo = route("GET", "/audit?actor=x", 0);
+  CHECK(typo.error.code == "bad_query");
+  CHECK(typo.error.message.find("accepted: action, principal") 
+        != std::string::npos);
+}
+
 TEST_CASE("the route table: one entry per route_kind, and it drives routing",
           "[routes]") {
   using ces::api::route_table;
   auto& table = route_table();
   // Every route_kind but `unmatched` has exactly one entry.
-  auto last = static_cast<int>(route_kind::debug_fail);
+  auto last = static_cast<int>(route_kind::audit);
   for (int k = 1; k <= last; ++k) {
     auto kind = static_cast<route_kind>(k);
     INFO(ces::api::to_string(kind));
@@ -343,7 +372,7 @@ TEST_CASE("the route table: one entry per route_kind, and it drives routing",
       auto close = spec.pattern.find('}', open);
       target += spec.pattern.substr(pos, open - pos);
       auto name = spec.pattern.substr(open + 1, close - open - 1);
-      target += name == "id" ? "42" : "persister-0";
+      target += name == "id" ? "42" : "persister-0"; // also a key name
       pos = close + 1;
     }
     for (size_t i = 0; i < spec.query.size(); ++i)
