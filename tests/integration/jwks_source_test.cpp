@@ -1,6 +1,7 @@
 // ces::auth::jwks_source (api/jwks_source.cpp) against a real HTTPS server:
-// `openssl s_server -WWW` with a self-signed certificate made by the openssl
-// CLI, serving a JWKS document from a temp directory.
+// `openssl s_server -HTTP` with a self-signed certificate made by the openssl
+// CLI, answering with whole HTTP responses kept in files of a temp directory
+// (so that a test can also answer 404 or a redirect).
 #include "api/jwt.hpp"
 #include "tests/support/jwt_keys.hpp"
 #include "tests/support/process.hpp"
@@ -32,8 +33,8 @@ void run(std::vector<std::string> argv, const std::string& cwd) {
   REQUIRE(st->success());
 }
 
-/// A self-signed certificate for DNS:localhost and `openssl s_server -WWW`
-/// serving the files of a temp directory on 127.0.0.1.
+/// A self-signed certificate for DNS:localhost and `openssl s_server -HTTP`
+/// serving the responses in files of a temp directory on 127.0.0.1.
 struct https_server {
   std::string dir = ces::test::make_temp_dir("ces-jwks");
   uint16_t port = 0;
@@ -49,7 +50,7 @@ struct https_server {
     ces::test::spawn_options opts;
     opts.cwd = dir;
     opts.pipe_stdin = true; // s_server must not see EOF on stdin
-    server.emplace(std::vector<std::string>{"openssl", "s_server", "-WWW",
+    server.emplace(std::vector<std::string>{"openssl", "s_server", "-HTTP",
                                             "-accept",
                                             "127.0.0.1:"
                                               + std::to_string(port),
@@ -64,6 +65,16 @@ struct https_server {
     if (server)
       server->kill9();
     ces::test::remove_tree(dir);
+  }
+
+  /// GET /name answers `status` with `headers` and `body`.
+  void serve(const std::string& name, const std::string& body,
+             const std::string& status = "200 OK",
+             const std::string& headers = "") const {
+    write_file(dir + "/" + name,
+               "HTTP/1.0 " + status + "\r\nContent-Type: application/json\r\n"
+                 + headers + "Content-Length: "
+                 + std::to_string(body.size()) + "\r\n\r\n" + body);
   }
 
   std::string url(const std::string& host, const std::string& file) const {
@@ -82,10 +93,15 @@ TEST_CASE("jwks_source fetches over https with the given CA only",
   https_server srv;
   auto rsa = ces::test::rsa_key("rsa-1");
   auto ec = ces::test::ec_key("ec-1");
-  write_file(srv.dir + "/jwks.json", ces::test::jwks_json({&rsa, &ec}));
-  write_file(srv.dir + "/big.json",
-             std::string(jwks::max_document_bytes + 10, ' '));
-  write_file(srv.dir + "/empty.json", R"({"keys": []})");
+  srv.serve("jwks.json", ces::test::jwks_json({&rsa, &ec}));
+  srv.serve("big.json", std::string(jwks::max_document_bytes + 10, ' '));
+  srv.serve("empty.json", R"({"keys": []})");
+  srv.serve("missing.json", "{}", "404 Not Found");
+  srv.serve("to-http.json", "", "302 Found",
+            "Location: http://localhost:" + std::to_string(srv.port)
+              + "/jwks.json\r\n");
+  srv.serve("to-https.json", "", "302 Found",
+            "Location: " + srv.url("localhost", "jwks.json") + "\r\n");
   std::string err;
 
   SECTION("trusted certificate: the document's keys") {
@@ -122,11 +138,24 @@ TEST_CASE("jwks_source fetches over https with the given CA only",
     CHECK_FALSE(src.fetch(&err));
     CHECK(err.find("no usable key") != std::string::npos);
   }
-  SECTION("a missing document is an error") {
-    // s_server -WWW answers 200 with an error text: not JSON.
+  SECTION("a status other than 200 is an error") {
     jwks_source src{srv.url("localhost", "missing.json"), srv.cert(), 60s};
     CHECK_FALSE(src.fetch(&err));
-    CHECK_FALSE(err.empty());
+    CHECK(err == "JWKS fetch: HTTP status 404");
+  }
+  SECTION("a redirect to http is refused") {
+    jwks_source src{srv.url("localhost", "to-http.json"), srv.cert(), 60s};
+    CHECK_FALSE(src.fetch(&err));
+    INFO(err);
+    CHECK(err.find("JWKS fetch failed") != std::string::npos);
+    CHECK(err.find("Protocol \"http\" not supported") != std::string::npos);
+  }
+  SECTION("a redirect to https is followed") {
+    jwks_source src{srv.url("localhost", "to-https.json"), srv.cert(), 60s};
+    auto set = src.fetch(&err);
+    INFO(err);
+    REQUIRE(set);
+    CHECK(set->keys().size() == 2);
   }
 }
 
