@@ -6,6 +6,7 @@
 #include "actors/spawn.hpp"
 #include "actors/supervisor.hpp"
 #include "api/json.hpp"
+#include "api/keys_cli.hpp"
 #include "api/metrics.hpp"
 #include "api/server.hpp"
 #include "config/config.hpp"
@@ -188,9 +189,47 @@ void graceful_stop(const ces::settings& s, const sigset_t& signals,
   }
 }
 
+/// `crm-events-sink keys ...` (argv[1] == "keys"): the API key subcommands
+/// (api/keys_cli.hpp), with no actor system, no Kafka. --database-url and
+/// --config-file go to the configuration (database-url only: DATABASE_URL,
+/// the flag or the INI file), the other arguments to the subcommand.
+int keys_main(int argc, char** argv) {
+  std::vector<std::string> args;
+  std::vector<std::string> settings_args{argv[0]};
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    auto is = [&](const std::string& flag) {
+      return a == flag || a.rfind(flag + "=", 0) == 0;
+    };
+    if (is("--database-url") || is("--config-file")) {
+      settings_args.push_back(a);
+      if (a.find('=') == std::string::npos && i + 1 < argc)
+        settings_args.emplace_back(argv[++i]);
+    } else {
+      args.push_back(std::move(a));
+    }
+  }
+  std::string url;
+  if (!ces::api::keys_cli_wants_help(args)) {
+    std::vector<char*> cargs;
+    for (auto& a : settings_args)
+      cargs.push_back(a.data());
+    ces::service_config cfg;
+    cfg.database_only = true;
+    auto loaded = cfg.load(static_cast<int>(cargs.size()), cargs.data(),
+                           ::getenv, std::cout, std::cerr);
+    if (!loaded.proceed)
+      return loaded.exit_code;
+    url = cfg.values.database_url;
+  }
+  return ces::api::run_keys_cli(args, url, std::cout, std::cerr);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string{argv[1]} == "keys")
+    return keys_main(argc, argv);
   // Records are allocated by the consumer's thread and freed by the
   // persisters': with glibc's default of one arena per thread that churn
   // keeps memory in several arenas. Two arenas measured 20 MiB less peak RSS

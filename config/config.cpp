@@ -277,7 +277,9 @@ config_result service_config::load(
     if (!remainder.empty())
       throw fail{"unexpected argument " + quoted(remainder.front())
                  + " (see --help)"};
-    if (auto problem = validate(values); !problem.empty())
+    if (auto problem = database_only ? validate_database_url(values)
+                                     : validate(values);
+        !problem.empty())
       throw fail{problem};
     if (dump) {
       for (auto& [k, v] : describe(values))

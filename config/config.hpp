@@ -47,6 +47,10 @@ public:
   /// The effective settings after a successful load().
   settings values;
 
+  /// true: load() checks database-url only (validate_database_url()), for
+  /// the keys subcommands, which need nothing else. Set before load().
+  bool database_only = false;
+
   /// Reads environment (through `getenv_fn`), INI file and `argv` (in that
   /// order of increasing precedence) into `values`, then validates them.
   /// - `--help`/`-h`: prints our help to `out`, returns {false, 0}.
@@ -71,6 +75,9 @@ void print_help(std::ostream& out);
 /// ...). Returns the first problem as "<setting> (<ENV>): <what>" without
 /// the program name, or an empty string when everything is valid.
 std::string validate(const settings& s);
+
+/// validate()'s check of database-url alone (present, parseable by libpq).
+std::string validate_database_url(const settings& s);
 
 /// Setting name -> environment variable name: "kafka-topics" ->
 /// "KAFKA_TOPICS".

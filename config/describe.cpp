@@ -71,6 +71,8 @@ describe(const settings& s) {
 void print_help(std::ostream& out) {
   out << "Usage: " << program_name
       << " [--SETTING=VALUE ...] [--config-file=PATH]\n"
+      << "       " << program_name
+      << " keys create|list|revoke ...   (API keys; see keys --help)\n"
          "\n"
          "Consumes CRM events from Kafka and journals them in PostgreSQL.\n"
          "\n"
@@ -116,7 +118,16 @@ void print_help(std::ostream& out) {
          "  --config-file=PATH                  CONFIG_FILE\n"
          "      INI file with a [global] section (default: none)\n"
          "  CAF runtime options such as --scheduler.max-threads=N are "
-         "accepted too.\n";
+         "accepted too.\n"
+         "\n"
+         "Subcommands (no service started; the database from DATABASE_URL,\n"
+         "--database-url or the INI file):\n"
+         "  keys create --name N --role R --tenants t1,t2|'*' [--expires 90d]\n"
+         "      create an API key (printed once, alone on stdout's first "
+         "line)\n"
+         "  keys list [--all] [--json]          the keys (never their "
+         "secrets)\n"
+         "  keys revoke N                       revoke the active key N\n";
 }
 
 } // namespace ces

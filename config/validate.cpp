@@ -11,6 +11,17 @@ namespace ces {
 
 using namespace detail;
 
+std::string validate_database_url(const settings& s) {
+  auto& d = *find_def("database-url");
+  if (trim(s.database_url).empty())
+    return "missing setting " + label(d)
+           + ": a libpq URI such as postgresql://user@host:5432/db is "
+             "required";
+  if (auto problem = database_url_problem(s.database_url); !problem.empty())
+    return "invalid setting " + label(d) + ": " + problem;
+  return {};
+}
+
 std::string validate(const settings& s) {
   auto lookup = [](const char* name) -> const setting_def& {
     return *find_def(name);
@@ -87,12 +98,8 @@ std::string validate(const settings& s) {
     if (!e.empty())
       return e;
   // PostgreSQL.
-  if (trim(s.database_url).empty())
-    return missing("database-url", "a libpq URI such as "
-                                   "postgresql://user@host:5432/db is "
-                                   "required");
-  if (auto problem = database_url_problem(s.database_url); !problem.empty())
-    return invalid("database-url", problem);
+  if (auto e = validate_database_url(s); !e.empty())
+    return e;
   // Ports.
   if (trim(s.http_address).empty())
     return missing("http-address", "a listen address is required");
