@@ -1,5 +1,7 @@
 #include "tests/e2e/harness.hpp"
 
+#include <random>
+
 #include <librdkafka/rdkafka.h>
 #include <pqxx/pqxx>
 
@@ -163,6 +165,21 @@ world::world(std::vector<std::string> ts, int partitions,
     http_port_ = ces::test::free_tcp_port();
   while (http_port_ == metrics_port_);
   instance_ports_[0] = {metrics_port_, http_port_};
+  // Auth is on by default: every world's sink registers an admin key from
+  // ADMIN_TOKEN_FILE, and the tests' HTTP requests send it unless they set
+  // an Authorization header of their own.
+  {
+    static const char* b64url =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    std::random_device rd;
+    admin_key_ = "ces_";
+    for (int i = 0; i < 43; ++i)
+      admin_key_ += b64url[rd() % 64];
+    std::ofstream f{temp_path("admin.key")};
+    f << admin_key_ << "\n";
+  }
+  ces::test::default_http_headers()
+    = {{"Authorization", "Bearer " + admin_key_}};
 }
 
 world::~world() {
@@ -189,6 +206,7 @@ std::vector<std::string> world::sink_args(std::vector<std::string> extra) const 
     "--metrics-address=127.0.0.1",
     "--http-address=127.0.0.1",
     "--log-format=json",
+    "--admin-token-file=" + temp_path("admin.key"),
   };
   args.insert(args.end(), extra.begin(), extra.end());
   return args;

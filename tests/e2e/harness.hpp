@@ -138,6 +138,12 @@ public:
 
   std::string temp_path(const std::string& name) const;
 
+  /// The admin key every sink of this world registers (ADMIN_TOKEN_FILE);
+  /// ces::test::http_request sends it by default.
+  const std::string& admin_key() const {
+    return admin_key_;
+  }
+
   std::vector<std::string> topics;
   std::string group = "e2e";
 
@@ -154,6 +160,7 @@ private:
   std::string dir_;
   uint16_t metrics_port_;
   uint16_t http_port_;
+  std::string admin_key_;
 };
 
 /// Value of one Prometheus sample line (`name{labels}`), -1 if absent.

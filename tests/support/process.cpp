@@ -601,6 +601,11 @@ std::string http_response::header(std::string_view lowercase_key) const {
   return {};
 }
 
+std::vector<std::pair<std::string, std::string>>& default_http_headers() {
+  static std::vector<std::pair<std::string, std::string>> h;
+  return h;
+}
+
 http_response
 http_request(const std::string& method, const std::string& host, uint16_t port,
              const std::string& target, const std::string& body,
@@ -616,8 +621,14 @@ http_request(const std::string& method, const std::string& host, uint16_t port,
   std::string req = method + " " + target + " HTTP/1.1\r\nHost: " + host + ":"
                     + std::to_string(port)
                     + "\r\nConnection: close\r\nUser-Agent: ces-test\r\n";
-  for (const auto& [k, v] : headers)
+  bool has_auth = false;
+  for (const auto& [k, v] : headers) {
     req += k + ": " + v + "\r\n";
+    has_auth = has_auth || lower(k) == "authorization";
+  }
+  if (!has_auth)
+    for (const auto& [k, v] : default_http_headers())
+      req += k + ": " + v + "\r\n";
   if (!body.empty() || method == "POST" || method == "PUT"
       || method == "PATCH") {
     if (!content_type.empty())

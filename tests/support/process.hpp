@@ -196,6 +196,11 @@ struct http_response {
   std::string header(std::string_view lowercase_key) const;
 };
 
+/// Headers every http_request() sends unless `headers` has an Authorization
+/// header (the e2e harness puts the world's admin key here). Not
+/// thread-safe: set it before requests run.
+std::vector<std::pair<std::string, std::string>>& default_http_headers();
+
 /// One HTTP/1.1 request with `Connection: close` over a plain socket; reads
 /// the response until the server closes (handles Content-Length and chunked
 /// bodies). Never throws for network problems: see http_response::error.
