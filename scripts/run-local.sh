@@ -36,6 +36,12 @@ export DATABASE_URL
 export KAFKA_GROUP_ID=${KAFKA_GROUP_ID:-local-$(date +%Y%m%d-%H%M%S)}
 export METRICS_PORT=${METRICS_PORT:-9105} HTTP_PORT=${HTTP_PORT:-9106}
 rm -f "$RUN/bootstrap"
+# Auth stays on: an admin key for this checkout, made once and registered by
+# the service at start (ADMIN_TOKEN_FILE), printed below with a curl line.
+if [ ! -s "$RUN/admin.key" ]; then
+  (umask 077; printf 'ces_%s\n' "$(openssl rand -base64 32 | tr '+/' '-_' | tr -d '=\n')" >"$RUN/admin.key")
+fi
+ADMIN_KEY=$(cat "$RUN/admin.key")
 
 sink_pid= producer_pid=
 cleanup() {
@@ -61,6 +67,7 @@ trap cleanup INT TERM EXIT
   --kafka-bootstrap-servers=embedded \
   --embedded-bootstrap-file="$RUN/bootstrap" \
   --kafka-session-timeout-ms=6000 \
+  --admin-token-file="$RUN/admin.key" \
   2> >(trap '' INT; exec tee "$RUN/sink.log" >&2) &
 sink_pid=$!
 
@@ -82,7 +89,9 @@ cat <<INFO
    embedded Kafka broker : $BOOTSTRAP   (kcat -C -b $BOOTSTRAP -t apexflow.leads.created)
    sample traffic        : ${RATE:-20} events/s, leads and jobs of 20 tenants, 1 in 500 poison
    metrics               : http://localhost:$METRICS_PORT/metrics
-   operator API          : curl -s 'localhost:$HTTP_PORT/events/latest?limit=5'   (README: every endpoint)
+   admin API key         : $ADMIN_KEY   (in .run/admin.key; README: Security)
+   operator API          : curl -s -H "Authorization: Bearer \$(cat .run/admin.key)" 'localhost:$HTTP_PORT/events/latest?limit=5'
+                           (README: every endpoint; more keys: build/actors/crm-events-sink keys create --help)
    journal               : psql "$DATABASE_URL" -c 'select id, tenant_id, topic, received_at from event_journal order by id desc limit 5'
    dead letters          : psql "$DATABASE_URL" -c 'select id, topic, error_class, error from event_dlq order by id desc limit 5'
    logs                  : this terminal, and .run/sink.log

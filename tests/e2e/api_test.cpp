@@ -220,6 +220,8 @@ TEST_CASE("README curl examples work", "[e2e]") {
   }
   REQUIRE(examples.size() >= 6);
   auto port = std::to_string(http_port_of(w));
+  // The examples authenticate with $CES_KEY (README: Security).
+  ::setenv("CES_KEY", w.admin_key().c_str(), 1);
   for (auto cmd : examples) {
     for (size_t p; (p = cmd.find("localhost:9106")) != std::string::npos;)
       cmd.replace(p, 14, "127.0.0.1:" + port);
