@@ -296,6 +296,16 @@ authenticator(auth_actor::stateful_pointer<auth_state> self,
     [=](atom::audit, audit_entry& e) {
       if (e.action == "auth" && e.status == 403)
         count(self, "forbidden");
+      // The audit row as a log line too (never credentials: audit rows
+      // hold none).
+      log::event(spdlog::level::info, "auth", e.outcome == "refused" ? "auth_refused" : "audit",
+                 {{"action", e.action},
+                  {"target", e.target},
+                  {"outcome", e.outcome},
+                  {"status", e.status},
+                  {"principal", e.who.principal},
+                  {"request_id", e.who.request_id},
+                  {"client", e.who.client_addr}});
       enqueue_audit(self, std::move(e));
     },
     [=](atom::internal, atom::flush) { flush(self); },
