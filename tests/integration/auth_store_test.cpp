@@ -398,7 +398,8 @@ TEST_CASE("audit_log is append-only", "[auth_store]") {
       scalar(url, sql);
       FAIL("audit_log accepted " << sql);
     } catch (const pqxx::sql_error& e) {
-      CHECK(e.sqlstate() == "42501");
+      // SQLSTATE 42501 (libpqxx 6.4 leaves sqlstate() empty here).
+      CHECK(dynamic_cast<const pqxx::insufficient_privilege*>(&e) != nullptr);
       CHECK(std::string(e.what()).find("append-only") != std::string::npos);
     }
   }
