@@ -259,7 +259,8 @@ int main(int argc, char** argv) {
     for (auto& [k, v] : ces::describe(s))
       line += (line.empty() ? "" : " ") + k + "=" + v;
     ces::log::event(spdlog::level::info, "main", "starting",
-                    {{"settings", line}});
+                    {{"settings", line},
+                     {"tls", s.http_tls_cert_file.empty() ? "off" : "on"}});
   }
   // Local runs: host librdkafka's mock cluster in this process.
   std::unique_ptr<ces::embedded_broker> broker;
@@ -313,6 +314,17 @@ int main(int argc, char** argv) {
     ces::log::event(spdlog::level::critical, "main", "kafka_config_invalid",
                     {{"reason", e.what()}});
     return 2;
+  }
+  // The operator API's certificate and key, before anything starts (a file
+  // that cannot serve is a configuration error: exit 2).
+  if (!s.http_tls_cert_file.empty()) {
+    try {
+      ces::api::check_tls_files(s.http_tls_cert_file, s.http_tls_key_file);
+    } catch (const std::exception& e) {
+      ces::log::event(spdlog::level::critical, "main", "http_tls_invalid",
+                      {{"reason", e.what()}});
+      return 2;
+    }
   }
   bool legacy_offsets = false;
   try {
@@ -392,6 +404,8 @@ int main(int argc, char** argv) {
       ho.max_connections = static_cast<size_t>(s.http_max_connections);
       ho.routes.fault_injection = s.fault_injection == 1;
       ho.request_timeout = std::chrono::milliseconds(s.replay_timeout_ms + 10000);
+      ho.tls_cert_file = s.http_tls_cert_file;
+      ho.tls_key_file = s.http_tls_key_file;
       ho.observer = [&stats](ces::api::route_kind r, int status, double secs) {
         stats.observe_http_request(ces::api::to_string(r), status, secs);
       };
@@ -408,14 +422,17 @@ int main(int argc, char** argv) {
                                                    "the service is starting"));
         });
     } catch (const std::exception& e) {
-      ces::log::event(spdlog::level::critical, "main", "http_failed",
+      bool tls = dynamic_cast<const ces::api::tls_error*>(&e) != nullptr;
+      ces::log::event(spdlog::level::critical, "main",
+                      tls ? "http_tls_invalid" : "http_failed",
                       {{"reason", e.what()}});
       caf::anon_send_exit(sup, caf::exit_reason::kill);
       spdlog::shutdown();
-      std::_Exit(1);
+      std::_Exit(tls ? 2 : 1);
     }
     ces::log::event(spdlog::level::info, "main", "started",
                     {{"http_port", static_cast<int64_t>(http->port())},
+                     {"tls", http->tls() ? "on" : "off"},
                      {"metrics_port", static_cast<int64_t>(s.metrics_port)},
                      {"group", s.kafka_group_id}});
     std::atomic<bool> supervisor_down{false};

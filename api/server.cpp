@@ -11,24 +11,40 @@
 // * answers from other threads happen under a shared lock of `gate`; stop()
 //   takes it exclusively once to wait for answers being written, and marks
 //   the io_context dead, after which respond() writes nothing.
+//
+// Plain HTTP and HTTPS are two RESTinio server types (traits differ only in
+// the socket); a `listener` hides which one runs. Request handles are the same
+// type for both, so everything else is shared.
 #include "api/server.hpp"
 
 #include "api/json.hpp"
 
 #include <restinio/all.hpp>
+#include <restinio/tls.hpp>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <future>
+#include <map>
 #include <mutex>
+#include <random>
 #include <shared_mutex>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
+#include <dirent.h>
 #include <poll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 namespace ces::api {
 
@@ -46,24 +62,43 @@ using clock_type = std::chrono::steady_clock;
 /// asks it about every new one (IP blocker): beyond `max` open connections a
 /// new one is denied, i.e. closed at once. So the server never holds more
 /// than `max` connection descriptors, and accept() does not run out of them.
+///
+/// RESTinio reports a connection as accepted only once it is ready to read
+/// requests: after the TLS handshake. A connection allowed by the IP blocker
+/// and not yet reported is "handshaking" (keyed by its remote endpoint, which
+/// is unique among open connections); it counts against `max` too, and the
+/// sweep disconnects it when its handshake takes too long (take_stalled).
 struct connection_gate {
   size_t max = 0;
-  std::atomic<size_t> open{0};
+  std::atomic<size_t> open{0}; // ids + handshaking
   /// Sockets accept() returned (allowed or denied): the watchdog's sign that
   /// the accept loop makes progress.
   std::atomic<uint64_t> accepts{0};
   std::atomic<uint64_t> refused{0};
   std::mutex mtx;
   std::unordered_set<restinio::connection_id_t> ids; // guarded by mtx
+  std::map<restinio::endpoint_t, clock_type::time_point>
+    handshaking; // guarded by mtx
+
+  void recount() noexcept {
+    open = ids.size() + handshaking.size();
+  }
 
   restinio::ip_blocker::inspection_result_t
-  inspect(const restinio::ip_blocker::incoming_info_t&) noexcept {
+  inspect(const restinio::ip_blocker::incoming_info_t& in) noexcept {
     accepts.fetch_add(1);
-    if (open.load() >= max) {
-      refused.fetch_add(1);
-      return restinio::ip_blocker::deny();
+    try {
+      std::lock_guard<std::mutex> guard{mtx};
+      if (ids.size() + handshaking.size() < max) {
+        handshaking[in.remote_endpoint()] = clock_type::now();
+        recount();
+        return restinio::ip_blocker::allow();
+      }
+    } catch (...) {
+      // bad_alloc: deny.
     }
-    return restinio::ip_blocker::allow();
+    refused.fetch_add(1);
+    return restinio::ip_blocker::deny();
   }
 
   void state_changed(const restinio::connection_state::notice_t& n) noexcept {
@@ -75,22 +110,219 @@ struct connection_gate {
       restinio::holds_alternative<restinio::connection_state::closed_t>(cause);
     try {
       std::lock_guard<std::mutex> guard{mtx};
-      if (accepted && ids.insert(n.connection_id()).second)
-        open.fetch_add(1);
-      else if (closed && ids.erase(n.connection_id()) > 0)
-        open.fetch_sub(1);
+      if (accepted) {
+        handshaking.erase(n.remote_endpoint());
+        ids.insert(n.connection_id());
+      } else if (closed && ids.erase(n.connection_id()) == 0) {
+        // Closed before it was accepted: a failed handshake.
+        handshaking.erase(n.remote_endpoint());
+      }
+      recount();
     } catch (...) {
       // bad_alloc: the count stays as it was.
     }
   }
+
+  /// Removes and returns the connections handshaking since before `t`.
+  std::vector<restinio::endpoint_t>
+  take_stalled(clock_type::time_point t) noexcept {
+    std::vector<restinio::endpoint_t> out;
+    try {
+      std::lock_guard<std::mutex> guard{mtx};
+      for (auto i = handshaking.begin(); i != handshaking.end();)
+        if (i->second < t) {
+          out.push_back(i->first);
+          i = handshaking.erase(i);
+        } else {
+          ++i;
+        }
+      recount();
+    } catch (...) {
+      // bad_alloc: next time.
+    }
+    return out;
+  }
 };
 
-struct server_traits : restinio::default_traits_t {
+struct plain_traits : restinio::default_traits_t {
   using ip_blocker_t = connection_gate;
   using connection_state_listener_t = connection_gate;
 };
 
-using restinio_server = restinio::http_server_t<server_traits>;
+struct tls_traits : restinio::default_tls_traits_t {
+  using ip_blocker_t = connection_gate;
+  using connection_state_listener_t = connection_gate;
+};
+
+/// A RESTinio server of either traits.
+struct listener {
+  virtual ~listener() = default;
+  virtual void open_sync() = 0;
+  virtual void close_async(std::function<void()> ok,
+                           std::function<void(std::exception_ptr)> failed) = 0;
+};
+
+template <class Traits>
+struct restinio_listener final : listener {
+  restinio::http_server_t<Traits> server;
+
+  restinio_listener(asio::io_context& io,
+                    restinio::server_settings_t<Traits> settings)
+    : server(restinio::external_io_context(io), std::move(settings)) {
+  }
+  void open_sync() override {
+    server.open_sync();
+  }
+  void close_async(std::function<void()> ok,
+                   std::function<void(std::exception_ptr)> failed) override {
+    server.close_async(std::move(ok), std::move(failed));
+  }
+};
+
+/// Shuts down (both directions) this process's sockets on `local_port` whose
+/// peer is one of `peers`: RESTinio's handshake read then fails and it
+/// closes the connection itself. The descriptors are found in /proc/self/fd
+/// (RESTinio does not show a connection's socket before the handshake); a
+/// descriptor closed and reused meanwhile does not match its peer. Returns
+/// how many were shut down.
+size_t shutdown_peers(const std::vector<restinio::endpoint_t>& peers,
+                      uint16_t local_port) noexcept {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr)
+    return 0;
+  size_t n = 0;
+  while (auto* e = ::readdir(dir)) {
+    char* end = nullptr;
+    long fd = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || fd == ::dirfd(dir))
+      continue;
+    restinio::endpoint_t local, peer;
+    socklen_t ll = static_cast<socklen_t>(local.capacity());
+    socklen_t pl = static_cast<socklen_t>(peer.capacity());
+    if (::getsockname(static_cast<int>(fd), local.data(), &ll) != 0
+        || ::getpeername(static_cast<int>(fd), peer.data(), &pl) != 0)
+      continue;
+    auto af = local.data()->sa_family;
+    if ((af != AF_INET && af != AF_INET6) || peer.data()->sa_family != af)
+      continue;
+    try {
+      local.resize(ll);
+      peer.resize(pl);
+    } catch (...) {
+      continue;
+    }
+    if (local.port() != local_port
+        || std::find(peers.begin(), peers.end(), peer) == peers.end())
+      continue;
+    if (::shutdown(static_cast<int>(fd), SHUT_RDWR) == 0)
+      ++n;
+  }
+  ::closedir(dir);
+  return n;
+}
+
+/// TLS 1.2 ciphers (TLS 1.3 has only good ones): forward secrecy and AEAD.
+constexpr const char* tls12_ciphers =
+  "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+  "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+  "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+void check_readable(const char* what, const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr)
+    throw tls_error(std::string("cannot read the TLS ") + what + " file '"
+                    + path + "': " + std::strerror(errno));
+  std::fclose(f);
+}
+
+/// The server's TLS context; throws tls_error naming the file at fault.
+std::shared_ptr<asio::ssl::context>
+make_tls_context(const std::string& cert_file, const std::string& key_file) {
+  check_readable("certificate", cert_file);
+  check_readable("key", key_file);
+  using ctx_t = asio::ssl::context;
+  auto ctx = std::make_shared<ctx_t>(ctx_t::tls_server);
+  ctx->set_options(ctx_t::default_workarounds | ctx_t::no_sslv2
+                   | ctx_t::no_sslv3 | ctx_t::no_tlsv1 | ctx_t::no_tlsv1_1
+                   | ctx_t::no_compression | ctx_t::single_dh_use);
+  auto* native = ctx->native_handle();
+  if (SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION) != 1
+      || SSL_CTX_set_cipher_list(native, tls12_ciphers) != 1) {
+    ERR_clear_error();
+    throw tls_error("cannot set up TLS (OpenSSL refused the protocol or "
+                    "cipher settings)");
+  }
+  // A key with a passphrase must not make OpenSSL prompt on the terminal:
+  // an empty passphrase fails to decrypt it instead.
+  ctx->set_password_callback(
+    [](std::size_t, ctx_t::password_purpose) { return std::string(); });
+  asio::error_code ec;
+  ctx->use_certificate_chain_file(cert_file, ec);
+  if (ec) {
+    ERR_clear_error();
+    throw tls_error("cannot use the TLS certificate file '" + cert_file
+                    + "' (a PEM certificate chain is needed): "
+                    + ec.message());
+  }
+  ctx->use_private_key_file(key_file, ctx_t::pem, ec);
+  if (ec) {
+    ERR_clear_error();
+    throw tls_error("cannot use the TLS key file '" + key_file
+                    + "' (a PEM private key without passphrase is needed): "
+                    + ec.message());
+  }
+  if (SSL_CTX_check_private_key(native) != 1) {
+    ERR_clear_error();
+    throw tls_error("the TLS key file '" + key_file
+                    + "' does not match the certificate in '" + cert_file
+                    + "'");
+  }
+  return ctx;
+}
+
+/// The client's address as text: IPv4 for an IPv4-mapped IPv6 address.
+std::string client_address(const restinio::endpoint_t& ep) {
+  auto addr = ep.address();
+  if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6())
+      .to_string();
+  return addr.to_string();
+}
+
+/// The request's meta; `authorizations` gets the number of Authorization
+/// headers.
+request_meta read_meta(const restinio::request_handle_t& req,
+                       int& authorizations) {
+  request_meta m;
+  const auto& h = req->header();
+  authorizations = 0;
+  h.for_each_value_of(restinio::http_field::authorization, [&](auto v) {
+    if (authorizations++ == 0)
+      m.authorization.assign(v.data(), v.size());
+    return restinio::http_header_fields_t::continue_enumeration();
+  });
+  // (The values are views of temporaries: copy, do not keep views.)
+  int ids = 0;
+  std::string client_id;
+  h.for_each_value_of("X-Request-Id", [&](auto v) {
+    if (ids++ == 0)
+      client_id.assign(v.data(), v.size());
+    return restinio::http_header_fields_t::continue_enumeration();
+  });
+  m.request_id = ids == 1 && valid_request_id(client_id)
+                   ? std::move(client_id)
+                   : make_request_id();
+  m.client_addr = client_address(req->remote_endpoint());
+  return m;
+}
+
+bool equals_caseless(std::string_view a, std::string_view b) noexcept {
+  return a.size() == b.size()
+         && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+              return std::tolower(static_cast<unsigned char>(x))
+                     == std::tolower(static_cast<unsigned char>(y));
+            });
+}
 
 const char* reason_phrase(int status) noexcept {
   switch (status) {
@@ -149,9 +381,11 @@ struct server_core : std::enable_shared_from_this<server_core> {
     }
   }
 
-  /// Hands one response to RESTinio (any thread while the io_context runs).
+  /// Hands one response to RESTinio (any thread while the io_context runs),
+  /// with X-Request-Id: `request_id` (a caller's own X-Request-Id is dropped).
   void write(const restinio::request_handle_t& req, int status,
-             std::string body, const header_list& headers, bool head) noexcept {
+             std::string body, const header_list& headers, bool head,
+             std::string_view request_id) noexcept {
     writes.fetch_add(1);
     bool queued = false;
     try {
@@ -165,8 +399,11 @@ struct server_core : std::enable_shared_from_this<server_core> {
         resp.append_header(restinio::http_field::content_type,
                            "application/json");
         resp.append_header(restinio::http_field::cache_control, "no-store");
+        if (!request_id.empty())
+          resp.append_header("X-Request-Id", std::string(request_id));
         for (auto& [name, value] : headers)
-          resp.append_header(name, value);
+          if (!equals_caseless(name, "X-Request-Id"))
+            resp.append_header(name, value);
       };
       if (head) {
         auto resp =
@@ -191,9 +428,11 @@ struct server_core : std::enable_shared_from_this<server_core> {
 
   void write_error(const restinio::request_handle_t& req, int status,
                    std::string_view code, std::string_view message, bool head,
+                   std::string_view request_id,
                    const header_list& headers = {}) noexcept {
     try {
-      write(req, status, error_json(code, message), headers, head);
+      write(req, status, error_json(code, message), headers, head,
+            request_id);
     } catch (...) {
       // bad_alloc building the body: nothing sensible left to send.
     }
@@ -233,7 +472,8 @@ struct pending_request::state {
     }
     core->observe(request.kind, status, start);
     if (core->io_alive)
-      core->write(req, status, std::move(body), headers, request.head);
+      core->write(req, status, std::move(body), headers, request.head,
+                  meta.request_id);
     req.reset();
     return true;
   }
@@ -269,15 +509,21 @@ const request_meta& pending_request::meta() const noexcept {
   return state_->meta;
 }
 
+const std::string& pending_request::request_id() const noexcept {
+  return state_->meta.request_id;
+}
+
 std::chrono::steady_clock::duration pending_request::age() const noexcept {
   return clock_type::now() - state_->start;
 }
 
 std::shared_ptr<pending_request>
 make_detached_request(parsed_request request,
-                      std::function<void(int status, std::string body)> sink) {
+                      std::function<void(int status, std::string body)> sink,
+                      request_meta meta) {
   auto st = std::make_shared<pending_request::state>();
   st->request = request;
+  st->meta = std::move(meta);
   st->start = clock_type::now();
   st->deadline = st->start;
   st->sink = std::move(sink);
@@ -292,7 +538,9 @@ struct http_server::impl {
   std::unique_ptr<asio::executor_work_guard<asio::io_context::executor_type>>
     work;
   std::unique_ptr<asio::steady_timer> sweep_timer;
-  std::unique_ptr<restinio_server> server;
+  std::unique_ptr<listener> server;
+  bool tls = false;
+  std::atomic<uint64_t> handshake_timeouts{0};
   std::vector<std::thread> threads;
   std::atomic<uint16_t> port{0};
   std::mutex stop_mtx;
@@ -364,6 +612,14 @@ struct http_server::impl {
     server->close_async(again, [again](std::exception_ptr) { again(); });
   }
 
+  /// Disconnects connections whose TLS handshake takes too long.
+  void watch_handshakes() {
+    auto stalled = conns->take_stalled(clock_type::now()
+                                       - core->opts.tls_handshake_timeout);
+    if (!stalled.empty())
+      handshake_timeouts.fetch_add(shutdown_peers(stalled, port.load()));
+  }
+
   clock_type::duration sweep_interval() const {
     auto t = core->opts.request_timeout / 4;
     return std::clamp<clock_type::duration>(t, std::chrono::milliseconds(10),
@@ -394,6 +650,7 @@ struct http_server::impl {
                    {});
       late.clear();
       watch_accepts();
+      watch_handshakes();
       schedule_sweep();
     });
   }
@@ -406,28 +663,38 @@ struct http_server::impl {
     bool head = method == "HEAD";
     auto routed = route(method, hdr.request_target(), req->body().size(),
                         c.opts.routes);
+    int authorizations = 0;
+    auto meta = read_meta(req, authorizations);
     if (!routed.ok()) {
       header_list extra;
       if (!routed.error.allow.empty())
         extra.emplace_back("Allow", routed.error.allow);
       c.observe(routed.kind, routed.error.status, start);
       c.write_error(req, routed.error.status, routed.error.code,
-                    routed.error.message, head, extra);
+                    routed.error.message, head, meta.request_id, extra);
       return restinio::request_accepted();
     }
     auto& pr = routed.request;
+    if (authorizations > 1) {
+      c.observe(pr.kind, 400, start);
+      c.write_error(req, 400, "bad_header",
+                    "more than one Authorization header", head,
+                    meta.request_id);
+      return restinio::request_accepted();
+    }
     // Bodies matter to POST routes only (bounded by max_body_bytes).
     if (method == "POST")
       pr.body = req->body();
     if (pr.kind == route_kind::health && c.opts.serve_health) {
       c.observe(pr.kind, 200, start);
-      c.write(req, 200, health_json(), {}, pr.head);
+      c.write(req, 200, health_json(), {}, pr.head, meta.request_id);
       return restinio::request_accepted();
     }
     auto st = std::make_shared<pending_request::state>();
     st->core = core;
     st->req = req;
     st->request = pr;
+    st->meta = std::move(meta);
     st->start = start;
     st->deadline = start + c.opts.request_timeout;
     const char* refused = nullptr;
@@ -452,7 +719,7 @@ struct http_server::impl {
                                  + std::to_string(c.opts.max_in_flight)
                                  + "); retry later"
                              : std::string("the server is shutting down"),
-                    pr.head, {{"Retry-After", "1"}});
+                    pr.head, st->meta.request_id, {{"Retry-After", "1"}});
       return restinio::request_accepted();
     }
     auto handle = std::make_shared<pending_request>(st);
@@ -469,10 +736,11 @@ struct http_server::impl {
     return restinio::request_accepted();
   }
 
-  void start() {
+  /// The settings both server types share.
+  template <class Traits>
+  restinio::server_settings_t<Traits> settings_for() {
     auto& o = core->opts;
-    conns->max = effective_max_connections(o.max_connections);
-    auto settings = restinio::server_settings_t<server_traits>{};
+    auto settings = restinio::server_settings_t<Traits>{};
     settings.address(o.address)
       .port(o.port)
       .request_handler(
@@ -502,13 +770,29 @@ struct http_server::impl {
       });
     if (o.address.find(':') != std::string::npos)
       settings.protocol(asio::ip::tcp::v6());
-    server = std::make_unique<restinio_server>(
-      restinio::external_io_context(io), std::move(settings));
+    return settings;
+  }
+
+  void start() {
+    auto& o = core->opts;
+    conns->max = effective_max_connections(o.max_connections);
+    tls = !o.tls_cert_file.empty();
+    if (tls) {
+      auto settings = settings_for<tls_traits>();
+      settings.tls_context(make_tls_context(o.tls_cert_file, o.tls_key_file));
+      server = std::make_unique<restinio_listener<tls_traits>>(
+        io, std::move(settings));
+    } else {
+      server = std::make_unique<restinio_listener<plain_traits>>(
+        io, settings_for<plain_traits>());
+    }
     try {
       server->open_sync(); // binds and listens now; accepts once io runs
     } catch (const std::exception& e) {
       server.reset();
-      throw std::runtime_error("cannot serve HTTP on " + o.address + ":"
+      throw std::runtime_error(std::string("cannot serve ")
+                               + (tls ? "HTTPS" : "HTTP") + " on "
+                               + o.address + ":"
                                + std::to_string(o.port) + ": " + e.what());
     }
     work = std::make_unique<
@@ -586,6 +870,12 @@ http_server::http_server(http_server_options opts, dispatcher dispatch)
     throw std::invalid_argument("http_server: max_in_flight must be at least 1");
   if (opts.request_timeout <= std::chrono::milliseconds::zero())
     throw std::invalid_argument("http_server: request_timeout must be > 0");
+  if (opts.tls_cert_file.empty() != opts.tls_key_file.empty())
+    throw std::invalid_argument(
+      "http_server: tls_cert_file and tls_key_file go together");
+  if (opts.tls_handshake_timeout <= std::chrono::milliseconds::zero())
+    throw std::invalid_argument(
+      "http_server: tls_handshake_timeout must be > 0");
   impl_->core->opts = std::move(opts);
   impl_->core->dispatch = std::move(dispatch);
   impl_->start();
@@ -603,12 +893,50 @@ uint16_t http_server::port() const noexcept {
   return impl_->port.load();
 }
 
+bool http_server::tls() const noexcept {
+  return impl_->tls;
+}
+
+void check_tls_files(const std::string& cert_file,
+                     const std::string& key_file) {
+  make_tls_context(cert_file, key_file);
+}
+
+bool valid_request_id(std::string_view id) noexcept {
+  if (id.empty() || id.size() > 128)
+    return false;
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+           || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':'
+           || c == '-';
+  });
+}
+
+std::string make_request_id() {
+  // Request ids are not secrets: a fast generator per thread, seeded from
+  // the system's CSPRNG, makes them unpredictable enough and unique.
+  thread_local std::mt19937_64 gen = [] {
+    std::random_device rd;
+    std::seed_seq seq{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
+    return std::mt19937_64{seq};
+  }();
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out(32, '0');
+  for (int half = 0; half < 2; ++half) {
+    auto x = gen();
+    for (int i = 0; i < 16; ++i, x >>= 4)
+      out[half * 16 + i] = hex[x & 0xf];
+  }
+  return out;
+}
+
 http_server::connection_stats http_server::connections() const noexcept {
   connection_stats x;
   x.open = impl_->conns->open.load();
   x.max = impl_->conns->max;
   x.refused = impl_->conns->refused.load();
   x.acceptor_reopens = impl_->reopens.load();
+  x.handshake_timeouts = impl_->handshake_timeouts.load();
   return x;
 }
 

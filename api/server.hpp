@@ -27,6 +27,19 @@
 // descriptors are free (connections waiting at that moment are reset).
 // Requests in flight are bounded too (max_in_flight).
 //
+// Every request gets a request_meta (pending_request::meta()): its request id
+// (the client's X-Request-Id when it is 1 to 128 of [A-Za-z0-9._:-], else a
+// generated one: 32 lowercase hex characters), the client's address and the
+// raw Authorization header. Every answer the server writes carries
+// X-Request-Id. A request with more than one Authorization header is
+// answered 400 `bad_header` at once.
+//
+// TLS: with tls_cert_file and tls_key_file the server speaks HTTPS only
+// (TLS 1.2 and 1.3, ECDHE AEAD ciphers in TLS 1.2, no compression). A client
+// that has not completed the handshake within tls_handshake_timeout is
+// disconnected (RESTinio 0.6.16 itself never times a handshake out), and
+// connections in their handshake count against max_connections.
+//
 // HEAD requests (GET routes only, see routes.hpp) are answered with the
 // status, headers and Content-Length of the GET answer, without the body.
 //
@@ -48,7 +61,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -59,11 +74,24 @@ using header_list = std::vector<std::pair<std::string, std::string>>;
 
 /// What the server knows of a request besides its route.
 struct request_meta {
+  /// The client's X-Request-Id if valid (1..128 of [A-Za-z0-9._:-]), else
+  /// generated (32 lowercase hex characters). Echoed as X-Request-Id.
   std::string request_id;
+  /// The client's IP address, without port ("127.0.0.1", "::1"; an
+  /// IPv4-mapped IPv6 address is given as IPv4).
   std::string client_addr;
-  /// The Authorization header: a SECRET, never logged.
+  /// The raw Authorization header value, empty if none. A SECRET: never log
+  /// it, never put it in an error or an answer.
   std::string authorization;
 };
+
+/// True if `id` is a valid client X-Request-Id: 1 to 128 characters of
+/// [A-Za-z0-9._:-].
+bool valid_request_id(std::string_view id) noexcept;
+
+/// A fresh request id: 32 lowercase hex characters (128 bits from a
+/// per-thread generator seeded from std::random_device). Thread-safe.
+std::string make_request_id();
 
 /// An accepted request waiting for its answer. Created by http_server only;
 /// hold it by shared_ptr (pass it on to actors). Thread-safe.
@@ -90,8 +118,11 @@ public:
   /// The request as routed.
   const parsed_request& request() const noexcept;
 
-  /// Request id, client address, credentials.
+  /// Request id, client address, Authorization header.
   const request_meta& meta() const noexcept;
+
+  /// meta().request_id.
+  const std::string& request_id() const noexcept;
 
   /// Time since the server received the request.
   std::chrono::steady_clock::duration age() const noexcept;
@@ -105,10 +136,25 @@ private:
 
 /// A request that belongs to no connection: its answer goes to `sink`
 /// (status and JSON body), once. For tests of code that answers requests, and
-/// for internal callers.
+/// for internal callers. `meta` is returned by meta() as given.
 std::shared_ptr<pending_request>
 make_detached_request(parsed_request request,
-                      std::function<void(int status, std::string body)> sink);
+                      std::function<void(int status, std::string body)> sink,
+                      request_meta meta = {});
+
+/// A TLS certificate or key that cannot be used (missing, unreadable, not
+/// PEM, key not matching the certificate). The message names the file, never
+/// its content.
+class tls_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Loads `cert_file` (PEM chain) and `key_file` (PEM key) as the server
+/// would, and throws tls_error if they cannot serve. For a check at start,
+/// before anything else runs.
+void check_tls_files(const std::string& cert_file,
+                     const std::string& key_file);
 
 struct http_server_options {
   /// Listen address: IPv4/IPv6 literal or "localhost".
@@ -140,6 +186,13 @@ struct http_server_options {
   /// quick): the route, the status sent and the seconds since the request
   /// arrived. For crm_http_requests_total / crm_http_request_seconds.
   std::function<void(route_kind route, int status, double seconds)> observer;
+  /// PEM certificate chain and private key: both set, the server speaks
+  /// HTTPS only; both empty, plain HTTP.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  /// A TLS client that has not completed its handshake this long after
+  /// connecting is disconnected.
+  std::chrono::milliseconds tls_handshake_timeout{10000};
 };
 
 /// The HTTP server. Starts serving in the constructor, stops in stop() or the
@@ -151,7 +204,9 @@ public:
 
   /// Binds and starts `opts.threads` threads. Throws std::runtime_error
   /// naming address and port when it cannot listen (port in use, bad
-  /// address), std::invalid_argument for bad options.
+  /// address), tls_error (a std::runtime_error) naming the file when the
+  /// certificate or key cannot be used, std::invalid_argument for bad
+  /// options (one of tls_cert_file and tls_key_file without the other).
   http_server(http_server_options opts, dispatcher dispatch);
 
   /// stop().
@@ -169,14 +224,18 @@ public:
   /// The port listened on (the kernel's choice when opts.port was 0).
   uint16_t port() const noexcept;
 
+  /// True when serving HTTPS.
+  bool tls() const noexcept;
+
   /// Requests dispatched and not yet answered.
   size_t in_flight() const;
 
   struct connection_stats {
-    size_t open = 0;              // connections open now
+    size_t open = 0;              // connections open now (or handshaking)
     size_t max = 0;               // the bound in force
     uint64_t refused = 0;         // closed at once: beyond the bound
     uint64_t acceptor_reopens = 0; // accept loop restarted by the watchdog
+    uint64_t handshake_timeouts = 0; // TLS handshakes cut off (too slow)
   };
   connection_stats connections() const noexcept;
 

@@ -3,10 +3,13 @@
 // arrive, the in-flight bound answers 503 overloaded, 413, 405 with Allow,
 // unmatched 404, HEAD, a dropped pending_request gets 503, a request nobody
 // answers gets 504, stop() with requests pending does not hang, a taken port
-// is a clear error, RESTinio's own body limit closes the connection.
+// is a clear error, RESTinio's own body limit closes the connection;
+// X-Request-Id on every answer, request_meta (client address, Authorization);
+// HTTPS with a throwaway CA (curl --cacert), TLS handshake timeout.
 #include "api/json.hpp"
 #include "api/server.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/tls_pki.hpp"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -22,10 +25,12 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <fstream>
 #include <future>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <regex>
 #include <thread>
 
 using namespace std::chrono_literals;
@@ -107,6 +112,11 @@ public:
     std::lock_guard<std::mutex> guard{mtx_};
     return seen_;
   }
+  /// meta() of the requests answered, in order.
+  std::vector<ces::api::request_meta> metas() {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return metas_;
+  }
 
 private:
   void run() {
@@ -118,6 +128,7 @@ private:
       auto [p, r] = std::move(queue_.front());
       queue_.pop_front();
       seen_.push_back(r);
+      metas_.push_back(p->meta());
       lock.unlock();
       std::this_thread::sleep_for(delay_);
       auto body = nlohmann::json{{"kind", ces::api::to_string(r.kind)},
@@ -139,6 +150,7 @@ private:
   std::deque<std::pair<std::shared_ptr<pending_request>, parsed_request>>
     queue_;
   std::vector<parsed_request> seen_;
+  std::vector<ces::api::request_meta> metas_;
   bool hold_ = false;
   bool drop_ = false;
   bool quit_ = false;
@@ -815,4 +827,550 @@ TEST_CASE("connections beyond max_connections are closed at once",
   clients.release();
   auto r = health_within(s.port(), 2s);
   CHECK(r.status == 200);
+}
+
+// --- Request ids and request_meta ---------------------------------------
+
+namespace {
+
+using header_pairs = std::vector<std::pair<std::string, std::string>>;
+
+http_response get_with(uint16_t port, const std::string& target,
+                       const header_pairs& headers,
+                       const std::string& method = "GET",
+                       const std::string& body = {}) {
+  return http_request(method, host, port, target, body, "application/json",
+                      10s, headers);
+}
+
+bool generated_id(const std::string& id) {
+  static const std::regex hex32{"^[0-9a-f]{32}$"};
+  return std::regex_match(id, hex32);
+}
+
+/// X-Request-Id headers in a raw response.
+int request_id_headers(const std::string& text) {
+  int n = 0;
+  for (auto at = text.find("X-Request-Id:"); at != std::string::npos;
+       at = text.find("X-Request-Id:", at + 1))
+    ++n;
+  return n;
+}
+
+} // namespace
+
+TEST_CASE("valid_request_id and make_request_id", "[http_server]") {
+  using ces::api::valid_request_id;
+  CHECK(valid_request_id("a"));
+  CHECK(valid_request_id("req-1.2_3:4"));
+  CHECK(valid_request_id(std::string(128, 'x')));
+  CHECK_FALSE(valid_request_id(""));
+  CHECK_FALSE(valid_request_id(std::string(129, 'x')));
+  CHECK_FALSE(valid_request_id("a b"));
+  CHECK_FALSE(valid_request_id("a/b"));
+  CHECK_FALSE(valid_request_id("a\"b"));
+  CHECK_FALSE(valid_request_id("caf\xc3\xa9"));
+  auto a = ces::api::make_request_id();
+  auto b = ces::api::make_request_id();
+  CHECK(generated_id(a));
+  CHECK(generated_id(b));
+  CHECK(a != b);
+  // From other threads too (one generator per thread, each seeded anew).
+  std::string c;
+  std::thread{[&] { c = ces::api::make_request_id(); }}.join();
+  CHECK(generated_id(c));
+  CHECK(c != a);
+  CHECK(c != b);
+}
+
+TEST_CASE("X-Request-Id is echoed when valid, generated otherwise",
+          "[http_server]") {
+  test_dispatcher d{0ms};
+  http_server s{local_options(), d.fn()};
+  auto port = s.port();
+  SECTION("a valid client id is echoed and given to the dispatcher") {
+    for (std::string id : {std::string("req-1.2_3:4"), std::string(128, 'z')}) {
+      auto r = get_with(port, "/events/1", {{"X-Request-Id", id}});
+      CHECK(r.status == 200);
+      CHECK(r.header("x-request-id") == id);
+    }
+    REQUIRE(d.metas().size() == 2);
+    CHECK(d.metas()[0].request_id == "req-1.2_3:4");
+  }
+  SECTION("an invalid client id is replaced") {
+    for (std::string id :
+         {std::string(129, 'z'), std::string("a/b"), std::string("a;b"),
+          std::string("caf\xc3\xa9")}) {
+      auto r = get_with(port, "/events/1", {{"X-Request-Id", id}});
+      CHECK(r.status == 200);
+      INFO("sent " << id << " got " << r.header("x-request-id"));
+      CHECK(generated_id(r.header("x-request-id")));
+    }
+    for (auto& m : d.metas())
+      CHECK(generated_id(m.request_id));
+  }
+  SECTION("two X-Request-Id headers: a generated one") {
+    auto r = get_with(port, "/events/1",
+                      {{"X-Request-Id", "one"}, {"X-Request-Id", "two"}});
+    CHECK(r.status == 200);
+    CHECK(generated_id(r.header("x-request-id")));
+  }
+  SECTION("none: a fresh one per request, the dispatcher sees the same") {
+    auto r1 = ces::test::http_get(host, port, "/events/1");
+    auto r2 = ces::test::http_get(host, port, "/events/2");
+    CHECK(generated_id(r1.header("x-request-id")));
+    CHECK(generated_id(r2.header("x-request-id")));
+    CHECK(r1.header("x-request-id") != r2.header("x-request-id"));
+    REQUIRE(d.metas().size() == 2);
+    CHECK(d.metas()[0].request_id == r1.header("x-request-id"));
+    CHECK(d.metas()[1].request_id == r2.header("x-request-id"));
+  }
+}
+
+TEST_CASE("X-Request-Id is on every answer the server writes itself",
+          "[http_server]") {
+  const header_pairs with_id = {{"X-Request-Id", "err-42"}};
+  SECTION("400, 404, 405, 413, health, HEAD") {
+    test_dispatcher d;
+    http_server s{local_options(), d.fn()};
+    auto port = s.port();
+    auto nf = get_with(port, "/nope", with_id);
+    check_error(nf, 404, "not_found");
+    CHECK(nf.header("x-request-id") == "err-42");
+    auto bad = get_with(port, "/events/abc", with_id);
+    check_error(bad, 400, "bad_id");
+    CHECK(bad.header("x-request-id") == "err-42");
+    auto m = get_with(port, "/replay/1", with_id);
+    check_error(m, 405, "method_not_allowed");
+    CHECK(m.header("x-request-id") == "err-42");
+    auto big = get_with(port, "/replay/1", with_id, "POST",
+                        std::string(70 * 1024, 'x'));
+    check_error(big, 413, "body_too_large");
+    CHECK(big.header("x-request-id") == "err-42");
+    auto h = get_with(port, "/health", with_id);
+    CHECK(h.status == 200);
+    CHECK(h.header("x-request-id") == "err-42");
+    CHECK(generated_id(
+      ces::test::http_get(host, port, "/nope").header("x-request-id")));
+    auto [text, closed] = raw_exchange(
+      port, "HEAD /health HTTP/1.1\r\nHost: x\r\nX-Request-Id: head-1\r\n"
+            "Connection: close\r\n\r\n");
+    CHECK_THAT(text, Catch::Contains("X-Request-Id: head-1\r\n"));
+    CHECK(d.dispatched() == 0);
+  }
+  SECTION("503 overloaded") {
+    test_dispatcher d{0ms};
+    d.hold();
+    auto o = local_options();
+    o.max_in_flight = 1;
+    http_server s{o, d.fn()};
+    auto f = std::async(std::launch::async, [&] {
+      return ces::test::http_get(host, s.port(), "/events/1", 10s);
+    });
+    for (int i = 0; i < 500 && s.in_flight() < 1; ++i)
+      std::this_thread::sleep_for(5ms);
+    REQUIRE(s.in_flight() == 1);
+    auto r = get_with(s.port(), "/events/2", with_id);
+    check_error(r, 503, "overloaded");
+    CHECK(r.header("x-request-id") == "err-42");
+    d.release();
+    CHECK(f.get().status == 200);
+  }
+  SECTION("504 timeout, 503 dropped, 503 shutting_down") {
+    test_dispatcher d;
+    d.hold();
+    auto o = local_options();
+    o.request_timeout = 300ms;
+    auto s = std::make_unique<http_server>(o, d.fn());
+    auto t = get_with(s->port(), "/dlq", with_id);
+    check_error(t, 504, "timeout");
+    CHECK(t.header("x-request-id") == "err-42");
+
+    test_dispatcher dropping;
+    dropping.drop();
+    http_server s2{local_options(), dropping.fn()};
+    auto dr = get_with(s2.port(), "/replay/5", with_id, "POST");
+    check_error(dr, 503, "dropped");
+    CHECK(dr.header("x-request-id") == "err-42");
+
+    auto port = s->port();
+    auto f = std::async(std::launch::async, [&] {
+      return get_with(port, "/events/1", {{"X-Request-Id", "late-1"}});
+    });
+    for (int i = 0; i < 500 && s->in_flight() < 1; ++i)
+      std::this_thread::sleep_for(5ms);
+    REQUIRE(s->in_flight() == 1);
+    s->stop();
+    auto sd = f.get();
+    check_error(sd, 503, "shutting_down");
+    CHECK(sd.header("x-request-id") == "late-1");
+    d.release();
+  }
+}
+
+TEST_CASE("a dispatcher's own X-Request-Id header does not duplicate ours",
+          "[http_server]") {
+  http_server s{local_options(),
+                [](std::shared_ptr<pending_request> p, parsed_request) {
+                  p->respond(200, "{}",
+                             {{"x-request-id", "forged"}, {"X-Other", "1"}});
+                }};
+  auto [text, closed] = raw_exchange(
+    s.port(), "GET /events/1 HTTP/1.1\r\nHost: x\r\nX-Request-Id: mine\r\n"
+              "Connection: close\r\n\r\n");
+  INFO(text);
+  CHECK(text.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK_THAT(text, Catch::Contains("X-Request-Id: mine\r\n"));
+  CHECK(request_id_headers(text) == 1);
+  CHECK_THAT(text, !Catch::Contains("forged"));
+  CHECK_THAT(text, Catch::Contains("X-Other: 1\r\n"));
+}
+
+TEST_CASE("request_meta: client address and Authorization as sent",
+          "[http_server]") {
+  test_dispatcher d{0ms};
+  http_server s{local_options(), d.fn()};
+  auto port = s.port();
+  auto r = get_with(port, "/events/1",
+                    {{"Authorization", "Bearer s3cr3t-t0ken"},
+                     {"X-Request-Id", "m-1"}});
+  CHECK(r.status == 200);
+  auto plain = ces::test::http_get(host, port, "/events/2");
+  CHECK(plain.status == 200);
+  auto metas = d.metas();
+  REQUIRE(metas.size() == 2);
+  CHECK(metas[0].authorization == "Bearer s3cr3t-t0ken");
+  CHECK(metas[0].client_addr == "127.0.0.1");
+  CHECK(metas[0].request_id == "m-1");
+  CHECK(metas[1].authorization.empty());
+  CHECK(metas[1].client_addr == "127.0.0.1");
+}
+
+TEST_CASE("request_meta over IPv6: the client's IPv6 address",
+          "[http_server]") {
+  test_dispatcher d{0ms};
+  auto o = local_options();
+  o.address = "::1";
+  std::unique_ptr<http_server> s;
+  try {
+    s = std::make_unique<http_server>(o, d.fn());
+  } catch (const std::runtime_error& e) {
+    WARN("no IPv6 loopback here: " << e.what());
+    return;
+  }
+  auto r = ces::test::curl(
+    {"-g", "http://[::1]:" + std::to_string(s->port()) + "/events/1"});
+  INFO(r.stderr_text);
+  CHECK(r.status == 200);
+  REQUIRE(d.metas().size() == 1);
+  CHECK(d.metas()[0].client_addr == "::1");
+}
+
+TEST_CASE("two Authorization headers are refused with 400 bad_header",
+          "[http_server]") {
+  test_dispatcher d;
+  observations obs;
+  auto o = local_options();
+  o.observer = obs.fn();
+  http_server s{o, d.fn()};
+  auto r = get_with(s.port(), "/events/1",
+                    {{"Authorization", "Bearer a-secret"},
+                     {"authorization", "Basic b3RoZXI6c2VjcmV0"},
+                     {"X-Request-Id", "dup-1"}});
+  check_error(r, 400, "bad_header");
+  CHECK(r.header("x-request-id") == "dup-1");
+  // The answer names no credential.
+  CHECK_THAT(r.body, !Catch::Contains("a-secret"));
+  CHECK_THAT(r.body, !Catch::Contains("b3RoZXI6c2VjcmV0"));
+  CHECK(d.dispatched() == 0);
+  CHECK(obs.count("event_by_id", 400) == 1);
+  // One Authorization header (even empty) is fine.
+  CHECK(get_with(s.port(), "/events/1", {{"Authorization", "Bearer x"}})
+          .status
+        == 200);
+}
+
+TEST_CASE("a detached request returns the meta it was given",
+          "[http_server]") {
+  parsed_request pr;
+  pr.kind = route_kind::replay;
+  int status = 0;
+  auto plain = ces::api::make_detached_request(pr, [&](int st, std::string) {
+    status = st;
+  });
+  CHECK(plain->meta().request_id.empty());
+  CHECK(plain->meta().authorization.empty());
+  ces::api::request_meta m;
+  m.request_id = "det-1";
+  m.client_addr = "10.0.0.7";
+  m.authorization = "Bearer k";
+  auto with = ces::api::make_detached_request(
+    pr, [&](int st, std::string) { status = st; }, m);
+  CHECK(with->meta().request_id == "det-1");
+  CHECK(with->request_id() == "det-1");
+  CHECK(with->meta().client_addr == "10.0.0.7");
+  CHECK(with->meta().authorization == "Bearer k");
+  CHECK(with->respond(202, "{}"));
+  CHECK(status == 202);
+}
+
+// --- HTTPS ------------------------------------------------------------------
+
+namespace {
+
+struct tls_fixture {
+  ces::test::test_pki pki;
+
+  http_server_options options() const {
+    auto o = local_options();
+    o.tls_cert_file = pki.server_cert;
+    o.tls_key_file = pki.server_key;
+    return o;
+  }
+
+  static std::string url(const std::string& host_part, uint16_t port,
+                         const std::string& target) {
+    return "https://" + host_part + ":" + std::to_string(port) + target;
+  }
+};
+
+std::string tls_error_of(const http_server_options& o) {
+  test_dispatcher d;
+  try {
+    http_server s{o, d.fn()};
+  } catch (const ces::api::tls_error& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("not a tls_error: ") + e.what();
+  }
+  return "no error";
+}
+
+} // namespace
+
+TEST_CASE("HTTPS: curl with the CA gets answers, without it fails",
+          "[http_server]") {
+  tls_fixture f;
+  test_dispatcher d{0ms};
+  http_server s{f.options(), d.fn()};
+  CHECK(s.tls());
+  auto port = s.port();
+  auto health = ces::test::curl(
+    {"--cacert", f.pki.ca_cert, f.url("127.0.0.1", port, "/health")});
+  INFO(health.stderr_text);
+  CHECK(health.exit_code == 0);
+  CHECK(health.status == 200);
+  CHECK(health.body == ces::api::health_json());
+  CHECK(generated_id(health.header("x-request-id")));
+  // By name too; a dispatched request with meta, and an error.
+  auto ev = ces::test::curl({"--cacert", f.pki.ca_cert, "-H",
+                             "X-Request-Id: tls-1", "-H",
+                             "Authorization: Bearer over-tls",
+                             f.url("localhost", port, "/events/7")});
+  INFO(ev.stderr_text);
+  CHECK(ev.status == 200);
+  CHECK(ev.header("x-request-id") == "tls-1");
+  CHECK(nlohmann::json::parse(ev.body)["id"] == 7);
+  REQUIRE(d.metas().size() == 1);
+  CHECK(d.metas()[0].authorization == "Bearer over-tls");
+  CHECK(d.metas()[0].client_addr == "127.0.0.1");
+  auto nf = ces::test::curl(
+    {"--cacert", f.pki.ca_cert, f.url("127.0.0.1", port, "/nope")});
+  CHECK(nf.status == 404);
+  // TLS 1.2 and 1.3 both work.
+  for (auto v : {"1.2", "1.3"}) {
+    auto r = ces::test::curl({"--cacert", f.pki.ca_cert,
+                              std::string("--tlsv") + v, "--tls-max", v,
+                              f.url("127.0.0.1", port, "/health")});
+    INFO("TLS " << v << ": " << r.stderr_text);
+    CHECK(r.status == 200);
+  }
+  // Without the CA: the certificate does not verify (curl exit 60).
+  auto untrusted = ces::test::curl({f.url("127.0.0.1", port, "/health")});
+  CHECK(untrusted.exit_code == 60);
+  CHECK(untrusted.status == 0);
+  // Plain HTTP to the HTTPS port: no HTTP answer.
+  auto plain = ces::test::http_get(host, port, "/health", 3s);
+  CHECK(plain.status == 0);
+  // The server keeps serving.
+  CHECK(ces::test::curl({"--cacert", f.pki.ca_cert,
+                         f.url("127.0.0.1", port, "/health")})
+          .status
+        == 200);
+}
+
+TEST_CASE("HTTPS: TLS 1.1 and below are refused", "[http_server]") {
+  tls_fixture f;
+  test_dispatcher d;
+  http_server s{f.options(), d.fn()};
+  // openssl s_client at security level 0 may offer TLS 1.1; the server must
+  // not accept it.
+  ces::test::spawn_options so;
+  so.pipe_stdin = true;
+  ces::test::child_process p{
+    {"openssl", "s_client", "-connect",
+     "127.0.0.1:" + std::to_string(s.port()), "-tls1_1", "-cipher",
+     "DEFAULT@SECLEVEL=0", "-CAfile", f.pki.ca_cert},
+    so};
+  p.close_stdin();
+  auto st = p.wait_exit(20s);
+  REQUIRE(st.has_value());
+  INFO(p.describe());
+  CHECK_FALSE(st->success());
+  // No cipher agreed: the server answered with a protocol_version alert.
+  CHECK_THAT(p.stdout_text(), Catch::Contains("Cipher is (NONE)"));
+  // TLS 1.2 from the same client works (the refusal is the version's).
+  ces::test::child_process ok{
+    {"openssl", "s_client", "-connect",
+     "127.0.0.1:" + std::to_string(s.port()), "-tls1_2", "-CAfile",
+     f.pki.ca_cert},
+    so};
+  ok.close_stdin();
+  auto st2 = ok.wait_exit(20s);
+  REQUIRE(st2.has_value());
+  INFO(ok.describe());
+  CHECK_THAT(ok.stdout_text(), Catch::Contains("Protocol  : TLSv1.2"));
+  CHECK_THAT(ok.stdout_text(), Catch::Contains("Compression: NONE"));
+}
+
+TEST_CASE("HTTPS: a certificate or key that cannot serve is a clear error",
+          "[http_server]") {
+  tls_fixture f;
+  auto o = f.options();
+  SECTION("missing certificate file") {
+    o.tls_cert_file = f.pki.dir + "/nope.pem";
+    auto msg = tls_error_of(o);
+    CHECK_THAT(msg, Catch::Contains(f.pki.dir + "/nope.pem"));
+    CHECK_THAT(msg, Catch::Contains("certificate"));
+    CHECK_THAT(msg, Catch::Contains("No such file"));
+  }
+  SECTION("missing key file") {
+    o.tls_key_file = f.pki.dir + "/nope.key";
+    auto msg = tls_error_of(o);
+    CHECK_THAT(msg, Catch::Contains(f.pki.dir + "/nope.key"));
+    CHECK_THAT(msg, Catch::Contains("key"));
+  }
+  SECTION("not PEM") {
+    auto junk = f.pki.dir + "/junk.pem";
+    { std::ofstream{junk} << "not a certificate\n"; }
+    o.tls_cert_file = junk;
+    CHECK_THAT(tls_error_of(o), Catch::Contains(junk));
+  }
+  SECTION("a certificate given as the key: no key material in the error") {
+    o.tls_key_file = f.pki.server_cert;
+    auto msg = tls_error_of(o);
+    CHECK_THAT(msg, Catch::Contains(f.pki.server_cert));
+    CHECK_THAT(msg, !Catch::Contains("BEGIN"));
+  }
+  SECTION("a key that does not match the certificate") {
+    o.tls_key_file = f.pki.other_key;
+    auto msg = tls_error_of(o);
+    CHECK_THAT(msg, Catch::Contains("mismatch"));
+    CHECK_THAT(msg, Catch::Contains(f.pki.other_key));
+    CHECK_THAT(msg, !Catch::Contains("BEGIN"));
+    CHECK_THROWS_AS(
+      ces::api::check_tls_files(f.pki.server_cert, f.pki.other_key),
+      ces::api::tls_error);
+  }
+  SECTION("one without the other") {
+    o.tls_key_file.clear();
+    test_dispatcher d;
+    CHECK_THROWS_AS(http_server(o, d.fn()), std::invalid_argument);
+  }
+  SECTION("the good pair passes check_tls_files") {
+    CHECK_NOTHROW(
+      ces::api::check_tls_files(f.pki.server_cert, f.pki.server_key));
+  }
+}
+
+TEST_CASE("HTTPS: a client that never completes its handshake is cut off",
+          "[http_server]") {
+  tls_fixture f;
+  test_dispatcher d;
+  auto o = f.options();
+  o.tls_handshake_timeout = 300ms;
+  o.max_connections = 3;
+  http_server s{o, d.fn()};
+  // The server counts a cut-off right after the client sees it closed.
+  auto cut_offs = [&s](uint64_t n) {
+    for (int i = 0; i < 200 && s.connections().handshake_timeouts < n; ++i)
+      std::this_thread::sleep_for(10ms);
+    return s.connections().handshake_timeouts;
+  };
+  SECTION("one silent client") {
+    // Sends nothing: RESTinio waits for its ClientHello forever; we do not.
+    auto [text, closed] = raw_exchange(s.port(), "", 10s);
+    CHECK(closed);
+    CHECK(text.empty());
+    CHECK(cut_offs(1) == 1);
+  }
+  SECTION("half a ClientHello") {
+    std::string partial("\x16\x03\x01\x02\x00\x01", 6);
+    auto [text, closed] = raw_exchange(s.port(), partial, 10s);
+    CHECK(closed);
+    CHECK(cut_offs(1) == 1);
+  }
+  SECTION("handshaking connections count against max_connections") {
+    idle_clients clients{s.port(), 5};
+    auto until = std::chrono::steady_clock::now() + 5s;
+    while (s.connections().refused < 2
+           && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(10ms);
+    CHECK(s.connections().refused == 2);
+    // ... until they are cut off: the server serves again.
+    until = std::chrono::steady_clock::now() + 10s;
+    ces::test::curl_result r;
+    do {
+      r = ces::test::curl({"--cacert", f.pki.ca_cert, "--max-time", "2",
+                           f.url("127.0.0.1", s.port(), "/health")});
+    } while (r.status != 200 && std::chrono::steady_clock::now() < until);
+    CHECK(r.status == 200);
+    CHECK(cut_offs(3) >= 3);
+  }
+  // A connection past its handshake is not cut off: one idle for three
+  // times the handshake timeout before its request still gets the answer.
+  auto before = cut_offs(0);
+  ces::test::spawn_options so;
+  so.pipe_stdin = true;
+  ces::test::child_process client{
+    {"openssl", "s_client", "-quiet", "-connect",
+     "127.0.0.1:" + std::to_string(s.port()), "-CAfile", f.pki.ca_cert},
+    so};
+  REQUIRE(client.wait_for_line(ces::test::stream::err, "verify return:1",
+                               10s));
+  std::this_thread::sleep_for(900ms);
+  CHECK(client.write_stdin("GET /events/1 HTTP/1.1\r\nHost: x\r\n"
+                           "Connection: close\r\n\r\n"));
+  auto line = client.wait_for_line(ces::test::stream::out, "HTTP/1.1", 10s);
+  INFO(client.describe());
+  REQUIRE(line);
+  CHECK_THAT(*line, Catch::StartsWith("HTTP/1.1 200 OK"));
+  CHECK(s.connections().handshake_timeouts == before);
+}
+
+TEST_CASE("HTTPS: stop() with requests pending and connections open",
+          "[http_server]") {
+  tls_fixture f;
+  test_dispatcher d;
+  d.hold();
+  auto s = std::make_unique<http_server>(f.options(), d.fn());
+  auto port = s->port();
+  auto pending = std::async(std::launch::async, [&] {
+    return ces::test::curl({"--cacert", f.pki.ca_cert, "-H",
+                            "X-Request-Id: stop-1",
+                            f.url("127.0.0.1", port, "/events/1")});
+  });
+  for (int i = 0; i < 1000 && s->in_flight() < 1; ++i)
+    std::this_thread::sleep_for(10ms);
+  REQUIRE(s->in_flight() == 1);
+  idle_clients idle{port, 2}; // two connections in their handshake
+  auto t0 = std::chrono::steady_clock::now();
+  s->stop();
+  CHECK(std::chrono::steady_clock::now() - t0 < 3s);
+  auto r = pending.get();
+  CHECK(r.status == 503);
+  CHECK(r.header("x-request-id") == "stop-1");
+  CHECK_THAT(r.body, Catch::Contains("shutting_down"));
+  s.reset();
+  d.release();
 }
