@@ -384,7 +384,8 @@ jwt_verifier::outcome jwt_verifier::verify(std::string_view token,
   std::string kid;
   if (head.contains("kid")) {
     auto k = string_member(head, "kid");
-    if (!k || k->empty() || k->size() > max_kid_bytes)
+    if (!k || k->empty() || k->size() > max_kid_bytes
+        || has_control_chars(*k))
       return fail("malformed");
     kid = *k;
   }

@@ -147,7 +147,7 @@ public:
     /// than 256 bytes or control characters), bad_role, bad_tenants.
     std::string error;
     /// Non-empty only when error is "unknown_kid": the kid the token names
-    /// (at most 256 bytes), not in the key set (or there is no key set yet).
+    /// (1 to 256 bytes, no control characters), not in the key set.
     /// The caller may refresh the JWKS and verify again.
     std::string unknown_kid;
     /// When ok: the token's `exp` (seconds since the epoch).

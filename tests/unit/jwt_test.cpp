@@ -269,6 +269,13 @@ TEST_CASE("tampered tokens are refused", "[jwt]") {
   CHECK(refused(v, sign(JWT_ALG_RS256, rsa2().private_pem, "rsa-1",
                         claims()))
         == "bad_signature");
+  // Keys the token brings along (jwk, jku, x5u) are never used.
+  CHECK(refused(v, sign(JWT_ALG_RS256, rsa2().private_pem, "rsa-1",
+                        claims(),
+                        {{"jwk", rsa2().jwk},
+                         {"jku", "https://evil.example/jwks.json"},
+                         {"x5u", "https://evil.example/cert.pem"}}))
+        == "bad_signature");
 }
 
 TEST_CASE("malformed tokens are refused", "[jwt]") {
@@ -285,6 +292,15 @@ TEST_CASE("malformed tokens are refused", "[jwt]") {
   CHECK(refused(v, b64url("not json") + "." + segment(good, 1) + ".x")
         == "malformed");
   CHECK(refused(v, hand_made({{"alg", "RS256"}, {"kid", 7}}, claims(), "s"))
+        == "malformed");
+  CHECK(refused(v, hand_made({{"alg", "RS256"}, {"kid", "a\nb"}}, claims(),
+                             "s"))
+        == "malformed");
+  CHECK(refused(v, hand_made({{"alg", "RS256"}, {"kid", ""}}, claims(), "s"))
+        == "malformed");
+  CHECK(refused(v, hand_made({{"alg", "RS256"},
+                              {"kid", std::string(257, 'k')}},
+                             claims(), "s"))
         == "malformed");
   CHECK(refused(v, segment(good, 0) + "." + b64url("[1]") + ".sig")
         == "malformed");
