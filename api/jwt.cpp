@@ -20,6 +20,8 @@
 #include <climits>
 #include <cmath>
 #include <memory>
+#include <mutex>
+#include <unordered_map>
 
 namespace ces::auth {
 
@@ -244,6 +246,15 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
             });
 }
 
+/// SHA-256 of `s` (empty if OpenSSL fails).
+std::string sha256(std::string_view s) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(s.data(), s.size(), md, &len, EVP_sha256(), nullptr) != 1)
+    return {};
+  return std::string(reinterpret_cast<char*>(md), len);
+}
+
 struct jwt_deleter {
   void operator()(jwt_t* p) const noexcept {
     jwt_free(p);
@@ -314,19 +325,88 @@ bool jwks::has_kid(std::string_view kid) const noexcept {
 
 // -- jwt_verifier -------------------------------------------------------------
 
-jwt_verifier::jwt_verifier(jwt_config cfg) : cfg_(std::move(cfg)) {
+/// Verified tokens by SHA-256: what verify() needs to answer again.
+struct jwt_verifier::token_cache {
+  struct entry {
+    principal who;
+    int64_t exp = 0;
+    int64_t nbf = INT64_MIN;
+  };
+  std::mutex mutex;
+  std::unordered_map<std::string, entry> tokens;
+};
+
+jwt_verifier::jwt_verifier(jwt_config cfg)
+  : cfg_(std::move(cfg)), cache_(std::make_unique<token_cache>()) {
 }
+
+jwt_verifier::~jwt_verifier() = default;
+jwt_verifier::jwt_verifier(jwt_verifier&&) noexcept = default;
+jwt_verifier& jwt_verifier::operator=(jwt_verifier&&) noexcept = default;
 
 void jwt_verifier::set_jwks(jwks keys) {
   keys_ = std::move(keys);
+  if (cache_) {
+    std::lock_guard<std::mutex> guard{cache_->mutex};
+    cache_->tokens.clear();
+  }
+}
+
+size_t jwt_verifier::cached_tokens() const {
+  if (!cache_)
+    return 0;
+  std::lock_guard<std::mutex> guard{cache_->mutex};
+  return cache_->tokens.size();
+}
+
+jwt_verifier::outcome jwt_verifier::verify(std::string_view token,
+                                           int64_t now_s) const {
+  auto leeway = std::max<int64_t>(0, cfg_.leeway_s);
+  std::string digest;
+  if (cache_ && token.size() <= max_token_bytes)
+    digest = sha256(token);
+  if (!digest.empty()) {
+    std::lock_guard<std::mutex> guard{cache_->mutex};
+    auto i = cache_->tokens.find(digest);
+    if (i != cache_->tokens.end()) {
+      outcome r;
+      if (now_s - leeway > i->second.exp) {
+        cache_->tokens.erase(i);
+        r.error = "expired";
+      } else if (now_s + leeway < i->second.nbf) {
+        r.error = "not_yet_valid";
+      } else {
+        r.ok = true;
+        r.who = i->second.who;
+        r.expires_at = i->second.exp;
+      }
+      return r;
+    }
+  }
+  int64_t nbf = INT64_MIN;
+  auto r = verify_signed(token, now_s, &nbf);
+  if (r.ok && !digest.empty()) {
+    std::lock_guard<std::mutex> guard{cache_->mutex};
+    auto& tokens = cache_->tokens;
+    if (tokens.size() >= max_cached_tokens) {
+      for (auto i = tokens.begin(); i != tokens.end();)
+        i = now_s - leeway > i->second.exp ? tokens.erase(i) : std::next(i);
+      if (tokens.size() >= max_cached_tokens)
+        tokens.clear(); // only costs the next verifications their time
+    }
+    tokens.insert_or_assign(std::move(digest),
+                            token_cache::entry{r.who, r.expires_at, nbf});
+  }
+  return r;
 }
 
 bool jwt_verifier::hs256_enabled() const noexcept {
   return cfg_.hs256_secret.size() >= min_hs256_secret_bytes;
 }
 
-jwt_verifier::outcome jwt_verifier::verify(std::string_view token,
-                                           int64_t now_s) const {
+jwt_verifier::outcome jwt_verifier::verify_signed(std::string_view token,
+                                                  int64_t now_s,
+                                                  int64_t* nbf_out) const {
   outcome r;
   auto fail = [&r](const char* why) {
     r.ok = false;
@@ -384,7 +464,8 @@ jwt_verifier::outcome jwt_verifier::verify(std::string_view token,
   std::string kid;
   if (head.contains("kid")) {
     auto k = string_member(head, "kid");
-    if (!k || k->empty() || k->size() > max_kid_bytes)
+    if (!k || k->empty() || k->size() > max_kid_bytes
+        || has_control_chars(*k))
       return fail("malformed");
     kid = *k;
   }
@@ -465,6 +546,7 @@ jwt_verifier::outcome jwt_verifier::verify(std::string_view token,
       return fail("malformed");
     if (now_s + leeway < *nbf)
       return fail("not_yet_valid");
+    *nbf_out = *nbf;
   }
   auto sub = string_member(claims, "sub");
   if (!sub || sub->empty())

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -107,16 +108,23 @@ private:
 /// Verifies JWT bearer tokens (compact JWS) and maps their claims to a
 /// principal. Never blocks, never logs. verify() may be called from several
 /// threads at once; set_jwks() must not run concurrently with verify().
+/// Movable, not copyable.
 class jwt_verifier {
 public:
   /// Longest token accepted, in bytes.
   static constexpr size_t max_token_bytes = 8192;
   /// Shortest HS256 secret accepted (256 bits).
   static constexpr size_t min_hs256_secret_bytes = 32;
+  /// Most verified tokens remembered (see verify()).
+  static constexpr size_t max_cached_tokens = 10000;
 
   explicit jwt_verifier(jwt_config cfg);
+  ~jwt_verifier();
+  jwt_verifier(jwt_verifier&&) noexcept;
+  jwt_verifier& operator=(jwt_verifier&&) noexcept;
 
-  /// Replaces the key set (a JWKS rotation).
+  /// Replaces the key set (a JWKS rotation) and forgets every verified
+  /// token.
   void set_jwks(jwks keys);
 
   /// Whether a key set has been given.
@@ -147,7 +155,7 @@ public:
     /// than 256 bytes or control characters), bad_role, bad_tenants.
     std::string error;
     /// Non-empty only when error is "unknown_kid": the kid the token names
-    /// (at most 256 bytes), not in the key set (or there is no key set yet).
+    /// (1 to 256 bytes, no control characters), not in the key set.
     /// The caller may refresh the JWKS and verify again.
     std::string unknown_kid;
     /// When ok: the token's `exp` (seconds since the epoch).
@@ -156,11 +164,25 @@ public:
 
   /// Verifies `token` at `now_s` (seconds since the epoch): header, key,
   /// signature, then claims, in that order; the first failure is reported.
+  ///
+  /// A token that verified is remembered (by its SHA-256, not the token
+  /// itself; at most max_cached_tokens, the expired ones forgotten first):
+  /// the next verify() of the same token only checks exp and nbf again.
+  /// libjwt 1.10 parses the PEM key on every call, which OpenSSL 3.0 makes
+  /// cost about a millisecond; a client reusing its token pays it once.
   outcome verify(std::string_view token, int64_t now_s) const;
 
+  /// Tokens remembered now.
+  size_t cached_tokens() const;
+
 private:
+  outcome verify_signed(std::string_view token, int64_t now_s,
+                        int64_t* nbf) const;
+
+  struct token_cache;
   jwt_config cfg_;
   std::optional<jwks> keys_;
+  std::unique_ptr<token_cache> cache_;
 };
 
 /// Where the JWKS comes from (setting JWT_JWKS): a file path or an https://

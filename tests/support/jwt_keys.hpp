@@ -119,10 +119,11 @@ inline std::string jwks_json(const std::vector<const test_key*>& keys) {
 }
 
 /// A token signed by libjwt: `alg` with `key` (a private PEM, or the HMAC
-/// secret), header kid `kid` (none if empty), claims `claims` (a JSON object).
+/// secret), header kid `kid` (none if empty) and the members of `header`,
+/// claims `claims` (a JSON object).
 inline std::string sign(jwt_alg_t alg, std::string_view key,
-                        const std::string& kid,
-                        const nlohmann::json& claims) {
+                        const std::string& kid, const nlohmann::json& claims,
+                        const nlohmann::json& header = {}) {
   jwt_t* raw = nullptr;
   if (jwt_new(&raw) != 0)
     throw std::runtime_error("jwt_new failed");
@@ -131,6 +132,9 @@ inline std::string sign(jwt_alg_t alg, std::string_view key,
     throw std::runtime_error("jwt_add_grants_json failed");
   if (!kid.empty() && jwt_add_header(j.get(), "kid", kid.c_str()) != 0)
     throw std::runtime_error("jwt_add_header failed");
+  if (header.is_object()
+      && jwt_add_headers_json(j.get(), header.dump().c_str()) != 0)
+    throw std::runtime_error("jwt_add_headers_json failed");
   if (jwt_set_alg(j.get(), alg,
                   reinterpret_cast<const unsigned char*>(key.data()),
                   static_cast<int>(key.size()))

@@ -269,6 +269,13 @@ TEST_CASE("tampered tokens are refused", "[jwt]") {
   CHECK(refused(v, sign(JWT_ALG_RS256, rsa2().private_pem, "rsa-1",
                         claims()))
         == "bad_signature");
+  // Keys the token brings along (jwk, jku, x5u) are never used.
+  CHECK(refused(v, sign(JWT_ALG_RS256, rsa2().private_pem, "rsa-1",
+                        claims(),
+                        {{"jwk", rsa2().jwk},
+                         {"jku", "https://evil.example/jwks.json"},
+                         {"x5u", "https://evil.example/cert.pem"}}))
+        == "bad_signature");
 }
 
 TEST_CASE("malformed tokens are refused", "[jwt]") {
@@ -285,6 +292,15 @@ TEST_CASE("malformed tokens are refused", "[jwt]") {
   CHECK(refused(v, b64url("not json") + "." + segment(good, 1) + ".x")
         == "malformed");
   CHECK(refused(v, hand_made({{"alg", "RS256"}, {"kid", 7}}, claims(), "s"))
+        == "malformed");
+  CHECK(refused(v, hand_made({{"alg", "RS256"}, {"kid", "a\nb"}}, claims(),
+                             "s"))
+        == "malformed");
+  CHECK(refused(v, hand_made({{"alg", "RS256"}, {"kid", ""}}, claims(), "s"))
+        == "malformed");
+  CHECK(refused(v, hand_made({{"alg", "RS256"},
+                              {"kid", std::string(257, 'k')}},
+                             claims(), "s"))
         == "malformed");
   CHECK(refused(v, segment(good, 0) + "." + b64url("[1]") + ".sig")
         == "malformed");
@@ -530,4 +546,61 @@ TEST_CASE("a key parsed from the JWKS verifies tokens of its private key",
   auto set = keyset({&rsa1(), &ec1()});
   CHECK(set.find("rsa-1", jwks::key_type::rsa)->pem == rsa1().public_pem);
   CHECK(set.find("ec-1", jwks::key_type::ec_p256)->pem == ec1().public_pem);
+}
+
+TEST_CASE("verified tokens are remembered, exp and nbf checked again",
+          "[jwt]") {
+  auto v = verifier();
+  CHECK(v.cached_tokens() == 0);
+  auto token = rs256(claims());
+  REQUIRE(v.verify(token, now).ok);
+  CHECK(v.cached_tokens() == 1);
+  // Refused tokens are not remembered.
+  CHECK_FALSE(v.verify(rs256(claims(), "ec-1"), now).ok);
+  CHECK(v.cached_tokens() == 1);
+  auto again = v.verify(token, now + 1);
+  REQUIRE(again.ok);
+  CHECK(again.who.name == "alice");
+  CHECK(again.who.granted == role::operator_);
+  CHECK(again.who.scope.tenants == std::vector<std::string>{"t1", "t2"});
+  CHECK(again.expires_at == now + 300);
+  // nbf is checked again (a clock that went back).
+  auto c = claims();
+  c["nbf"] = now;
+  auto with_nbf = rs256(c);
+  REQUIRE(v.verify(with_nbf, now).ok);
+  CHECK(refused(v, with_nbf, now - 31) == "not_yet_valid");
+  // Expired: refused and forgotten.
+  CHECK(refused(v, token, now + 331) == "expired");
+  CHECK(v.cached_tokens() == 1);
+  // A rotation forgets them all.
+  v.set_jwks(keyset({&rsa2()}));
+  CHECK(v.cached_tokens() == 0);
+  CHECK(refused(v, with_nbf) == "unknown_kid");
+}
+
+TEST_CASE("the remembered tokens are bounded", "[jwt]") {
+  jwt_verifier v{config()};
+  auto c = claims();
+  c["exp"] = now + 10;
+  auto first = sign(JWT_ALG_HS256, secret, "", c);
+  REQUIRE(v.verify(first, now).ok);
+  for (size_t i = 1; i < jwt_verifier::max_cached_tokens; ++i) {
+    c["sub"] = "user" + std::to_string(i);
+    c["exp"] = now + 1000;
+    REQUIRE(v.verify(sign(JWT_ALG_HS256, secret, "", c), now).ok);
+  }
+  CHECK(v.cached_tokens() == jwt_verifier::max_cached_tokens);
+  // Full: the expired one (at now + 100) goes first.
+  c["sub"] = "late";
+  REQUIRE(v.verify(sign(JWT_ALG_HS256, secret, "", c), now + 100).ok);
+  CHECK(v.cached_tokens() == jwt_verifier::max_cached_tokens);
+  CHECK(refused(v, first, now + 100) == "expired");
+  // Full of live tokens: all forgotten, the new one kept.
+  c["sub"] = "later";
+  REQUIRE(v.verify(sign(JWT_ALG_HS256, secret, "", c), now + 100).ok);
+  CHECK(v.cached_tokens() == 1);
+  // A moved verifier keeps working.
+  jwt_verifier moved = std::move(v);
+  CHECK(moved.verify(first, now).ok);
 }
