@@ -186,6 +186,12 @@ int cmd_create(const std::vector<std::string>& args, const std::string& url,
   }
   out << c.key << '\n';
   out.flush();
+  if (!out) {
+    err << prog << ": created key \"" << c.row.name
+        << "\" but could not print it: revoke it (keys revoke "
+        << c.row.name << ") and create another\n";
+    return 1;
+  }
   err << prog << ": created key \"" << c.row.name << "\": role "
       << c.row.role << ", tenants " << tenants_text(c.row) << ", expires "
       << (c.row.expires_at.empty() ? "never" : c.row.expires_at) << '\n'
