@@ -271,8 +271,8 @@ bool keys_cli_wants_help(const std::vector<std::string>& args) {
 
 void print_keys_usage(std::ostream& out) {
   out << "Usage: " << prog
-      << " keys create --name NAME --role ROLE --tenants T1,T2|'*'"
-         " [--expires 90d]\n"
+      << " keys create --name NAME --role ROLE --tenants T1,T2|'*'\n"
+         "                            [--expires 90d]\n"
          "       "
       << prog << " keys list [--all] [--json]\n"
       << "       " << prog << " keys revoke NAME\n"

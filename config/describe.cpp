@@ -72,7 +72,7 @@ void print_help(std::ostream& out) {
   out << "Usage: " << program_name
       << " [--SETTING=VALUE ...] [--config-file=PATH]\n"
       << "       " << program_name
-      << " keys create|list|revoke ...   (API keys; see keys --help)\n"
+      << " keys create|list|revoke ...  (API keys: keys --help)\n"
          "\n"
          "Consumes CRM events from Kafka and journals them in PostgreSQL.\n"
          "\n"
