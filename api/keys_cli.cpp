@@ -1,5 +1,6 @@
 #include "api/keys_cli.hpp"
 
+#include "api/auth.hpp"
 #include "storage/journal.hpp"
 
 #include <nlohmann/json.hpp>
@@ -25,13 +26,6 @@ const char* const prog = "crm-events-sink";
 struct usage_error {
   std::string message;
 };
-
-bool valid_name(std::string_view name) {
-  return !name.empty() && name.size() <= 64
-         && std::all_of(name.begin(), name.end(), [](unsigned char c) {
-              return std::isalnum(c) || c == '.' || c == '_' || c == '-';
-            });
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
@@ -148,11 +142,11 @@ int cmd_create(const std::vector<std::string>& args, const std::string& url,
   k.name = flags["--name"];
   if (k.name.empty())
     throw usage_error{"--name is required"};
-  if (!valid_name(k.name))
+  if (!storage::valid_key_name(k.name))
     throw usage_error{"invalid --name: 1 to 64 letters, digits, '.', '_' "
                       "or '-'"};
   k.role = flags["--role"];
-  if (k.role != "viewer" && k.role != "operator" && k.role != "admin")
+  if (!auth::parse_role(k.role))
     throw usage_error{"invalid or missing --role: viewer, operator or admin"};
   if (flags.count("--tenants") == 0)
     throw usage_error{"--tenants t1,t2 or '*' is required"};
@@ -245,7 +239,7 @@ int cmd_revoke(const std::vector<std::string>& args, const std::string& url,
   if (names.size() != 1)
     throw usage_error{"keys revoke takes one key name"};
   auto& name = names[0];
-  if (!valid_name(name))
+  if (!storage::valid_key_name(name))
     throw usage_error{"invalid key name: 1 to 64 letters, digits, '.', '_' "
                       "or '-'"};
   if (auto rc = migrate_briefly(url, err); rc != 0)
