@@ -1,5 +1,6 @@
 #include "api/keys_cli.hpp"
 
+#include "api/auth.hpp"
 #include "storage/journal.hpp"
 
 #include <nlohmann/json.hpp>
@@ -25,13 +26,6 @@ const char* const prog = "crm-events-sink";
 struct usage_error {
   std::string message;
 };
-
-bool valid_name(std::string_view name) {
-  return !name.empty() && name.size() <= 64
-         && std::all_of(name.begin(), name.end(), [](unsigned char c) {
-              return std::isalnum(c) || c == '.' || c == '_' || c == '-';
-            });
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
@@ -148,11 +142,11 @@ int cmd_create(const std::vector<std::string>& args, const std::string& url,
   k.name = flags["--name"];
   if (k.name.empty())
     throw usage_error{"--name is required"};
-  if (!valid_name(k.name))
+  if (!storage::valid_key_name(k.name))
     throw usage_error{"invalid --name: 1 to 64 letters, digits, '.', '_' "
                       "or '-'"};
   k.role = flags["--role"];
-  if (k.role != "viewer" && k.role != "operator" && k.role != "admin")
+  if (!auth::parse_role(k.role))
     throw usage_error{"invalid or missing --role: viewer, operator or admin"};
   if (flags.count("--tenants") == 0)
     throw usage_error{"--tenants t1,t2 or '*' is required"};
@@ -186,6 +180,12 @@ int cmd_create(const std::vector<std::string>& args, const std::string& url,
   }
   out << c.key << '\n';
   out.flush();
+  if (!out) {
+    err << prog << ": created key \"" << c.row.name
+        << "\" but could not print it: revoke it (keys revoke "
+        << c.row.name << ") and create another\n";
+    return 1;
+  }
   err << prog << ": created key \"" << c.row.name << "\": role "
       << c.row.role << ", tenants " << tenants_text(c.row) << ", expires "
       << (c.row.expires_at.empty() ? "never" : c.row.expires_at) << '\n'
@@ -239,7 +239,7 @@ int cmd_revoke(const std::vector<std::string>& args, const std::string& url,
   if (names.size() != 1)
     throw usage_error{"keys revoke takes one key name"};
   auto& name = names[0];
-  if (!valid_name(name))
+  if (!storage::valid_key_name(name))
     throw usage_error{"invalid key name: 1 to 64 letters, digits, '.', '_' "
                       "or '-'"};
   if (auto rc = migrate_briefly(url, err); rc != 0)
@@ -265,8 +265,8 @@ bool keys_cli_wants_help(const std::vector<std::string>& args) {
 
 void print_keys_usage(std::ostream& out) {
   out << "Usage: " << prog
-      << " keys create --name NAME --role ROLE --tenants T1,T2|'*'"
-         " [--expires 90d]\n"
+      << " keys create --name NAME --role ROLE --tenants T1,T2|'*'\n"
+         "                            [--expires 90d]\n"
          "       "
       << prog << " keys list [--all] [--json]\n"
       << "       " << prog << " keys revoke NAME\n"

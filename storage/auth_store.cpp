@@ -103,34 +103,9 @@ std::string hex(std::string_view bytes) {
   return out;
 }
 
-/// `xs` as a text[] literal (elements quoted, '"' and '\' escaped).
-std::string array_literal(const std::vector<std::string>& xs) {
-  std::string out = "{";
-  for (size_t i = 0; i < xs.size(); ++i) {
-    if (i > 0)
-      out += ',';
-    out += '"';
-    for (char c : xs[i]) {
-      if (c == '"' || c == '\\')
-        out += '\\';
-      out += c;
-    }
-    out += '"';
-  }
-  out += '}';
-  return out;
-}
-
-bool valid_name(const std::string& name) {
-  return !name.empty() && name.size() <= 64
-         && std::all_of(name.begin(), name.end(), [](unsigned char c) {
-              return std::isalnum(c) || c == '.' || c == '_' || c == '-';
-            });
-}
-
 /// Checks `k` and returns its tenants sorted and unique.
 std::vector<std::string> checked_tenants(const new_key& k) {
-  if (!valid_name(k.name))
+  if (!valid_key_name(k.name))
     throw std::invalid_argument(
       "invalid key name: 1 to 64 letters, digits, '.', '_' or '-'");
   if (k.role != "viewer" && k.role != "operator" && k.role != "admin")
@@ -174,6 +149,13 @@ bool is_unique_violation(const pqxx::sql_error& e, const char* index) {
 }
 
 } // namespace
+
+bool valid_key_name(std::string_view name) noexcept {
+  return !name.empty() && name.size() <= 64
+         && std::all_of(name.begin(), name.end(), [](unsigned char c) {
+              return std::isalnum(c) || c == '.' || c == '_' || c == '-';
+            });
+}
 
 std::string generate_key() {
   unsigned char raw[32];
@@ -273,6 +255,8 @@ api_key_row insert_key(pqxx::transaction_base& tx, const new_key& k,
   std::optional<int64_t> expires;
   if (k.expires_in_s > 0)
     expires = k.expires_in_s;
+  tenant_scope scope;
+  scope.tenants = tenants;
   pqxx::result res;
   try {
     res = tx.exec_params(
@@ -282,7 +266,7 @@ api_key_row insert_key(pqxx::transaction_base& tx, const new_key& k,
                   " now() + $7::bigint * interval '1 second')"
                   " RETURNING ")
         + key_columns + ", " + key_parameters + "::text",
-      k.name, k.role, k.all_tenants, array_literal(tenants), hex(hash),
+      k.name, k.role, k.all_tenants, *tenants_array(tx, scope), hex(hash),
       k.created_by, expires);
   } catch (const pqxx::sql_error& e) {
     if (is_unique_violation(e, "api_keys_active_name_idx"))

@@ -20,6 +20,9 @@
 
 namespace ces::storage {
 
+/// Whether `name` is a valid key name: ^[A-Za-z0-9._-]{1,64}$.
+bool valid_key_name(std::string_view name) noexcept;
+
 /// A new API key: "ces_" + 43 base64url characters (no padding) of 32 bytes
 /// from OpenSSL's RAND_bytes (the shape auth::looks_like_key accepts).
 /// Throws std::runtime_error when the random generator fails.
