@@ -122,6 +122,13 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
   auto read_deadline = [cfg] {
     return caf::make_timestamp() + cfg.read_timeout;
   };
+  // Until the AUTH wiring passes the principal's scope: every tenant.
+  tenant_scope everything;
+  everything.all = true;
+  everything.unknown_tenant = true;
+  requester anyone;
+  anyone.principal = "anonymous";
+  anyone.scope = everything;
   return {
     [=](request_ptr& req, api::parsed_request& r) {
       auto fail = [=](caf::error& err) { answer_error(self, req, err); };
@@ -135,7 +142,7 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
         case api::route_kind::events_latest:
           self
             ->request(peers.journal, cfg.read_timeout, atom::latest_v, r.limit,
-                      read_deadline())
+                      everything, read_deadline())
             .then(
               [=](std::vector<storage::journal_event>& xs, bool truncated) {
                 // The body stays a JSON array; a page cut by the byte bound
@@ -150,7 +157,7 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
         case api::route_kind::event_by_id:
           self
             ->request(peers.journal, cfg.read_timeout, atom::get_v, r.id,
-                      read_deadline())
+                      everything, read_deadline())
             .then(
               [=](std::vector<storage::journal_event>& xs) {
                 if (xs.empty())
@@ -164,7 +171,8 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
           return;
         case api::route_kind::replay:
           self
-            ->request(peers.replayer, cfg.replay_timeout, atom::replay_v, r.id)
+            ->request(peers.replayer, cfg.replay_timeout, atom::replay_v, r.id,
+                      anyone)
             .then(
               [=](replay_result& x) {
                 req->respond(200,
@@ -174,7 +182,9 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
               fail);
           return;
         case api::route_kind::dlq_latest:
-          self->request(peers.dlq, cfg.read_timeout, atom::latest_v, r.limit)
+          self
+            ->request(peers.dlq, cfg.read_timeout, atom::latest_v, r.limit,
+                      everything)
             .then(
               [=](std::vector<storage::dlq_entry_row>& xs) {
                 req->respond(200, api::dlq_json(xs));

@@ -41,7 +41,7 @@ typename Inspector::result_type inspect(Inspector& f, checked_record& x) {
     return caf::none;
   });
   return f(caf::meta::type_name("ces.checked_record"), x.rec, reason, load,
-           x.error, x.tenant_id, x.replay_of);
+           x.error, x.tenant_id, x.replay_of, x.replay_id);
 }
 
 template <class Inspector>
@@ -72,6 +72,18 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, child_status& x) {
   return f(caf::meta::type_name("ces.child_status"), x.name, x.state,
            x.restarts, x.last_failure);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, tenant_scope& x) {
+  return f(caf::meta::type_name("ces.tenant_scope"), x.all, x.tenants,
+           x.unknown_tenant);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, requester& x) {
+  return f(caf::meta::type_name("ces.requester"), x.principal, x.role,
+           x.scope, x.request_id, x.client_addr);
 }
 
 template <class Inspector>
@@ -152,4 +164,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(ces, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(ces, (std::shared_ptr<ces::api::pending_request>))
   CAF_ADD_TYPE_ID(ces, (std::vector<ces::storage::journal_event>))
   CAF_ADD_TYPE_ID(ces, (std::vector<ces::storage::dlq_entry_row>))
+  CAF_ADD_TYPE_ID(ces, (ces::tenant_scope))
+  CAF_ADD_TYPE_ID(ces, (ces::requester))
 CAF_END_TYPE_ID_BLOCK(ces)

@@ -126,6 +126,12 @@ struct metrics::impl {
         .Name("crm_replays_total")
         .Help("Replay requests of journalled events, by topic and outcome")
         .Register(*registry);
+  prometheus::Family<prometheus::Counter>& replays_throttled
+    = BuildCounter()
+        .Name("crm_replays_throttled_total")
+        .Help("Replays refused or delayed by the per-tenant replay budget, "
+              "by tenant")
+        .Register(*registry);
 
   // Only for declare_*: the data path never takes this lock.
   std::mutex declared_mtx;
@@ -256,6 +262,10 @@ void metrics::observe_http_request(const std::string& route, int code,
 void metrics::add_replay(const std::string& topic,
                          const std::string& outcome) {
   impl_->replays.Add({{"topic", topic}, {"outcome", outcome}}).Increment();
+}
+
+void metrics::add_replay_throttled(const std::string& tenant) {
+  impl_->replays_throttled.Add({{"tenant", tenant}}).Increment();
 }
 
 void metrics::declare_http_routes(const std::vector<std::string>& routes) {
