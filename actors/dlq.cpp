@@ -15,8 +15,9 @@ public:
   int64_t pending_count() override {
     return reader_.pending_dlq_count();
   }
-  std::vector<storage::dlq_entry_row> latest(int32_t limit) override {
-    return reader_.latest_dlq(limit);
+  std::vector<storage::dlq_entry_row>
+  latest(int32_t limit, const tenant_scope& scope) override {
+    return reader_.latest_dlq(limit, scope);
   }
 
 private:
@@ -58,13 +59,13 @@ dlq_actor::behavior_type dlq(dlq_actor::stateful_pointer<dlq_state> self,
                          atom::refresh_v);
     },
     [=](atom::status) { return self->state.pending; },
-    [=](atom::latest, int32_t limit)
+    [=](atom::latest, int32_t limit, const tenant_scope& scope)
       -> caf::result<std::vector<storage::dlq_entry_row>> {
       auto& st = self->state;
       try {
         if (!st.reader)
           st.reader = st.make_reader();
-        return st.reader->latest(limit);
+        return st.reader->latest(limit, scope);
       } catch (const storage::infra_error& e) {
         st.reader.reset();
         return caf::make_error(errc::db_unavailable, std::string{e.what()});

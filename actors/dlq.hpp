@@ -20,7 +20,10 @@ class dlq_reader {
 public:
   virtual ~dlq_reader() = default;
   virtual int64_t pending_count() = 0;
-  virtual std::vector<storage::dlq_entry_row> latest(int32_t limit) = 0;
+  /// The newest `limit` rows `scope` sees (rows without a tenant only when
+  /// scope.unknown_tenant).
+  virtual std::vector<storage::dlq_entry_row>
+  latest(int32_t limit, const tenant_scope& scope) = 0;
 };
 
 using dlq_reader_factory = std::function<std::unique_ptr<dlq_reader>()>;

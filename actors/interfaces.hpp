@@ -41,8 +41,9 @@ using dlq_actor = caf::typed_actor<
   caf::reacts_to<atom::internal, atom::refresh>,
   /// Number of pending DLQ entries as last read (-1 before the first read).
   caf::replies_to<atom::status>::with<int64_t>,
-  /// The newest N entries of event_dlq, newest first.
-  caf::replies_to<atom::latest, int32_t>::with<
+  /// The newest N entries of event_dlq the tenant scope sees, newest first
+  /// (entries without a tenant only with scope.unknown_tenant).
+  caf::replies_to<atom::latest, int32_t, tenant_scope>::with<
     std::vector<storage::dlq_entry_row>>>;
 
 /// JOURNAL (detached; own PostgreSQL connection, read-only transactions):
@@ -51,12 +52,13 @@ using dlq_actor = caf::typed_actor<
 /// it is answered errc::expired at once, without asking PostgreSQL. Its
 /// ping: whether PostgreSQL answers; error db_unavailable if not.
 using journal_actor = caf::typed_actor<
-  /// The newest N journal rows, newest first, cut to the reader's byte bound
-  /// (true: cut, there are more).
-  caf::replies_to<atom::latest, int32_t, caf::timestamp>::with<
+  /// The newest N journal rows the tenant scope sees, newest first, cut to
+  /// the reader's byte bound (true: cut, there are more).
+  caf::replies_to<atom::latest, int32_t, tenant_scope, caf::timestamp>::with<
     std::vector<storage::journal_event>, bool>,
-  /// The journal row with this id: one element, or none.
-  caf::replies_to<atom::get, int64_t, caf::timestamp>::with<
+  /// The journal row with this id: one element, or none (also when the
+  /// tenant scope does not see it: never reveal that it exists).
+  caf::replies_to<atom::get, int64_t, tenant_scope, caf::timestamp>::with<
     std::vector<storage::journal_event>>>::extend_with<ping_actor>;
 
 /// PG_PROBE (detached; a PostgreSQL connection used for nothing else): the
@@ -68,12 +70,18 @@ using pg_probe_actor = ping_actor;
 /// REPLAYER (detached; owns the only librdkafka producer and a journal
 /// connection of its own). Republishes a journalled event to its topic with
 /// its key and headers plus provenance headers, and answers once the broker
-/// acknowledged it (errors: not_found, db_unavailable, broker_unavailable,
-/// delivery_failed). A fatal producer error crashes it for the SUPERVISOR.
+/// acknowledged it (errors: not_found, rate_limited, db_unavailable,
+/// broker_unavailable, delivery_failed, delivery_timeout). Keeps the
+/// per-tenant replay budget; records every replay (replays row and audit
+/// row, one transaction) before publishing, and audits its outcome. A fatal
+/// producer error crashes it for the SUPERVISOR.
 /// Its ping: whether the broker answers a metadata request (for /ready).
 using replayer_actor = caf::typed_actor<
-  /// Republish journal event `id`; the reply is where it landed.
-  caf::replies_to<atom::replay, int64_t>::with<replay_result>,
+  /// Republish journal event `id` for the requester; the reply is where it
+  /// landed. not_found also when its scope does not see the event;
+  /// rate_limited (context: message, retry-after seconds) over the tenant's
+  /// budget.
+  caf::replies_to<atom::replay, int64_t, requester>::with<replay_result>,
   /// (self, timer) Serve delivery reports while replays are in flight.
   caf::reacts_to<atom::internal, atom::poll>>::extend_with<ping_actor>;
 

@@ -35,24 +35,28 @@ journal(journal_actor::stateful_pointer<journal_state> self,
   self->state.reader
     = std::make_unique<storage::journal_reader>(std::move(database_url), opts);
   return {
-    [=](atom::latest, int32_t limit, caf::timestamp deadline)
+    [=](atom::latest, int32_t limit, const tenant_scope& scope,
+        caf::timestamp deadline)
       -> caf::result<std::vector<storage::journal_event>, bool> {
       if (expired(deadline))
         return expired_error();
       try {
-        auto page = self->state.reader->latest_page(limit);
+        auto page = self->state.reader->latest_page(limit, scope);
         return {std::move(page.events), page.truncated};
       } catch (const storage::infra_error& e) {
         return caf::make_error(errc::db_unavailable, std::string{e.what()});
       }
     },
-    [=](atom::get, int64_t id, caf::timestamp deadline)
+    [=](atom::get, int64_t id, const tenant_scope& scope,
+        caf::timestamp deadline)
       -> caf::result<std::vector<storage::journal_event>> {
       if (expired(deadline))
         return expired_error();
       return guarded([&] {
+        // A row the scope does not see is answered like a missing one.
         std::vector<storage::journal_event> result;
-        if (auto e = self->state.reader->event_by_id(id))
+        if (auto e = self->state.reader->event_by_id(id);
+            e && scope.sees(e->tenant_id))
           result.emplace_back(std::move(*e));
         return result;
       });

@@ -61,6 +61,8 @@ child_spec spawn_replayer(const settings& s, metrics* m) {
   rs.producer.bootstrap_servers = s.kafka_bootstrap_servers;
   rs.producer.properties = s.kafka_properties;
   rs.producer.message_timeout_ms = s.replay_timeout_ms;
+  rs.replay_rate_per_tenant = s.replay_rate_per_tenant;
+  rs.replay_burst_per_tenant = s.replay_burst_per_tenant;
   return child_spec{
     "replayer", {}, [=](caf::local_actor* self, const peer_map&) {
       return as_actor(self->spawn<caf::detached>(replayer, rs, m));

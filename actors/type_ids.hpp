@@ -43,7 +43,7 @@ typename Inspector::result_type inspect(Inspector& f, checked_record& x) {
     return caf::none;
   });
   return f(caf::meta::type_name("ces.checked_record"), x.rec, reason, load,
-           x.error, x.tenant_id, x.replay_of);
+           x.error, x.tenant_id, x.replay_of, x.replay_id);
 }
 
 template <class Inspector>
@@ -77,12 +77,6 @@ typename Inspector::result_type inspect(Inspector& f, child_status& x) {
 }
 
 template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, replay_result& x) {
-  return f(caf::meta::type_name("ces.replay_result"), x.event_id, x.topic,
-           x.partition, x.offset, x.replay_id);
-}
-
-template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, tenant_scope& x) {
   return f(caf::meta::type_name("ces.tenant_scope"), x.all, x.tenants,
            x.unknown_tenant);
@@ -92,6 +86,12 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, requester& x) {
   return f(caf::meta::type_name("ces.requester"), x.principal, x.role,
            x.scope, x.request_id, x.client_addr);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, replay_result& x) {
+  return f(caf::meta::type_name("ces.replay_result"), x.event_id, x.topic,
+           x.partition, x.offset, x.replay_id);
 }
 
 template <class Inspector>

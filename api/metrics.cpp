@@ -139,6 +139,12 @@ struct metrics::impl {
               "outcome (written; overflow: counted in a summary row; retry: "
               "a failed write kept for the next one)")
         .Register(*registry);
+  prometheus::Family<prometheus::Counter>& replays_throttled
+    = BuildCounter()
+        .Name("crm_replays_throttled_total")
+        .Help("Replays refused or delayed by the per-tenant replay budget, "
+              "by tenant")
+        .Register(*registry);
 
   // Only for declare_*: the data path never takes this lock.
   std::mutex declared_mtx;
@@ -277,6 +283,10 @@ void metrics::add_auth(const std::string& outcome) {
 
 void metrics::add_audit(const std::string& outcome, uint64_t n) {
   impl_->audit.Add({{"outcome", outcome}}).Increment(static_cast<double>(n));
+}
+
+void metrics::add_replay_throttled(const std::string& tenant) {
+  impl_->replays_throttled.Add({{"tenant", tenant}}).Increment();
 }
 
 void metrics::declare_http_routes(const std::vector<std::string>& routes) {

@@ -97,6 +97,10 @@ public:
   /// (written), refusals only counted (overflow), failed writes (retry).
   void add_audit(const std::string& outcome, uint64_t n);
 
+  /// crm_replays_throttled_total{tenant}: one replay over its tenant's
+  /// replay budget (refused with 429, or delayed for bulk jobs).
+  void add_replay_throttled(const std::string& tenant);
+
   /// Creates the zero-valued crm_http_request_seconds{route} series.
   void declare_http_routes(const std::vector<std::string>& routes);
 

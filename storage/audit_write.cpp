@@ -1,29 +1,17 @@
 #include "storage/audit_write.hpp"
 
+#include "storage/pg_util.hpp"
+
 #include <optional>
 
 namespace ces::storage {
 
 std::optional<std::string> tenants_array(pqxx::transaction_base& tx,
                                          const tenant_scope& scope) {
+  (void) tx;
   if (scope.all)
     return std::nullopt;
-  std::string out = "{";
-  for (size_t i = 0; i < scope.tenants.size(); ++i) {
-    if (i > 0)
-      out += ',';
-    // Quoted element: backslash and double quote escaped.
-    out += '"';
-    for (char c : scope.tenants[i]) {
-      if (c == '"' || c == '\\')
-        out += '\\';
-      out += c;
-    }
-    out += '"';
-  }
-  out += '}';
-  (void) tx;
-  return out;
+  return detail::text_array(scope.tenants);
 }
 
 void insert_audit(pqxx::transaction_base& tx, const audit_entry& e) {

@@ -166,7 +166,7 @@ void append_coordinates(std::string& out, std::string_view topic,
 } // namespace
 
 void append_journal_row(std::string& out, const checked_record& r,
-                        std::string& scratch) {
+                        int64_t replay_of, std::string& scratch) {
   auto& k = r.rec;
   append_escaped(out, r.tenant_id);
   out += '\t';
@@ -183,8 +183,8 @@ void append_journal_row(std::string& out, const checked_record& r,
   out += '\t';
   append_timestamp_ms(out, k.timestamp_ms);
   out += '\t';
-  if (r.replay_of != 0)
-    append_int(out, r.replay_of);
+  if (replay_of != 0)
+    append_int(out, replay_of);
   else
     append_null(out);
   out += '\n';

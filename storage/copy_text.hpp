@@ -38,10 +38,11 @@ inline constexpr const char* journal_columns =
   "tenant_id,topic,partition,\"offset\",key,headers,payload,kafka_timestamp,"
   "replay_of";
 
-/// Appends one event_journal line (with its newline) for an accepted record.
-/// `scratch` is a reusable buffer.
+/// Appends one event_journal line (with its newline) for an accepted record,
+/// with `replay_of` (0: NULL) as the verified provenance (r.replay_of is only
+/// the record's claim). `scratch` is a reusable buffer.
 void append_journal_row(std::string& out, const checked_record& r,
-                        std::string& scratch);
+                        int64_t replay_of, std::string& scratch);
 
 /// Columns of the event_dlq rows append_dlq_row writes.
 inline constexpr const char* dlq_columns =

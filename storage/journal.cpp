@@ -9,6 +9,7 @@
 #include <map>
 #include <string_view>
 #include <tuple>
+#include <unordered_map>
 #include <utility>
 
 namespace ces::storage::detail {
@@ -118,6 +119,8 @@ struct journal_writer::impl {
   std::string chunk;
   std::string scratch;
   std::string dlq_rows;
+  std::vector<std::string> replay_ids;                 // claimed in the batch
+  std::unordered_map<std::string, int64_t> recorded;   // replay id -> event
 
   persist_outcome write(const std::vector<checked_record>& batch);
 
@@ -273,7 +276,31 @@ journal_writer::impl::write(const std::vector<checked_record>& batch) {
       it->second.fence = row[2].as<int64_t>();
   }
 
-  // 2. Fence (records below the stored offset, or repeated in the batch, are
+  // 2. Provenance: a record's x-replay-of claim stands only when its
+  // x-replay-id names a recorded replay of that very event (table replays,
+  // written by the REPLAYER before it publishes). One query for the whole
+  // batch, and none when no record claims to be a replay.
+  replay_ids.clear();
+  recorded.clear();
+  for (auto& r : batch)
+    if (r.reason == reject_reason::none && r.replay_of != 0
+        && !r.replay_id.empty())
+      replay_ids.push_back(r.replay_id);
+  if (!replay_ids.empty()) {
+    auto res = tx.exec_params("SELECT replay_id, event_id FROM replays"
+                              " WHERE replay_id = ANY($1::text[])",
+                              detail::text_array(replay_ids));
+    for (auto row : res)
+      recorded.emplace(row[0].as<std::string>(), row[1].as<int64_t>());
+  }
+  auto verified_replay_of = [&](const checked_record& r) -> int64_t {
+    if (r.replay_of == 0 || r.replay_id.empty() || recorded.empty())
+      return 0;
+    auto i = recorded.find(r.replay_id);
+    return i != recorded.end() && i->second == r.replay_of ? r.replay_of : 0;
+  };
+
+  // 3. Fence (records below the stored offset, or repeated in the batch, are
   // skipped), and encode the accepted records.
   std::vector<dlq_item> dlq;
   rows.clear();
@@ -299,12 +326,12 @@ journal_writer::impl::write(const std::vector<checked_record>& batch) {
       row_start.push_back(rows.size());
       row_index.push_back(i);
       row_part.push_back(&st);
-      copy_text::append_journal_row(rows, r, scratch);
+      copy_text::append_journal_row(rows, r, verified_replay_of(r), scratch);
     }
     row_start.push_back(rows.size());
   }
 
-  // 3./4. COPY into event_journal, isolating refused rows.
+  // 4./5. COPY into event_journal, isolating refused rows.
   auto first_rejected = dlq.size();
   out.isolation_rounds = copy_journal(tx, dlq);
   {
@@ -319,7 +346,7 @@ journal_writer::impl::write(const std::vector<checked_record>& batch) {
     }
   }
 
-  // 5. Dead letters.
+  // 6. Dead letters.
   std::map<std::pair<std::string, std::string>, uint64_t> dead;
   if (!dlq.empty()) {
     dlq_rows.clear();
@@ -339,7 +366,7 @@ journal_writer::impl::write(const std::vector<checked_record>& batch) {
     s.complete();
   }
 
-  // 6. Advance the offsets of every partition of the batch.
+  // 7. Advance the offsets of every partition of the batch.
   auto stored = tx.exec(
     "UPDATE journal_offsets AS c"
     " SET next_offset = greatest(c.next_offset, v.next_offset),"
@@ -353,7 +380,7 @@ journal_writer::impl::write(const std::vector<checked_record>& batch) {
                       + std::to_string(stored.size()) + " rows, expected "
                       + std::to_string(parts.size()));
 
-  // 7. Commit.
+  // 8. Commit.
   tx.commit();
 
   for (auto row : stored)

@@ -1,5 +1,6 @@
 #include "storage/journal_reader.hpp"
 
+#include "storage/audit_write.hpp"
 #include "storage/headers_json.hpp"
 #include "storage/pg_util.hpp"
 
@@ -96,6 +97,18 @@ dlq_entry_row to_dlq(const pqxx::row& r) {
   return d;
 }
 
+/// A scope that sees no tenant's rows (nor rows without a tenant when
+/// `with_unknown`): nothing to ask PostgreSQL.
+bool sees_nothing(const tenant_scope& scope, bool with_unknown) {
+  return !scope.all && scope.tenants.empty()
+         && !(with_unknown && scope.unknown_tenant);
+}
+
+/// The tenants of `scope` as one text[] parameter (empty when all).
+std::string tenants_param(const tenant_scope& scope) {
+  return scope.all ? std::string{"{}"} : detail::text_array(scope.tenants);
+}
+
 } // namespace
 
 struct journal_reader::impl {
@@ -135,6 +148,22 @@ struct journal_reader::impl {
     }
   }
 
+  /// Runs `f(transaction)` in a read-write transaction (the session's
+  /// default is read-only) and commits; failures as run().
+  template <class F>
+  void run_write(const char* what, F f) {
+    ensure_connected();
+    try {
+      pqxx::work tx{*db->conn, "journal_reader_write"};
+      tx.exec("SET TRANSACTION READ WRITE");
+      f(tx);
+      tx.commit();
+    } catch (const pqxx::failure& e) {
+      db.reset();
+      throw detail::to_infra_error(e, what);
+    }
+  }
+
   int dlq_payload_limit() const {
     auto n = opts.max_dlq_payload_bytes;
     return n == 0 || n > static_cast<size_t>(INT_MAX) ? INT_MAX
@@ -151,14 +180,16 @@ journal_reader::journal_reader(std::string database_url,
 
 journal_reader::~journal_reader() = default;
 
-std::vector<journal_event> journal_reader::latest_events(int limit) {
-  if (limit <= 0)
+std::vector<journal_event>
+journal_reader::latest_events(int limit, const tenant_scope& scope) {
+  if (limit <= 0 || sees_nothing(scope, false))
     return {};
   return impl_->run("journal latest_events", [&](pqxx::transaction_base& tx) {
     auto res = tx.exec_params(std::string("SELECT ") + event_columns
-                                + " FROM event_journal ORDER BY id DESC"
-                                  " LIMIT $1",
-                              limit);
+                                + " FROM event_journal"
+                                  " WHERE ($2 OR tenant_id = ANY($3::text[]))"
+                                  " ORDER BY id DESC LIMIT $1",
+                              limit, scope.all, tenants_param(scope));
     std::vector<journal_event> out;
     out.reserve(res.size());
     for (const auto& row : res)
@@ -167,9 +198,9 @@ std::vector<journal_event> journal_reader::latest_events(int limit) {
   });
 }
 
-event_page journal_reader::latest_page(int limit) {
+event_page journal_reader::latest_page(int limit, const tenant_scope& scope) {
   event_page page;
-  if (limit <= 0)
+  if (limit <= 0 || sees_nothing(scope, false))
     return page;
   auto max_bytes = impl_->opts.max_page_bytes;
   if (max_bytes == 0 || max_bytes > static_cast<size_t>(INT64_MAX))
@@ -182,7 +213,9 @@ event_page journal_reader::latest_page(int limit) {
                 " SELECT id, octet_length(payload::text)"
                 "   + coalesce(octet_length(headers::text), 0)"
                 "   + 2 * coalesce(octet_length(key), 0) AS n"
-                " FROM event_journal ORDER BY id DESC LIMIT $1),"
+                " FROM event_journal"
+                " WHERE ($3 OR tenant_id = ANY($4::text[]))"
+                " ORDER BY id DESC LIMIT $1),"
                 " running AS ("
                 " SELECT id, row_number() OVER w AS pos, sum(n) OVER w AS upto"
                 " FROM sized WINDOW w AS (ORDER BY id DESC"
@@ -194,7 +227,8 @@ event_page journal_reader::latest_page(int limit) {
       " ORDER BY id DESC";
   return impl_->run("journal latest_page", [&](pqxx::transaction_base& tx) {
     auto res =
-      tx.exec_params(sql, limit, static_cast<int64_t>(max_bytes));
+      tx.exec_params(sql, limit, static_cast<int64_t>(max_bytes), scope.all,
+                     tenants_param(scope));
     page.events.reserve(res.size());
     int64_t measured = 0;
     for (const auto& row : res) {
@@ -218,20 +252,48 @@ std::optional<journal_event> journal_reader::event_by_id(int64_t id) {
   });
 }
 
-std::vector<dlq_entry_row> journal_reader::latest_dlq(int limit) {
-  if (limit <= 0)
+std::vector<dlq_entry_row>
+journal_reader::latest_dlq(int limit, const tenant_scope& scope) {
+  if (limit <= 0 || sees_nothing(scope, true))
     return {};
   auto max_payload = impl_->dlq_payload_limit();
   return impl_->run("dlq latest", [&](pqxx::transaction_base& tx) {
     auto res = tx.exec_params(std::string("SELECT ") + dlq_columns
-                                + " FROM event_dlq ORDER BY id DESC LIMIT $1",
-                              limit, max_payload);
+                                + " FROM event_dlq WHERE CASE WHEN tenant_id"
+                                  " IS NULL THEN $3 ELSE ($4 OR tenant_id ="
+                                  " ANY($5::text[])) END"
+                                  " ORDER BY id DESC LIMIT $1",
+                              limit, max_payload, scope.unknown_tenant,
+                              scope.all, tenants_param(scope));
     std::vector<dlq_entry_row> out;
     out.reserve(res.size());
     for (const auto& row : res)
       out.push_back(to_dlq(row));
     return out;
   });
+}
+
+void journal_reader::record_replay(const replay_record& r,
+                                   const audit_entry& accepted) {
+  impl_->run_write("record_replay", [&](pqxx::transaction_base& tx) {
+    std::optional<int64_t> job;
+    if (r.job_id != 0)
+      job = r.job_id;
+    std::optional<std::string> request;
+    if (!r.request_id.empty())
+      request = r.request_id;
+    tx.exec_params("INSERT INTO replays (replay_id, event_id, tenant_id,"
+                   " topic, principal, job_id, request_id)"
+                   " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                   r.replay_id, r.event_id, r.tenant_id, r.topic, r.principal,
+                   job, request);
+    insert_audit(tx, accepted);
+  });
+}
+
+void journal_reader::append_audit(const audit_entry& e) {
+  impl_->run_write("append_audit",
+                   [&](pqxx::transaction_base& tx) { insert_audit(tx, e); });
 }
 
 int64_t journal_reader::pending_dlq_count() {

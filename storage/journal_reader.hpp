@@ -1,5 +1,6 @@
-// Reads of event_journal and event_dlq for the operator API and the replayer.
-// No CAF; pqxx stays behind a pimpl.
+// Reads of event_journal and event_dlq for the operator API and the replayer,
+// tenant-scoped, and the replayer's few writes (replays, audit_log). No CAF;
+// pqxx stays behind a pimpl.
 //
 // A journal_reader has its own connection, never the persister's: reads run in
 // read-only transactions (MVCC snapshots), so they never wait behind a write
@@ -83,6 +84,17 @@ struct event_page {
   bool truncated = false;
 };
 
+/// One replay as recorded (table replays) before it is published.
+struct replay_record {
+  std::string replay_id; // the x-replay-id header
+  int64_t event_id = 0;  // the journal row replayed
+  std::string tenant_id; // its tenant
+  std::string topic;     // where it is published
+  std::string principal;
+  int64_t job_id = 0;    // bulk replay job; 0: a single replay (NULL)
+  std::string request_id; // empty: NULL
+};
+
 /// Journal and DLQ reads over one connection of its own. Connects lazily on
 /// first use and again on the next call after a failure. Not thread-safe:
 /// one reader per (detached) actor or thread.
@@ -95,22 +107,34 @@ public:
   journal_reader(const journal_reader&) = delete;
   journal_reader& operator=(const journal_reader&) = delete;
 
-  /// The newest `limit` journal rows (highest id first); limit <= 0 gives
-  /// none. Throws infra_error when PostgreSQL is unreachable or the query
-  /// fails.
-  std::vector<journal_event> latest_events(int limit);
+  /// The newest `limit` journal rows that `scope` sees (highest id first);
+  /// limit <= 0 gives none. Throws infra_error when PostgreSQL is
+  /// unreachable or the query fails.
+  std::vector<journal_event> latest_events(int limit,
+                                           const tenant_scope& scope);
 
   /// Like latest_events(), but only as many of the newest rows as fit in
   /// max_page_bytes (always the first one). PostgreSQL measures the rows
   /// first and sends only the ones kept, so no more than the bound (plus one
   /// row) is ever held here. Throws infra_error.
-  event_page latest_page(int limit);
+  event_page latest_page(int limit, const tenant_scope& scope);
 
-  /// The journal row `id`, or nullopt. Throws infra_error.
+  /// The journal row `id`, or nullopt. Not scoped: the caller checks
+  /// tenant_scope::sees(tenant_id). Throws infra_error.
   std::optional<journal_event> event_by_id(int64_t id);
 
-  /// The newest `limit` DLQ rows (highest id first). Throws infra_error.
-  std::vector<dlq_entry_row> latest_dlq(int limit);
+  /// The newest `limit` DLQ rows that `scope` sees (highest id first): rows
+  /// without a tenant only when scope.unknown_tenant. Throws infra_error.
+  std::vector<dlq_entry_row> latest_dlq(int limit, const tenant_scope& scope);
+
+  /// Records a replay before it is published: the replays row and the
+  /// `accepted` audit row, in one transaction. Throws infra_error (nothing
+  /// recorded, or the outcome unknown: do not publish either way).
+  void record_replay(const replay_record& r, const audit_entry& accepted);
+
+  /// Appends one audit_log row in a transaction of its own. Throws
+  /// infra_error.
+  void append_audit(const audit_entry& e);
 
   /// Number of DLQ rows with status 'pending'. Throws infra_error.
   int64_t pending_dlq_count();

@@ -51,7 +51,13 @@ struct checked_record {
   reject_reason reason = reject_reason::none;
   std::string error;     // human message when rejected
   std::string tenant_id; // set when accepted
-  int64_t replay_of = 0; // journal id from an `x-replay-of` header, 0 if none
+  /// Journal id from an `x-replay-of` header, 0 if none. A claim only: the
+  /// journal_writer stores it as replay_of when `replay_id` names a recorded
+  /// replay of that very event (table replays), else NULL.
+  int64_t replay_of = 0;
+  /// The last `x-replay-id` header when it looks like a replay id (1..64 of
+  /// [A-Za-z0-9._-]), else empty.
+  std::string replay_id;
 };
 
 /// (topic, partition) -> next offset to read.

@@ -62,6 +62,24 @@ void require_utf8_database(pqxx::connection& conn) {
         " ENCODING 'UTF8' TEMPLATE template0)");
 }
 
+std::string text_array(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0)
+      out += ',';
+    // Quoted element: backslash and double quote escaped.
+    out += '"';
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\')
+        out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
 bool is_data_sqlstate(const std::string& st) noexcept {
   if (st.size() != 5)
     return false;

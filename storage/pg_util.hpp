@@ -9,6 +9,7 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace ces::storage::detail {
 
@@ -33,6 +34,11 @@ std::string utf8_conninfo(const std::string& url);
 /// Throws encoding_error unless the connected database's server encoding is
 /// UTF8.
 void require_utf8_database(pqxx::connection& conn);
+
+/// `items` as a PostgreSQL array literal of quoted elements (`{"a","b"}`;
+/// `{}` when empty), to pass as one parameter cast to text[]: values are
+/// never concatenated into SQL.
+std::string text_array(const std::vector<std::string>& items);
 
 /// True for SQLSTATE classes 22 (data exception), 23 (integrity constraint
 /// violation) and 54 (program limit exceeded): the row is at fault, not the

@@ -644,6 +644,24 @@ int64_t parse_replay_of(const kafka_header* h) {
   return v;
 }
 
+// The header's value when it looks like a replay id (1..64 of
+// [A-Za-z0-9._-]: make_replay_id() writes a UUID), else empty. Anything else
+// could not name a recorded replay, and must not reach the replays lookup
+// (invalid UTF-8 would fail the batch's query).
+std::string parse_replay_id(const kafka_header* h) {
+  if (h == nullptr || !h->has_value || h->value.empty()
+      || h->value.size() > max_replay_id_bytes)
+    return {};
+  for (const char ch : h->value) {
+    auto ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z')
+              || (ch >= 'A' && ch <= 'Z') || ch == '-' || ch == '_'
+              || ch == '.';
+    if (!ok)
+      return {};
+  }
+  return h->value;
+}
+
 // Empty when the header gives a usable tenant (stored in `tenant`), else why
 // not.
 std::string header_tenant(const kafka_record& rec, std::string& tenant) {
@@ -689,6 +707,8 @@ checked_record check_record(kafka_record rec, const validation_limits& limits) {
   res.rec = std::move(rec);
   const kafka_record& r = res.rec;
   res.replay_of = parse_replay_of(last_header(r, "x-replay-of"));
+  if (res.replay_of != 0)
+    res.replay_id = parse_replay_id(last_header(r, "x-replay-id"));
   auto reject = [&res](reject_reason why, std::string msg) {
     res.reason = why;
     res.error = std::move(msg);

@@ -15,6 +15,9 @@ namespace ces {
 /// Longest tenant_id accepted (payload or header), in bytes.
 inline constexpr size_t max_tenant_id_bytes = 256;
 
+/// Longest `x-replay-id` header value taken as a replay id.
+inline constexpr size_t max_replay_id_bytes = 64;
+
 /// Kind of a JSON value, as reported for the top-level "tenant_id".
 enum class json_type : uint8_t { none, object, array, string, number, boolean, null };
 
@@ -63,7 +66,10 @@ json_check check_json(std::string_view text, size_t max_depth);
 ///   longer than max_tenant_id_bytes is missing_tenant, with no header
 ///   fallback; so is an empty or too long header value.
 /// - replay_of: the last "x-replay-of" header when it is a positive decimal
-///   int64 (digits only), else 0; filled in for rejected records too.
+///   int64 (digits only), else 0; filled in for rejected records too. It is
+///   a claim: the journal_writer keeps it only for a recorded replay.
+/// - replay_id: when replay_of is set, the last "x-replay-id" header if it is
+///   1..max_replay_id_bytes of [A-Za-z0-9._-], else empty.
 checked_record check_record(kafka_record rec, const validation_limits& limits);
 
 } // namespace ces

@@ -20,6 +20,13 @@ struct answer {
   }
 };
 
+tenant_scope all_tenants() {
+  tenant_scope s;
+  s.all = true;
+  s.unknown_tenant = true;
+  return s;
+}
+
 /// Scripted peers: what each one answers.
 struct script {
   bool db_up = true;
@@ -42,7 +49,7 @@ journal_actor::behavior_type fake_journal(journal_actor::pointer,
     return e;
   };
   return {
-    [=](atom::latest, int32_t limit, caf::timestamp)
+    [=](atom::latest, int32_t limit, const tenant_scope&, caf::timestamp)
       -> caf::result<std::vector<storage::journal_event>, bool> {
       if (!sc->db_up)
         return caf::make_error(errc::db_unavailable, "connection refused");
@@ -51,7 +58,7 @@ journal_actor::behavior_type fake_journal(journal_actor::pointer,
         xs.push_back(event(i));
       return {std::move(xs), limit > 3};
     },
-    [=](atom::get, int64_t id, caf::timestamp)
+    [=](atom::get, int64_t id, const tenant_scope&, caf::timestamp)
       -> std::vector<storage::journal_event> {
       if (id == 7)
         return {event(7)};
@@ -69,14 +76,17 @@ dlq_actor::behavior_type fake_dlq(dlq_actor::pointer) {
   return {
     [](atom::internal, atom::refresh) {},
     [](atom::status) { return int64_t{0}; },
-    [](atom::latest, int32_t) { return std::vector<storage::dlq_entry_row>{}; },
+    [](atom::latest, int32_t, const tenant_scope&) {
+      return std::vector<storage::dlq_entry_row>{};
+    },
   };
 }
 
 replayer_actor::behavior_type fake_replayer(replayer_actor::pointer self,
                                             std::shared_ptr<script> sc) {
   return {
-    [=](atom::replay, int64_t id) -> caf::result<replay_result> {
+    [=](atom::replay, int64_t id, const requester&)
+      -> caf::result<replay_result> {
       if (sc->silent_replayer)
         return self->make_response_promise<replay_result>();
       if (sc->replay_missing)
@@ -313,7 +323,7 @@ TEST_CASE_METHOD(ces::test::fixture,
   auto latest_error = [&](caf::timestamp deadline) {
     caf::error got;
     auto h = self->request(j, caf::infinite, atom::latest_v, int32_t{5},
-                           deadline);
+                           all_tenants(), deadline);
     sched.run();
     h.receive(
       [](std::vector<storage::journal_event>&, bool) { FAIL("answered"); },
@@ -322,11 +332,11 @@ TEST_CASE_METHOD(ces::test::fixture,
   };
   CHECK(latest_error(past) == errc::expired);
   CHECK(error_of(self->request(j, caf::infinite, atom::get_v, int64_t{1},
-                               past))
+                               all_tenants(), past))
         == errc::expired);
   CHECK(latest_error(future) == errc::db_unavailable);
   CHECK(error_of(self->request(j, caf::infinite, atom::get_v, int64_t{1},
-                               future))
+                               all_tenants(), future))
         == errc::db_unavailable);
   // What an expired read answers over HTTP, should the bridge still wait.
   CHECK(http_error(caf::make_error(errc::expired)).first == 504);

@@ -124,6 +124,39 @@ TEST_CASE("the original service's verification: events, replay, DLQ",
     header_keys.insert(h["key"].get<std::string>());
   CHECK(header_keys.count("x-replay-of") == 1);
   CHECK(header_keys.count("x-replay-id") == 1);
+  // The replay was recorded before it was published, with its audit rows.
+  auto replay_id = r["replay_id"].get<std::string>();
+  CHECK(w.count("select count(*) from replays where replay_id = '" + replay_id
+                + "' and event_id = " + std::to_string(job_id))
+        == 1);
+  CHECK(w.value("select string_agg(outcome, ',' order by id) from audit_log"
+                " where action = 'replay' and target = 'event/"
+                + std::to_string(job_id) + "'")
+        == "accepted,ok");
+
+  // Provenance a producer sets itself is not believed: a made-up replay id,
+  // and the recorded replay id with another event id. The headers stay.
+  auto forge = [&](const std::string& of, const std::string& id) {
+    auto file = w.temp_path("forged-" + id + ".txt");
+    std::ofstream{file} << R"({"tenant_id":"t-forged","of":)" << of << "}\n";
+    ces::test::child_process kcat{{"kcat", "-P", "-b", w.bootstrap(), "-t",
+                                   jobs, "-p", "0", "-H", "x-replay-of=" + of,
+                                   "-H", "x-replay-id=" + id, "-l", file}};
+    auto st = kcat.wait_exit(30s);
+    INFO(kcat.describe());
+    REQUIRE(st);
+    REQUIRE(st->success());
+  };
+  forge(std::to_string(job_id), "forged-id");
+  forge(std::to_string(job_id + 1), replay_id);
+  REQUIRE(eventually([&] { return journal_rows(w) == 13; }, 30s));
+  CHECK(w.count("select count(*) from event_journal where tenant_id ="
+                " 't-forged' and replay_of is null and headers @>"
+                " '[{\"key\": \"x-replay-of\"}]'")
+        == 2);
+  CHECK(w.count("select count(*) from event_journal where replay_of is not"
+                " null")
+        == 1);
 
   auto dlq = call(w, "GET", "/dlq");
   REQUIRE(dlq.status == 200);

@@ -43,7 +43,7 @@ TEST_CASE("latest_events: newest first, limits, every column",
   journal_writer w{url, group};
   journal_reader r{url};
   CHECK_FALSE(r.connected()); // lazy
-  CHECK(r.latest_events(50).empty());
+  CHECK(r.latest_events(50, every_tenant).empty());
   CHECK(r.connected());
 
   std::vector<checked_record> batch;
@@ -57,10 +57,13 @@ TEST_CASE("latest_events: newest first, limits, every column",
   batch[6].rec.headers = {{"bin", std::string("\x00\xff", 2), true},
                           {std::string("\xfe", 1), "v", true}};
   batch[7].rec.timestamp_ms = -1;
-  batch[8].replay_of = 3;
+  batch[8].replay_of = 3; // a recorded replay of event 3
+  batch[8].replay_id = "r-3";
+  exec(url, "INSERT INTO replays (replay_id, event_id, tenant_id, topic,"
+            " principal) VALUES ('r-3', 3, 't1', 'crm', 'ops')");
   w.write(batch);
 
-  auto all = r.latest_events(50);
+  auto all = r.latest_events(50, every_tenant);
   REQUIRE(all.size() == 10);
   for (size_t i = 1; i < all.size(); ++i)
     CHECK(all[i - 1].id > all[i].id);
@@ -68,12 +71,12 @@ TEST_CASE("latest_events: newest first, limits, every column",
   CHECK(all.front().offset == 9);
   CHECK(all.back().offset == 0);
 
-  auto three = r.latest_events(3);
+  auto three = r.latest_events(3, every_tenant);
   REQUIRE(three.size() == 3);
   CHECK(three[0].id == all[0].id);
   CHECK(three[2].id == all[2].id);
-  CHECK(r.latest_events(0).empty());
-  CHECK(r.latest_events(-1).empty());
+  CHECK(r.latest_events(0, every_tenant).empty());
+  CHECK(r.latest_events(-1, every_tenant).empty());
 
   auto by_offset = [&](int64_t o) {
     for (auto& e : all)
@@ -145,7 +148,7 @@ TEST_CASE("events render as the API's JSON", "[journal_reader]") {
   c.rec.key = std::string("\x80", 1);
   w.write({c});
   journal_reader r{url};
-  auto e = r.latest_events(1).at(0);
+  auto e = r.latest_events(1, every_tenant).at(0);
   auto j = nlohmann::json::parse(api::event_json(e));
   CHECK(j["id"] == e.id);
   CHECK(j["offset"] == 42);
@@ -157,7 +160,8 @@ TEST_CASE("events render as the API's JSON", "[journal_reader]") {
   CHECK(j["kafka_timestamp"] == "2024-05-01T12:00:00.165Z");
   CHECK(std::regex_match(j["received_at"].get<std::string>(), rfc3339_us));
   CHECK(j["replay_of"].is_null());
-  auto list = nlohmann::json::parse(api::events_json(r.latest_events(10)));
+  auto list = nlohmann::json::parse(
+    api::events_json(r.latest_events(10, every_tenant)));
   CHECK(list.size() == 1);
 }
 
@@ -188,12 +192,12 @@ TEST_CASE("latest_dlq: raw payload variants, newest first",
   w.write(batch);
 
   journal_reader r{url};
-  auto rows = r.latest_dlq(50);
+  auto rows = r.latest_dlq(50, every_tenant);
   REQUIRE(rows.size() == 6);
   for (size_t i = 1; i < rows.size(); ++i)
     CHECK(rows[i - 1].id > rows[i].id);
-  CHECK(r.latest_dlq(2).size() == 2);
-  CHECK(r.latest_dlq(2)[0].id == rows[0].id);
+  CHECK(r.latest_dlq(2, every_tenant).size() == 2);
+  CHECK(r.latest_dlq(2, every_tenant)[0].id == rows[0].id);
   CHECK(r.pending_dlq_count() == 6);
 
   std::map<int64_t, storage::dlq_entry_row> by;
@@ -253,7 +257,7 @@ TEST_CASE("large DLQ payloads are cut", "[journal_reader]") {
   storage::journal_reader_options o;
   o.max_dlq_payload_bytes = 1000;
   journal_reader small{url, o};
-  auto d = small.latest_dlq(1).at(0);
+  auto d = small.latest_dlq(1, every_tenant).at(0);
   CHECK(d.payload.size() == 1000);
   CHECK(d.payload_size == big.size());
   CHECK(d.payload_truncated);
@@ -263,7 +267,7 @@ TEST_CASE("large DLQ payloads are cut", "[journal_reader]") {
   CHECK(j["payload_bytes"] == big.size());
   o.max_dlq_payload_bytes = 0; // no limit
   journal_reader whole{url, o};
-  auto full = whole.latest_dlq(1).at(0);
+  auto full = whole.latest_dlq(1, every_tenant).at(0);
   CHECK(full.payload == big);
   CHECK_FALSE(full.payload_truncated);
 }
@@ -283,7 +287,7 @@ TEST_CASE("latest_page: large events are cut by bytes, never below one",
   storage::journal_reader_options o;
   o.max_page_bytes = 1000 * 1000; // three events fit, not four
   journal_reader r{url, o};
-  auto page = r.latest_page(1000);
+  auto page = r.latest_page(1000, every_tenant);
   CHECK(page.truncated);
   REQUIRE(page.events.size() == 3);
   CHECK(page.events[0].offset == 5); // the newest ones
@@ -293,13 +297,13 @@ TEST_CASE("latest_page: large events are cut by bytes, never below one",
     bytes += e.payload_json.size();
   CHECK(bytes <= o.max_page_bytes);
   // Under the bound: the whole page, not cut.
-  auto two = r.latest_page(2);
+  auto two = r.latest_page(2, every_tenant);
   CHECK_FALSE(two.truncated);
   CHECK(two.events.size() == 2);
   // One event larger than the bound still comes, alone.
   o.max_page_bytes = 1000;
   journal_reader tiny{url, o};
-  auto one = tiny.latest_page(50);
+  auto one = tiny.latest_page(50, every_tenant);
   CHECK(one.truncated);
   REQUIRE(one.events.size() == 1);
   CHECK(one.events[0].offset == 5);
@@ -307,19 +311,19 @@ TEST_CASE("latest_page: large events are cut by bytes, never below one",
   // No bound: everything.
   o.max_page_bytes = 0;
   journal_reader all{url, o};
-  auto six = all.latest_page(1000);
+  auto six = all.latest_page(1000, every_tenant);
   CHECK_FALSE(six.truncated);
   CHECK(six.events.size() == 6);
   // Exactly as many rows as asked for, all fitting: not cut.
-  CHECK_FALSE(all.latest_page(6).truncated);
+  CHECK_FALSE(all.latest_page(6, every_tenant).truncated);
 }
 
 TEST_CASE("unreachable server, reconnect, ping", "[journal_reader]") {
   journal_reader nowhere{"postgresql://postgres@127.0.0.1:1/nowhere"};
   CHECK_THROWS_AS(nowhere.ping(), infra_error);
-  CHECK_THROWS_AS(nowhere.latest_events(1), infra_error);
+  CHECK_THROWS_AS(nowhere.latest_events(1, every_tenant), infra_error);
   CHECK_THROWS_AS(nowhere.event_by_id(1), infra_error);
-  CHECK_THROWS_AS(nowhere.latest_dlq(1), infra_error);
+  CHECK_THROWS_AS(nowhere.latest_dlq(1, every_tenant), infra_error);
   CHECK_THROWS_AS(nowhere.pending_dlq_count(), infra_error);
   CHECK_THROWS_WITH(nowhere.ping(),
                     Catch::Contains("cannot connect to PostgreSQL"));
@@ -332,7 +336,7 @@ TEST_CASE("unreachable server, reconnect, ping", "[journal_reader]") {
   CHECK_THROWS_AS(r.ping(), infra_error);
   CHECK_FALSE(r.connected());
   CHECK_NOTHROW(r.ping());
-  CHECK(r.latest_events(5).empty());
+  CHECK(r.latest_events(5, every_tenant).empty());
 }
 
 TEST_CASE("reads do not wait behind an open write transaction",
@@ -352,12 +356,13 @@ TEST_CASE("reads do not wait behind an open write transaction",
           " VALUES ('crm', 'invalid_json', 'x')");
   tx.exec("LOCK TABLE event_journal IN ROW EXCLUSIVE MODE");
   auto t0 = std::chrono::steady_clock::now();
-  CHECK(r.latest_events(10).size() == 1); // the uncommitted row is invisible
-  CHECK(r.latest_dlq(10).empty());
+  // The uncommitted row is invisible.
+  CHECK(r.latest_events(10, every_tenant).size() == 1);
+  CHECK(r.latest_dlq(10, every_tenant).empty());
   CHECK(r.pending_dlq_count() == 0);
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2));
   tx.commit();
-  CHECK(r.latest_events(10).size() == 2);
+  CHECK(r.latest_events(10, every_tenant).size() == 2);
 }
 
 TEST_CASE("a read blocked by a lock fails after statement_timeout",
@@ -371,8 +376,192 @@ TEST_CASE("a read blocked by a lock fails after statement_timeout",
   pqxx::work tx{locker};
   tx.exec("LOCK TABLE event_journal IN ACCESS EXCLUSIVE MODE");
   auto t0 = std::chrono::steady_clock::now();
-  CHECK_THROWS_WITH(r.latest_events(1), Catch::Contains("57014"));
+  CHECK_THROWS_WITH(r.latest_events(1, every_tenant),
+                    Catch::Contains("57014"));
   CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3));
   tx.abort();
-  CHECK(r.latest_events(1).empty()); // reconnected
+  CHECK(r.latest_events(1, every_tenant).empty()); // reconnected
+}
+
+namespace {
+
+tenant_scope only(std::vector<std::string> tenants,
+                  bool unknown_tenant = false) {
+  tenant_scope s;
+  s.tenants = std::move(tenants);
+  s.unknown_tenant = unknown_tenant;
+  return s;
+}
+
+std::vector<std::string>
+tenants_of(const std::vector<storage::journal_event>& xs) {
+  std::vector<std::string> out;
+  for (auto& e : xs)
+    out.push_back(e.tenant_id);
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("latest_events and latest_page see only the scope's tenants",
+          "[journal_reader]") {
+  auto url = migrated_db();
+  journal_writer w{url, group};
+  std::vector<checked_record> batch;
+  // Offsets 0..8, tenants a, b, c in turn; one tenant id with SQL and array
+  // syntax in it.
+  const std::vector<std::string> tenants{"a", "b", "c'\",{}"};
+  for (int64_t o = 0; o < 9; ++o)
+    batch.push_back(accepted("crm", 0, o, R"({"n":1})", tenants[o % 3]));
+  w.write(batch);
+  journal_reader r{url};
+
+  auto a = r.latest_events(50, only({"a"}));
+  CHECK(tenants_of(a) == std::vector<std::string>{"a", "a", "a"});
+  CHECK(a.front().offset == 6); // newest first
+  auto ac = r.latest_events(50, only({"a", "c'\",{}"}));
+  CHECK(ac.size() == 6);
+  for (auto& e : ac)
+    CHECK(e.tenant_id != "b");
+  // The limit counts visible rows only.
+  auto two = r.latest_events(2, only({"b"}));
+  REQUIRE(two.size() == 2);
+  CHECK(two[0].offset == 7);
+  CHECK(two[1].offset == 4);
+  CHECK(r.latest_events(50, only({})).empty());
+  CHECK(r.latest_events(50, only({}, true)).empty());
+  CHECK(r.latest_events(50, only({"nobody"})).empty());
+  CHECK(r.latest_events(50, every_tenant).size() == 9);
+
+  auto page = r.latest_page(50, only({"c'\",{}"}));
+  CHECK(tenants_of(page.events)
+        == std::vector<std::string>(3, "c'\",{}"));
+  CHECK_FALSE(page.truncated);
+  auto cut = r.latest_page(2, only({"a"}));
+  CHECK(cut.events.size() == 2);
+  CHECK(tenants_of(cut.events) == std::vector<std::string>{"a", "a"});
+  CHECK(r.latest_page(50, only({})).events.empty());
+  CHECK(r.latest_page(50, every_tenant).events.size() == 9);
+}
+
+TEST_CASE("latest_page's byte bound counts the scope's rows only",
+          "[journal_reader]") {
+  auto url = migrated_db();
+  journal_writer w{url, group};
+  std::string big(2000, 'x');
+  std::vector<checked_record> batch;
+  // Newest rows: big rows of tenant "other" after small rows of "mine".
+  for (int64_t o = 0; o < 3; ++o)
+    batch.push_back(accepted("crm", 0, o, R"({"n":1})", "mine"));
+  for (int64_t o = 3; o < 8; ++o)
+    batch.push_back(
+      accepted("crm", 0, o, R"({"s":")" + big + R"("})", "other"));
+  w.write(batch);
+  storage::journal_reader_options o;
+  o.max_page_bytes = 1000;
+  journal_reader r{url, o};
+  auto mine = r.latest_page(50, only({"mine"}));
+  CHECK(mine.events.size() == 3);
+  CHECK_FALSE(mine.truncated);
+  auto other = r.latest_page(50, only({"other"}));
+  CHECK(other.events.size() == 1); // always the newest one
+  CHECK(other.truncated);
+}
+
+TEST_CASE("latest_dlq: rows without a tenant only for unknown_tenant",
+          "[journal_reader]") {
+  auto url = migrated_db();
+  journal_writer w{url, group};
+  std::vector<checked_record> batch;
+  batch.push_back(rejected("crm", 0, 0, R"({"x": 1})",
+                           reject_reason::missing_tenant, "no tenant"));
+  auto with_a = rejected("crm", 0, 1, "{", reject_reason::invalid_json, "bad");
+  with_a.tenant_id = "a";
+  batch.push_back(with_a);
+  auto with_b = rejected("crm", 0, 2, "{", reject_reason::invalid_json, "bad");
+  with_b.tenant_id = "b";
+  batch.push_back(with_b);
+  w.write(batch);
+  journal_reader r{url};
+
+  auto tenants = [](const std::vector<storage::dlq_entry_row>& xs) {
+    std::vector<std::string> out;
+    for (auto& d : xs)
+      out.push_back(d.tenant_id);
+    return out;
+  };
+  CHECK(tenants(r.latest_dlq(50, every_tenant))
+        == std::vector<std::string>{"b", "a", ""});
+  CHECK(tenants(r.latest_dlq(50, only({"a"})))
+        == std::vector<std::string>{"a"});
+  CHECK(tenants(r.latest_dlq(50, only({"a", "b"})))
+        == std::vector<std::string>{"b", "a"});
+  CHECK(tenants(r.latest_dlq(50, only({"a"}, true)))
+        == std::vector<std::string>{"a", ""});
+  CHECK(tenants(r.latest_dlq(50, only({}, true)))
+        == std::vector<std::string>{""});
+  CHECK(r.latest_dlq(50, only({})).empty());
+  // "*" without unknown_tenant: every tenant's rows, not the unknown ones.
+  tenant_scope star;
+  star.all = true;
+  CHECK(tenants(r.latest_dlq(50, star))
+        == std::vector<std::string>{"b", "a"});
+}
+
+TEST_CASE("record_replay writes the replay and its audit row in one "
+          "transaction", "[journal_reader]") {
+  auto url = migrated_db();
+  journal_reader r{url};
+  storage::replay_record rec;
+  rec.replay_id = "11111111-2222-4333-8444-555555555555";
+  rec.event_id = 42;
+  rec.tenant_id = "t1";
+  rec.topic = "crm";
+  rec.principal = "ops";
+  rec.request_id = "req-1";
+  audit_entry a;
+  a.who.principal = "ops";
+  a.who.role = "operator";
+  a.who.scope = only({"t1", "t2"});
+  a.who.request_id = "req-1";
+  a.who.client_addr = "127.0.0.1";
+  a.action = "replay";
+  a.target = "event/42";
+  a.parameters = R"({"replay_id":"11111111-2222-4333-8444-555555555555"})";
+  a.outcome = "accepted";
+  r.record_replay(rec, a);
+  CHECK(scalar(url, "SELECT event_id || '/' || tenant_id || '/' || topic"
+                    " || '/' || principal || '/' || request_id"
+                    " || '/' || (job_id IS NULL) FROM replays")
+        == "42/t1/crm/ops/req-1/true");
+  CHECK(scalar(url, "SELECT principal || '/' || role || '/' || action || '/'"
+                    " || target || '/' || outcome || '/' || (status IS NULL)"
+                    " || '/' || (parameters->>'replay_id') || '/'"
+                    " || array_to_string(tenants, ',') || '/' || request_id"
+                    " FROM audit_log")
+        == "ops/operator/replay/event/42/accepted/true/"
+           "11111111-2222-4333-8444-555555555555/t1,t2/req-1");
+  // The replays row and the audit row were written by one transaction.
+  CHECK(scalar(url, "SELECT count(DISTINCT xmin::text) FROM ("
+                    " SELECT xmin FROM replays UNION ALL"
+                    " SELECT xmin FROM audit_log) x")
+        == "1");
+
+  // A failing audit row takes the replays row with it: a second replay whose
+  // audit row a constraint (added here) refuses.
+  exec(url, "ALTER TABLE audit_log ADD CONSTRAINT no_x CHECK (target <> 'x')");
+  auto rec2 = rec;
+  rec2.replay_id = "other";
+  auto bad = a;
+  bad.target = "x";
+  CHECK_THROWS_AS(r.record_replay(rec2, bad), infra_error);
+  CHECK(count(url, "SELECT count(*) FROM replays") == 1);
+  CHECK(count(url, "SELECT count(*) FROM audit_log") == 1);
+  // The reader reconnects and its session stays read-only for reads.
+  r.append_audit(a);
+  CHECK(count(url, "SELECT count(*) FROM audit_log") == 2);
+  CHECK(r.latest_events(1, every_tenant).empty());
+  // A replay id is recorded once.
+  CHECK_THROWS_AS(r.record_replay(rec, a), infra_error);
+  CHECK(count(url, "SELECT count(*) FROM replays") == 1);
 }

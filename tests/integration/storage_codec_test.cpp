@@ -246,7 +246,7 @@ TEST_CASE("PGCLIENTENCODING=LATIN1 cannot garble the journal",
     // Reads for the API see the same text (a LATIN1 session cannot even
     // represent it).
     storage::journal_reader reader{url};
-    auto rows = reader.latest_events(1);
+    auto rows = reader.latest_events(1, ces::test::every_tenant);
     REQUIRE(rows.size() == 1);
     CHECK(rows[0].tenant_id == "t\u00f6");
     CHECK(rows[0].payload_json.find(name) != std::string::npos);

@@ -391,7 +391,11 @@ TEST_CASE("columns land as sent", "[journal]") {
     {"quote\"\\", "tab\tnew\nline \xe2\x82\xac", true},
   };
   a.rec.timestamp_ms = 1709294400250; // 2024-03-01T12:00:00.250Z
+  // A recorded replay of event 42 (see the provenance tests below).
   a.replay_of = 42;
+  a.replay_id = "r-42";
+  exec(url, "INSERT INTO replays (replay_id, event_id, tenant_id, topic,"
+            " principal) VALUES ('r-42', 42, 'acme', 'crm.leads', 'ops')");
   batch.push_back(a);
 
   auto b = accepted("crm.leads", 7, 123456789013LL, R"({"tenant_id":"acme"})",
@@ -641,4 +645,88 @@ TEST_CASE("adopting a group's legacy offsets keeps the greater position, "
   auto out = w.write(good_batch("crm", 3, 1000, 6));
   CHECK(find_count(out.skipped, "crm") == 3);
   CHECK(find_count(out.journalled, "crm") == 3);
+}
+
+namespace {
+
+/// An accepted record of tenant t1 with these headers, through validation
+/// (which reads x-replay-of and x-replay-id).
+checked_record with_headers(int64_t offset, std::vector<kafka_header> hs) {
+  auto r = record("crm", 0, offset, R"({"tenant_id":"t1"})");
+  r.headers = std::move(hs);
+  auto c = check_record(std::move(r), validation_limits{});
+  REQUIRE(c.reason == reject_reason::none);
+  return c;
+}
+
+void record_replay_row(const std::string& url, const std::string& replay_id,
+                       int64_t event_id) {
+  exec(url, "INSERT INTO replays (replay_id, event_id, tenant_id, topic,"
+            " principal) VALUES ('" + replay_id + "', "
+              + std::to_string(event_id) + ", 't1', 'crm', 'ops')");
+}
+
+} // namespace
+
+TEST_CASE("provenance: x-replay-of is honoured only for a recorded replay",
+          "[journal][provenance]") {
+  auto url = migrated_db();
+  journal_writer w{url, cluster};
+  record_replay_row(url, "r-7", 7);
+  std::vector<checked_record> batch;
+  // 0: a claim without a replay id.
+  batch.push_back(with_headers(0, {{"x-replay-of", "7", true}}));
+  // 1: a replay id nobody recorded.
+  batch.push_back(with_headers(
+    1, {{"x-replay-of", "7", true}, {"x-replay-id", "forged", true}}));
+  // 2: a recorded replay id, but of another event.
+  batch.push_back(with_headers(
+    2, {{"x-replay-of", "8", true}, {"x-replay-id", "r-7", true}}));
+  // 3: the recorded replay.
+  batch.push_back(with_headers(
+    3, {{"x-replay-of", "7", true}, {"x-replay-id", "r-7", true}}));
+  // 4: the recorded replay id, but not the last x-replay-id header.
+  batch.push_back(with_headers(4, {{"x-replay-of", "7", true},
+                                   {"x-replay-id", "r-7", true},
+                                   {"x-replay-id", "other", true}}));
+  // 5: a replay id that is not one (bytes outside [A-Za-z0-9._-]).
+  batch.push_back(with_headers(
+    5, {{"x-replay-of", "7", true}, {"x-replay-id", "r-7'", true}}));
+  CHECK(batch[3].replay_id == "r-7");
+  CHECK(batch[5].replay_id.empty());
+  w.write(batch);
+  CHECK(strings(url, "SELECT coalesce(replay_of::text, 'null')"
+                     " FROM event_journal ORDER BY \"offset\"")
+        == std::vector<std::string>{"null", "null", "null", "7", "null",
+                                    "null"});
+  // The headers stay as they came, forged or not.
+  CHECK(strings(url, "SELECT headers->0->>'value' || '/'"
+                     " || coalesce(headers->1->>'value', '-')"
+                     " FROM event_journal ORDER BY \"offset\"")
+        == std::vector<std::string>{"7/-", "7/forged", "8/r-7", "7/r-7",
+                                    "7/r-7", "7/r-7'"});
+}
+
+TEST_CASE("provenance: batches without claims do not read replays",
+          "[journal][provenance]") {
+  auto url = migrated_db();
+  journal_writer w{url, cluster};
+  // Without the replays table, a batch that needs it fails; one that does
+  // not need it goes through: it did not query replays.
+  exec(url, "ALTER TABLE replays RENAME TO replays_away");
+  auto plain = good_batch("crm", 0, 0, 5);
+  // A claim without a replay id needs no lookup either.
+  plain.push_back(with_headers(5, {{"x-replay-of", "7", true}}));
+  auto out = w.write(plain);
+  CHECK(find_count(out.journalled, "crm") == 6);
+  CHECK_THROWS_AS(w.write({with_headers(6, {{"x-replay-of", "7", true},
+                                            {"x-replay-id", "r-7", true}})}),
+                  infra_error);
+  CHECK(count(url, "SELECT count(*) FROM event_journal") == 6);
+  exec(url, "ALTER TABLE replays_away RENAME TO replays");
+  record_replay_row(url, "r-7", 7);
+  w.write({with_headers(6, {{"x-replay-of", "7", true},
+                            {"x-replay-id", "r-7", true}})});
+  CHECK(scalar(url, "SELECT replay_of FROM event_journal WHERE \"offset\" = 6")
+        == "7");
 }

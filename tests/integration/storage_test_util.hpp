@@ -13,6 +13,14 @@
 
 namespace ces::test {
 
+/// A tenant scope that sees every row (also DLQ rows without a tenant).
+inline const tenant_scope every_tenant = [] {
+  tenant_scope s;
+  s.all = true;
+  s.unknown_tenant = true;
+  return s;
+}();
+
 /// A fresh database of the shared cluster with all migrations applied.
 inline std::string migrated_db() {
   auto url = shared_pg().create_database();

@@ -117,6 +117,7 @@ void fill(ces::metrics& m) {
   m.declare_http_routes({"health", "replay"});
   m.observe_http_request("replay", 200, 0.05);
   m.add_replay("apexflow.jobs.created", "replayed");
+  m.add_replay_throttled("tenant-01");
 }
 
 } // namespace
@@ -214,6 +215,7 @@ TEST_CASE("every family has a type and a help string", "[metrics]") {
     {"crm_http_requests_total", "counter"},
     {"crm_http_request_seconds", "histogram"},
     {"crm_replays_total", "counter"},
+    {"crm_replays_throttled_total", "counter"},
   };
   for (auto& [name, type] : families) {
     CHECK(has_line(text, "# TYPE " + name + " " + type));
@@ -247,7 +249,12 @@ TEST_CASE("operator API metrics", "[metrics]") {
   m.add_replay("apexflow.jobs.created", "replayed");
   m.add_replay("apexflow.jobs.created", "replayed");
   m.add_replay("apexflow.jobs.created", "timeout");
+  m.add_replay_throttled("t1");
+  m.add_replay_throttled("t1");
+  m.add_replay_throttled("t2");
   text = m.text();
+  CHECK(sample(text, "crm_replays_throttled_total{tenant=\"t1\"}") == 2);
+  CHECK(sample(text, "crm_replays_throttled_total{tenant=\"t2\"}") == 1);
   CHECK(sample(text, "crm_http_requests_total{code=\"200\",route=\"replay\"}")
         == 2);
   CHECK(sample(text, "crm_http_requests_total{code=\"503\",route=\"replay\"}")

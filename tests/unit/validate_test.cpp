@@ -804,3 +804,35 @@ TEST_CASE("check_record parses x-replay-of", "[validate][record][replay]") {
   CHECK(r.reason == reject_reason::invalid_json);
   CHECK(r.replay_of == 99);
 }
+
+TEST_CASE("check_record parses x-replay-id with x-replay-of",
+          "[validate][record][replay]") {
+  validation_limits lim;
+  auto replay_id = [&](std::vector<kafka_header> hs) {
+    hs.push_back(header("tenant_id", "acme"));
+    return check_record(make_record("{}", std::move(hs)), lim).replay_id;
+  };
+  auto of = header("x-replay-of", "42");
+  const std::string uuid = "0f8fad5b-d9cb-469f-a165-70867728950e";
+  CHECK(replay_id({of, header("x-replay-id", uuid)}) == uuid);
+  CHECK(replay_id({header("x-replay-id", uuid), of}) == uuid);
+  CHECK(replay_id({of, header("x-replay-id", "A.b_9-")}) == "A.b_9-");
+  // Only with a usable x-replay-of.
+  CHECK(replay_id({header("x-replay-id", uuid)}).empty());
+  CHECK(replay_id({header("x-replay-of", "x"), header("x-replay-id", uuid)})
+          .empty());
+  // The last one counts; anything but 1..64 of [A-Za-z0-9._-] is ignored.
+  CHECK(replay_id({of, header("x-replay-id", uuid),
+                   header("x-replay-id", "b")}) == "b");
+  CHECK(replay_id({of, header("x-replay-id", uuid),
+                   header("x-replay-id", "b c")}).empty());
+  CHECK(replay_id({of, header("x-replay-id", std::string(64, 'a'))})
+        == std::string(64, 'a'));
+  CHECK(replay_id({of, header("x-replay-id", std::string(65, 'a'))}).empty());
+  CHECK(replay_id({of, header("x-replay-id", "")}).empty());
+  CHECK(replay_id({of, null_header("x-replay-id")}).empty());
+  CHECK(replay_id({of, header("x-replay-id", "r'1")}).empty());
+  CHECK(replay_id({of, header("x-replay-id", "r\"1")}).empty());
+  CHECK(replay_id({of, header("x-replay-id", "\xc3\xa9")}).empty());
+  CHECK(replay_id({of, header("x-replay-id", "a\0"s)}).empty());
+}
