@@ -335,3 +335,26 @@ TEST_CASE("a replayer crash is contained: ingestion goes on, next replay works",
     }
   CHECK(sink.stop().success());
 }
+
+TEST_CASE("a page cut by http-max-response-bytes says X-Truncated over HTTP",
+          "[e2e]") {
+  world w{{leads}, 1};
+  auto sink = w.start_sink({"--http-max-response-bytes=2000"});
+  w.produce({"--topics", leads, "--count", "30"});
+  REQUIRE(eventually([&] { return journal_rows(w) == 30; }, 30s));
+  auto cut = ces::test::http_request(
+    "GET", "127.0.0.1", http_port_of(w), "/events/latest?limit=30", {}, {},
+    20s, {{"X-Request-Id", "page-1"}});
+  REQUIRE(cut.status == 200);
+  CHECK(cut.header("x-truncated") == "true");
+  CHECK(cut.header("x-request-id") == "page-1");
+  auto page = json::parse(cut.body);
+  REQUIRE(page.is_array());
+  CHECK(page.size() >= 1);
+  CHECK(page.size() < 30);
+  // A page that fits says nothing.
+  auto whole = call(w, "GET", "/events/latest?limit=1");
+  REQUIRE(whole.status == 200);
+  CHECK(whole.header("x-truncated").empty());
+  CHECK(json::parse(whole.body).size() == 1);
+}

@@ -1,5 +1,6 @@
 // End-to-end: start-up behaviour of the binary that needs no broker.
 #include "tests/e2e/harness.hpp"
+#include "tests/support/tls_pki.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -274,4 +275,55 @@ TEST_CASE("no secret in --dump-config, the starting line, crash reasons or "
     CHECK_THAT(log, Catch::Contains("sasl.password=***"));
     CHECK_FALSE(shows_secret(log + sink->stdout_text()));
   }
+}
+
+TEST_CASE("a TLS certificate that cannot serve stops the start with exit 2",
+          "[e2e]") {
+  ces::test::test_pki pki;
+  std::string err, out;
+  auto missing = pki.dir + "/missing.pem";
+  // No database is reached: the files are checked before anything starts.
+  auto st = run_sink_on("postgresql://u@127.0.0.1:1/db",
+                        {"--http-tls-cert-file=" + missing,
+                         "--http-tls-key-file=" + pki.server_key},
+                        err, out);
+  CHECK(st.exited);
+  CHECK(st.code == 2);
+  CHECK(err.find("\"event\":\"http_tls_invalid\"") != std::string::npos);
+  CHECK(err.find(missing) != std::string::npos);
+  // A key that does not match: named, and no key material in the log.
+  st = run_sink_on("postgresql://u@127.0.0.1:1/db",
+                   {"--http-tls-cert-file=" + pki.server_cert,
+                    "--http-tls-key-file=" + pki.other_key},
+                   err, out);
+  CHECK(st.code == 2);
+  CHECK(err.find(pki.other_key) != std::string::npos);
+  CHECK(err.find("PRIVATE KEY") == std::string::npos);
+  auto key = ces::test::read_file(pki.other_key);
+  auto body = key.substr(key.find('\n') + 1, 40);
+  CHECK(err.find(body) == std::string::npos);
+}
+
+TEST_CASE("HTTPS: the operator API over TLS answers curl --cacert",
+          "[e2e]") {
+  ces::test::test_pki pki;
+  world w{{"leads"}, 1};
+  auto sink = w.start_sink({"--http-tls-cert-file=" + pki.server_cert,
+                            "--http-tls-key-file=" + pki.server_key});
+  auto url = "https://127.0.0.1:" + std::to_string(w.http_port()) + "/health";
+  auto r = ces::test::curl({"--cacert", pki.ca_cert, "-H",
+                            "X-Request-Id: e2e-tls-1", url});
+  INFO(r.stderr_text << "\n" << sink.describe());
+  CHECK(r.exit_code == 0);
+  CHECK(r.status == 200);
+  CHECK(r.header("x-request-id") == "e2e-tls-1");
+  // Not without the CA, not over plain HTTP.
+  CHECK(ces::test::curl({url}).exit_code == 60);
+  CHECK(ces::test::http_get("127.0.0.1", w.http_port(), "/health", 3s).status
+        == 0);
+  auto log = sink.stderr_text();
+  CHECK(log.find("\"event\":\"starting\"") != std::string::npos);
+  CHECK(log.find("\"tls\":\"on\"") != std::string::npos);
+  auto stopped = sink.stop();
+  CHECK(stopped.success());
 }
