@@ -41,7 +41,7 @@ private:
 } // namespace
 
 TEST_CASE_METHOD(ces::test::fixture,
-                 "DLQ: latest passes the requester's tenant scope to the read") {
+                 "DLQ: latest passes the requester's tenant scope on") {
   auto seen = std::make_shared<seen_scopes>();
   auto d = sys.spawn(
     dlq,
