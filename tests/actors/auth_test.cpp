@@ -87,6 +87,15 @@ struct auth_fixture : ces::test::fixture {
   auth_actor a;
   int jwt_calls = 0;
 
+  ~auth_fixture() {
+    // With auth off the warning timer re-arms itself forever: stop the
+    // actor before the fixture runs what is left.
+    if (a) {
+      self->send_exit(a, caf::exit_reason::kill);
+      sched.run();
+    }
+  }
+
   void start(auth_settings cfg = {}) {
     auto db_ = db;
     auto make = [db_]() -> std::unique_ptr<auth_backend> {
