@@ -211,6 +211,9 @@ TEST_CASE("no secret in --dump-config, the starting line, crash reasons or "
     auto sink = std::make_unique<child_process>(
       std::vector<std::string>{
         CES_SINK_BIN, "--database-url=" + url,
+        // This test reads /supervision and /ready for leaked secrets; it
+        // has no key of its own (auth is tested in security_test.cpp).
+        "--api-auth=off",
         "--kafka-bootstrap-servers=127.0.0.1:1", "--max-restarts=1000",
         "--restart-backoff-initial-ms=100", "--restart-backoff-max-ms=1000",
         "--log-format=json", "--http-address=127.0.0.1",
