@@ -155,25 +155,42 @@ key_check check_key(self_ptr self, const std::string& secret,
   auto now = clock_type::now();
   auto hash = storage::key_hash(secret);
   std::optional<key_identity> id;
-  if (auto i = st.keys.find(hash); i != st.keys.end()) {
-    if (i->second.until > now)
-      id = i->second.key;
-    else
-      st.keys.erase(i);
-  }
+  auto cached = st.keys.find(hash);
+  if (cached != st.keys.end() && cached->second.until > now)
+    id = cached->second.key;
   if (!id) {
+    bool down = false;
     try {
       if (!backend_ready(self))
-        return {key_check::db_down, {}};
-      id = st.backend->find_key(secret);
+        down = true;
+      else
+        id = st.backend->find_key(secret);
     } catch (const storage::infra_error&) {
       st.backend.reset();
-      return {key_check::db_down, {}};
+      down = true;
     }
-    if (id && st.cfg.key_cache.count() > 0) {
+    if (down) {
+      // PostgreSQL is away: a key it confirmed within the grace period
+      // still works (nobody can revoke it meanwhile: revoking needs
+      // PostgreSQL too); an unknown one cannot be checked.
+      if (cached == st.keys.end()
+          || now - cached->second.checked > st.cfg.key_stale_grace)
+        return {key_check::db_down, {}};
+      id = cached->second.key;
+      if (!cached->second.stale_logged) {
+        cached->second.stale_logged = true;
+        log::event(spdlog::level::warn, "auth", "auth_key_unverified",
+                   {{"name", id->name},
+                    {"reason", "PostgreSQL unavailable: accepted as last "
+                               "confirmed"}});
+      }
+    } else if (id) {
       if (st.keys.size() >= 10000)
         st.keys.clear(); // bounded; refilled from PostgreSQL
-      st.keys[hash] = auth_state::cached_key{*id, now + st.cfg.key_cache};
+      st.keys[hash] = auth_state::cached_key{*id, now + st.cfg.key_cache,
+                                             now, false};
+    } else if (cached != st.keys.end()) {
+      st.keys.erase(cached); // revoked or expired since
     }
   }
   if (!id || (basic_user != nullptr && *basic_user != id->name))

@@ -62,6 +62,10 @@ struct auth_settings {
   bool enabled = true;
   /// A key looked up in PostgreSQL is trusted this long.
   std::chrono::milliseconds key_cache{500};
+  /// While PostgreSQL is unreachable, a key it confirmed at most this long
+  /// ago is still accepted (revoking needs PostgreSQL too); older or unknown
+  /// keys get db_unavailable (503).
+  std::chrono::milliseconds key_stale_grace{std::chrono::minutes(10)};
   /// Failed authentications per client address: rate and burst.
   double failures_per_s = 0.5;
   double failures_burst = 10;
@@ -87,7 +91,11 @@ struct auth_state {
   metrics* stats = nullptr;
   struct cached_key {
     key_identity key;
+    /// Trusted without asking PostgreSQL until then.
     std::chrono::steady_clock::time_point until;
+    /// When PostgreSQL last confirmed it (see auth_settings::key_stale_grace).
+    std::chrono::steady_clock::time_point checked;
+    bool stale_logged = false;
   };
   /// By the key's SHA-256 (never the key itself).
   std::unordered_map<std::string, cached_key> keys;

@@ -1,5 +1,7 @@
 #include "api/admin_json.hpp"
 
+#include "api/keys_cli.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include <cctype>
@@ -21,19 +23,6 @@ json tenants_of(bool all, const std::vector<std::string>& tenants) {
   return tenants;
 }
 
-json key_object(const storage::api_key_row& k) {
-  json j = json::object();
-  j["name"] = k.name;
-  j["role"] = k.role;
-  j["tenants"] = tenants_of(k.all_tenants, k.tenants);
-  j["created_at"] = text_or_null(k.created_at);
-  j["created_by"] = k.created_by;
-  j["expires_at"] = text_or_null(k.expires_at);
-  j["revoked_at"] = text_or_null(k.revoked_at);
-  j["last_used_at"] = text_or_null(k.last_used_at);
-  return j;
-}
-
 std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
@@ -48,20 +37,21 @@ json parsed_or_text(const std::string& text) {
 } // namespace
 
 std::string key_json(const storage::api_key_row& k) {
-  return dump(key_object(k));
+  return key_row_json(k); // the same object as `keys list --json`
 }
 
 std::string keys_json(const std::vector<storage::api_key_row>& keys) {
-  json a = json::array();
-  for (auto& k : keys)
-    a.push_back(key_object(k));
-  return dump(a);
+  std::string out = "[";
+  for (auto& k : keys) {
+    if (out.size() > 1)
+      out += ',';
+    out += key_row_json(k);
+  }
+  return out + "]";
 }
 
 std::string created_key_json(const storage::created_key& k) {
-  // nlohmann's object keeps members sorted; write "key" first by hand.
-  auto rest = dump(key_object(k.row));
-  return "{\"key\":" + dump(json(k.key)) + "," + rest.substr(1);
+  return "{\"key\":" + dump(json(k.key)) + "," + key_row_json(k.row).substr(1);
 }
 
 std::string audit_json(const std::vector<storage::audit_row>& rows) {
@@ -86,31 +76,6 @@ std::string audit_json(const std::vector<storage::audit_row>& rows) {
     a.push_back(std::move(j));
   }
   return dump(a);
-}
-
-std::optional<int64_t> parse_duration_s(std::string_view text) {
-  if (text.size() < 2 || text.size() > 12)
-    return std::nullopt;
-  int64_t unit = 0;
-  switch (text.back()) {
-    case 's': unit = 1; break;
-    case 'm': unit = 60; break;
-    case 'h': unit = 3600; break;
-    case 'd': unit = 86400; break;
-    default: return std::nullopt;
-  }
-  int64_t n = 0;
-  for (char c : text.substr(0, text.size() - 1)) {
-    if (c < '0' || c > '9')
-      return std::nullopt;
-    n = n * 10 + (c - '0');
-    if (n > 10LL * 366 * 86400)
-      return std::nullopt;
-  }
-  auto s = n * unit;
-  if (s < 1 || s > 10LL * 366 * 86400)
-    return std::nullopt;
-  return s;
 }
 
 bool parse_new_key(std::string_view body, storage::new_key& out,
@@ -164,7 +129,7 @@ bool parse_new_key(std::string_view body, storage::new_key& out,
   out.expires_in_s = 0;
   if (j.contains("expires") && !j["expires"].is_null()) {
     auto& e = j["expires"];
-    auto s = e.is_string() ? parse_duration_s(e.get<std::string>())
+    auto s = e.is_string() ? parse_expiry(e.get<std::string>())
                            : std::nullopt;
     if (!s) {
       error = "'expires' must be a duration such as \"90d\", \"12h\", "

@@ -1,8 +1,9 @@
 // JSON of the admin routes (GET/POST /keys, DELETE /keys/{name}, GET /audit)
 // and the parsing of their input. Pure functions on plain types.
 //
-// A key (GET /keys is an array of these; never the key or its hash):
-//   {"name": "ops", "role": "operator", "tenants": ["t1", "t2"] or "*",
+// A key (GET /keys is an array of these; never the key or its hash; the
+// same object as `keys list --json`, api/keys_cli.hpp):
+//   {"id": 3, "name": "ops", "role": "operator", "tenants": ["t1", "t2"] or "*",
 //    "created_at": "...Z", "created_by": "cli:root",
 //    "expires_at": "...Z" or null, "revoked_at": ... or null,
 //    "last_used_at": ... or null}
@@ -38,10 +39,6 @@ std::string created_key_json(const storage::created_key& k);
 
 /// A JSON array of audit rows.
 std::string audit_json(const std::vector<storage::audit_row>& rows);
-
-/// "90d", "12h", "30m", "3600s": seconds, 1 s .. 10 years; nullopt when
-/// not such a duration.
-std::optional<int64_t> parse_duration_s(std::string_view text);
 
 /// The body of POST /keys: {"name": "...", "role": "...", "tenants": [...]
 /// or "*", "expires": "90d" (optional)}. Other members are refused. On

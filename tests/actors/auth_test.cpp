@@ -251,6 +251,31 @@ TEST_CASE_METHOD(auth_fixture, "a key lookup without PostgreSQL is a 503") {
 }
 
 TEST_CASE_METHOD(auth_fixture,
+                 "a key confirmed before PostgreSQL went away still works") {
+  auth_settings cfg;
+  cfg.key_cache = 0ms; // every request asks PostgreSQL
+  start(cfg);
+  REQUIRE(ask("Bearer " + good_key).ok);
+  db->up = false;
+  auto r = ask("Bearer " + good_key);
+  CHECK(r.ok);
+  CHECK(r.who.name == "ops");
+  // A key never confirmed cannot be checked: 503, not 401.
+  CHECK(is(ask("Bearer " + other_key).err, errc::db_unavailable));
+  // Past the grace period it cannot be checked either.
+  auth_settings strict;
+  strict.key_cache = 0ms;
+  strict.key_stale_grace = 0ms;
+  db->up = true;
+  self->send_exit(a, caf::exit_reason::kill);
+  sched.run();
+  start(strict);
+  REQUIRE(ask("Bearer " + good_key).ok);
+  db->up = false;
+  CHECK(is(ask("Bearer " + good_key).err, errc::db_unavailable));
+}
+
+TEST_CASE_METHOD(auth_fixture,
                  "failed attempts are limited per address, not for others") {
   auth_settings cfg;
   cfg.failures_per_s = 0.001; // no refill within the test

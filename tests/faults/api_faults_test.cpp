@@ -310,6 +310,9 @@ TEST_CASE("a persister lost with batches in flight leaves no zombie consumer",
     with({"--fault-injection=1", "--persister-connections=1",
           "--shutdown-timeout-ms=" + std::to_string(shutdown_timeout_ms)},
          fast_group));
+  // The admin key is confirmed while PostgreSQL is up: while it is down,
+  // the AUTH actor accepts keys it confirmed in the last 10 minutes only.
+  REQUIRE(call(w, "GET", "/supervision").status == 200);
   w.cluster().stop("fast");
   auto log_from = file_size(w.sink_log());
   w.produce({"--count", "100"});

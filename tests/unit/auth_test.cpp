@@ -146,13 +146,7 @@ TEST_CASE("POST /keys bodies", "[auth]") {
   }
 }
 
-TEST_CASE("durations and times", "[auth]") {
-  CHECK(api::parse_duration_s("30s") == 30);
-  CHECK(api::parse_duration_s("2m") == 120);
-  CHECK(api::parse_duration_s("12h") == 43200);
-  CHECK(api::parse_duration_s("3650d") == 3650 * 86400);
-  for (auto bad : {"", "d", "0d", "-1d", "1.5h", "1w", "99999d", "1 d"})
-    CHECK_FALSE(api::parse_duration_s(bad));
+TEST_CASE("times", "[auth]") {
   CHECK(api::looks_like_rfc3339("2026-11-29T12:00:00Z"));
   CHECK(api::looks_like_rfc3339("2026-11-29T12:00:00.123456+01:00"));
   for (auto bad : {"2026-11-29", "2026-11-29 12:00:00Z", "yesterday",
