@@ -414,8 +414,15 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
     [=](request_ptr& req, api::parsed_request& r) {
       // Probes need no credentials.
       if (r.kind == api::route_kind::health
-          || r.kind == api::route_kind::ready || !peers.auth) {
+          || r.kind == api::route_kind::ready
+          || (!peers.auth && cfg.serve_without_auth)) {
         serve(req, std::move(r), anonymous_admin());
+        return;
+      }
+      if (!peers.auth) {
+        // Fail closed.
+        req->respond(503, api::error_json("unavailable",
+                                          "authentication is not running"));
         return;
       }
       const auto& meta = req->meta();

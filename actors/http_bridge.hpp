@@ -23,6 +23,9 @@ struct http_bridge_settings {
   std::chrono::milliseconds ready_timeout{3000};
   /// Longest wait for the AUTH actor (a JWKS refresh may take 5 s).
   std::chrono::milliseconds auth_timeout{8000};
+  /// Without an AUTH actor (peers.auth null): true serves every request as
+  /// the anonymous admin (actor tests only); false answers 503.
+  bool serve_without_auth = false;
   /// For the PG_PROBE the bridge spawns (linked) when peers.postgres is
   /// null; empty: /ready asks the JOURNAL instead (tests).
   std::string database_url;
@@ -35,8 +38,7 @@ struct http_bridge_peers {
   supervisor_actor supervisor;
   /// /ready's PostgreSQL check (see http_bridge_settings::database_url).
   pg_probe_actor postgres = {};
-  /// Who is asking. Null: nobody is checked (every request is
-  /// anonymous_admin(); actor tests).
+  /// Who is asking. Null: see http_bridge_settings::serve_without_auth.
   auth_actor auth = {};
   /// Keys and audit log (admin routes). Null: those routes answer 503.
   admin_actor admin = {};

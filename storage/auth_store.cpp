@@ -122,6 +122,10 @@ std::vector<std::string> checked_tenants(const new_key& k) {
   if (k.tenants.empty())
     throw std::invalid_argument(
       "no tenants: a key needs a tenant list or all tenants (\"*\")");
+  if (k.role == "admin")
+    throw std::invalid_argument(
+      "an admin key needs all tenants (\"*\"): admins manage every "
+      "tenant's keys and read every tenant's audit rows");
   if (k.tenants.size() > 1000)
     throw std::invalid_argument("too many tenants: at most 1000");
   for (auto& t : k.tenants) {

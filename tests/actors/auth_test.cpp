@@ -298,6 +298,28 @@ TEST_CASE_METHOD(auth_fixture,
   CHECK(n429 == 1);
 }
 
+TEST_CASE_METHOD(auth_fixture,
+                 "a limited address still lets a confirmed key through") {
+  auth_settings cfg;
+  cfg.failures_per_s = 0.001;
+  cfg.failures_burst = 2;
+  start(cfg);
+  // A client behind a proxy used its key; then someone else behind the same
+  // proxy guesses.
+  REQUIRE(ask("Bearer " + good_key, "10.1.1.1").ok);
+  for (int i = 0; i < 2; ++i)
+    CHECK(is(ask("Bearer " + other_key, "10.1.1.1").err,
+             errc::unauthenticated));
+  auto lookups = db->lookups;
+  CHECK(is(ask("Bearer " + other_key, "10.1.1.1").err, errc::rate_limited));
+  CHECK(is(ask("", "10.1.1.1").err, errc::rate_limited));
+  // The confirmed key passes, without a lookup; guesses cost none either.
+  CHECK(ask("Bearer " + good_key, "10.1.1.1").ok);
+  CHECK(db->lookups == lookups);
+  // Valid JWTs pass too.
+  CHECK(ask("Bearer aaa.bbb.ccc", "10.1.1.1").ok);
+}
+
 TEST_CASE_METHOD(auth_fixture, "JWTs go to the JWT checker") {
   start();
   auto ok = ask("Bearer aaa.bbb.ccc");

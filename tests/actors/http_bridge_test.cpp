@@ -144,6 +144,7 @@ struct bridge_fixture : ces::test::fixture {
                             sys.spawn(fake_replayer, sc),
                             sys.spawn(fake_supervisor, all_running), probe};
     http_bridge_settings cfg;
+    cfg.serve_without_auth = true; // no AUTH actor here
     cfg.replay_timeout = 2s;
     bridge = sys.spawn(http_bridge, peers, cfg);
     sched.run();

@@ -147,6 +147,11 @@ TEST_CASE("every route x role x tenant scope", "[e2e][security]") {
     if (got.status == 403)
       CHECK(json::parse(got.body)["error"] == "forbidden");
   }
+  // An admin key has all tenants (else it could give itself every tenant).
+  auto scoped_admin = as(w, admin, "POST", "/keys",
+                         R"({"name":"a1","role":"admin","tenants":["tenant-01"]})");
+  CHECK(scoped_admin.status == 400);
+  CHECK(json::parse(scoped_admin.body)["error"] == "bad_request");
   // Scoped lists hold only the principal's tenants.
   auto events = json::parse(as(w, viewer1, "GET", "/events/latest").body);
   REQUIRE(!events.empty());

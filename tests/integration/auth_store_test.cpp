@@ -104,6 +104,11 @@ TEST_CASE("create, list, find, revoke; only the hash is stored",
            R"("expires_at": null})");
   CHECK(scalar(url, "SELECT status IS NULL FROM audit_log") == "t");
 
+  // An admin key has all tenants: a tenant-limited admin could make itself
+  // an all-tenant key.
+  CHECK_THROWS_AS(store.create_key(key_of("scoped-admin", "admin", {"t1"}),
+                                   cli_audit()),
+                  std::invalid_argument);
   auto all = store.create_key(key_of("all", "admin", {"*"}), cli_audit());
   CHECK(all.row.all_tenants);
   CHECK(all.row.tenants.empty());

@@ -420,6 +420,19 @@ TEST_CASE("sub, role and tenants claims are required and checked", "[jwt]") {
     CHECK(r.who.scope.tenants.empty());
     CHECK(r.who.scope.unknown_tenant);
   }
+  SECTION("an admin of some tenants only is refused") {
+    // Admins manage every tenant's keys: a tenant-limited admin could give
+    // itself every tenant.
+    c = claims();
+    c["crm_tenants"] = {"acme"};
+    c["crm_role"] = "admin";
+    CHECK(refused(v, rs256(c)) == "admin_needs_all_tenants");
+  }
+  SECTION("tenant ids with control characters are refused") {
+    c = claims();
+    c["crm_tenants"] = {"ac\tme"};
+    CHECK(refused(v, rs256(c)) == "bad_tenants");
+  }
   SECTION("viewer of one tenant") {
     c = claims();
     c["crm_tenants"] = {"acme"};
@@ -437,11 +450,12 @@ TEST_CASE("sub, role and tenants claims are required and checked", "[jwt]") {
     cfg.role_claim = "role";
     cfg.tenants_claim = "tenants";
     c = claims();
-    c["role"] = "admin";
+    c["role"] = "operator";
     c["tenants"] = {"x"};
+    c["crm_role"] = "viewer";
     auto r = verifier(cfg).verify(rs256(c), now);
     REQUIRE(r.ok);
-    CHECK(r.who.granted == role::admin); // not crm_role's operator
+    CHECK(r.who.granted == role::operator_); // not crm_role's viewer
     CHECK(r.who.scope.tenants == std::vector<std::string>{"x"});
   }
 }
