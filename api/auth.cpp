@@ -1,5 +1,7 @@
 #include "api/auth.hpp"
 
+#include "storage/headers_json.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -22,44 +24,18 @@ bool is_b64url(char c) noexcept {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
 }
 
-int b64_value(char c) noexcept {
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 26;
-  if (c >= '0' && c <= '9')
-    return c - '0' + 52;
-  if (c == '+')
-    return 62;
-  if (c == '/')
-    return 63;
-  return -1;
-}
-
-/// Standard base64 with padding (RFC 4648 section 4), as HTTP Basic uses.
+/// Standard base64 with padding (RFC 4648 section 4), as HTTP Basic uses:
+/// the length a multiple of 4, at most two '=' at the end.
 bool b64_decode(std::string_view in, std::string& out) {
   if (in.size() % 4 != 0)
     return false;
+  auto body = in;
   size_t pad = 0;
-  while (pad < 2 && !in.empty() && in.back() == '=') {
-    in.remove_suffix(1);
+  while (!body.empty() && body.back() == '=') {
+    body.remove_suffix(1);
     ++pad;
   }
-  out.clear();
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v = b64_value(c);
-    if (v < 0)
-      return false; // also a third '=' or one inside
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xFF);
-    }
-  }
-  return true;
+  return pad <= 2 && storage::decode_base64(body, out);
 }
 
 } // namespace
