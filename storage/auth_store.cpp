@@ -198,18 +198,13 @@ struct auth_store::impl {
     if (db != nullptr && db->conn->is_open())
       return;
     db.reset();
-    auto s = detail::connect(url);
-    try {
-      pqxx::nontransaction tx{*s->conn, "auth_store_setup"};
-      tx.exec("SET application_name = 'crm-events-sink auth'");
-      tx.exec("SET TimeZone = 'UTC'");
-      if (opts.statement_timeout_ms > 0)
-        tx.exec("SET statement_timeout = "
-                + std::to_string(opts.statement_timeout_ms));
-    } catch (const pqxx::failure& e) {
-      throw detail::to_infra_error(e, "auth_store session setup");
-    }
-    db = std::move(s);
+    std::vector<std::string> setup{
+      "SET application_name = 'crm-events-sink auth'",
+      "SET TimeZone = 'UTC'"};
+    if (opts.statement_timeout_ms > 0)
+      setup.push_back("SET statement_timeout = "
+                      + std::to_string(opts.statement_timeout_ms));
+    db = detail::connect_session(url, setup, "auth_store");
   }
 
   /// Runs `f(transaction)` in a read-write transaction and commits. Our own

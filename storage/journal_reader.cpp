@@ -120,18 +120,13 @@ struct journal_reader::impl {
     if (db != nullptr && db->conn->is_open())
       return;
     db.reset();
-    auto s = detail::connect(url);
-    try {
-      pqxx::nontransaction tx{*s->conn, "journal_reader_setup"};
-      tx.exec("SET application_name = 'crm-events-sink reader'");
-      tx.exec("SET default_transaction_read_only = on");
-      if (opts.statement_timeout_ms > 0)
-        tx.exec("SET statement_timeout = "
-                + std::to_string(opts.statement_timeout_ms));
-    } catch (const pqxx::failure& e) {
-      throw detail::to_infra_error(e, "journal_reader session setup");
-    }
-    db = std::move(s);
+    std::vector<std::string> setup{
+      "SET application_name = 'crm-events-sink reader'",
+      "SET default_transaction_read_only = on"};
+    if (opts.statement_timeout_ms > 0)
+      setup.push_back("SET statement_timeout = "
+                      + std::to_string(opts.statement_timeout_ms));
+    db = detail::connect_session(url, setup, "journal_reader");
   }
 
   /// Runs `f(transaction)` in a read-only transaction on a live connection;

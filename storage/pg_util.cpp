@@ -30,6 +30,20 @@ std::string utf8_conninfo(const std::string& url) {
   return out + "client_encoding='UTF8'";
 }
 
+std::unique_ptr<pg_session> connect_session(
+  const std::string& url, const std::vector<std::string>& setup,
+  const std::string& what) {
+  auto s = connect(url);
+  try {
+    pqxx::nontransaction tx{*s->conn, "session_setup"};
+    for (auto& statement : setup)
+      tx.exec(statement);
+  } catch (const pqxx::failure& e) {
+    throw to_infra_error(e, what + " session setup");
+  }
+  return s;
+}
+
 std::unique_ptr<pg_session> connect(const std::string& url) {
   auto s = std::make_unique<pg_session>();
   try {

@@ -25,6 +25,13 @@ struct pg_session {
 /// infra_error when PostgreSQL is unreachable.
 std::unique_ptr<pg_session> connect(const std::string& url);
 
+/// connect(url), then runs `setup` (session settings such as SET
+/// application_name) on the new connection. A failure of the setup is an
+/// infra_error naming `what`.
+std::unique_ptr<pg_session> connect_session(
+  const std::string& url, const std::vector<std::string>& setup,
+  const std::string& what);
+
 /// `url` (a URI or key=value string) as a key=value connection string with
 /// client_encoding=UTF8 in place of any client_encoding it had. A string
 /// libpq cannot parse is returned unchanged (connecting then fails with
