@@ -71,6 +71,19 @@ dlq_actor::behavior_type dlq(dlq_actor::stateful_pointer<dlq_state> self,
         return caf::make_error(errc::db_unavailable, std::string{e.what()});
       }
     },
+    // Groundwork of issue 10: the "find" helper implements these two.
+    [=](atom::find, const dlq_filter&, const tenant_scope&, int32_t, int64_t)
+      -> caf::result<std::vector<storage::dlq_entry_row>> {
+      return caf::make_error(errc::bad_request,
+                             std::string{"DLQ filters are not served yet"},
+                             std::string{"not_implemented"});
+    },
+    [=](atom::get, int64_t, const tenant_scope&)
+      -> caf::result<std::vector<storage::dlq_entry_row>> {
+      return caf::make_error(errc::bad_request,
+                             std::string{"GET /dlq/{id} is not served yet"},
+                             std::string{"not_implemented"});
+    },
   };
 }
 

@@ -38,6 +38,10 @@ const char* to_string(errc x) noexcept {
       return "bad_request";
     case errc::conflict:
       return "conflict";
+    case errc::gone:
+      return "gone";
+    case errc::unprocessable:
+      return "unprocessable";
   }
   return "unknown";
 }
@@ -56,6 +60,12 @@ const std::string* context_text(const caf::message& ctx) {
   // The text comes first; rate_limited adds the seconds to wait.
   if (ctx.size() >= 1 && ctx.match_element<std::string>(0))
     return &ctx.get_as<std::string>(0);
+  return nullptr;
+}
+
+const std::string* context_code(const caf::message& ctx) {
+  if (ctx.size() >= 2 && ctx.match_element<std::string>(1))
+    return &ctx.get_as<std::string>(1);
   return nullptr;
 }
 

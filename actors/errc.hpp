@@ -45,6 +45,12 @@ enum class errc : uint8_t {
   bad_request,
   /// The resource exists already (409), e.g. a key name in use.
   conflict,
+  /// The resource existed but is gone for good (410), e.g. an event whose
+  /// partition was dropped by retention.
+  gone,
+  /// The request is well-formed but cannot be done (422), e.g. a DLQ row
+  /// whose bytes are still invalid.
+  unprocessable,
 };
 
 /// "not_found", "kafka_fatal", ...
@@ -61,6 +67,12 @@ const std::string* context_text(const caf::message& ctx);
 
 /// rate_limited: the seconds to wait (the context's second element), else 0.
 int64_t retry_after_s(const caf::message& ctx);
+
+/// The stable API code of a bad_request, conflict, gone or unprocessable
+/// error when its context carries one (the context's second element, a
+/// string: make_error(errc::bad_request, message, std::string{"bad_time"})),
+/// else nullptr.
+const std::string* context_code(const caf::message& ctx);
 
 /// The human part of an error: its text context, else CAF's rendering.
 std::string error_message(const caf::actor_system& sys, const caf::error& err);

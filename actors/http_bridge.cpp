@@ -97,6 +97,10 @@ std::pair<int, const char*> http_error(const caf::error& err) {
         return {400, "bad_request"};
       case errc::conflict:
         return {409, "conflict"};
+      case errc::gone:
+        return {410, "gone"};
+      case errc::unprocessable:
+        return {422, "unprocessable"};
       default:
         break;
     }
@@ -131,7 +135,13 @@ requester who_of(const auth::principal& p, const api::request_meta& m) {
 /// needs (WWW-Authenticate on 401, Retry-After on 429).
 void answer_refusal(self_ptr self, const request_ptr& req,
                     const caf::error& err) {
-  auto [status, code] = http_error(err);
+  auto [status, generic] = http_error(err);
+  // A stable code carried by the error (bad_request: "too_many_events", ...)
+  // wins over the generic one.
+  std::string code = generic;
+  if (err.category() == caf::atom("ces"))
+    if (auto c = context_code(err.context()))
+      code = *c;
   api::header_list headers;
   if (status == 401)
     headers.emplace_back("WWW-Authenticate",

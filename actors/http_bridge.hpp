@@ -42,6 +42,10 @@ struct http_bridge_peers {
   auth_actor auth = {};
   /// Keys and audit log (admin routes). Null: those routes answer 503.
   admin_actor admin = {};
+  /// Bulk replay jobs (POST /replays, /jobs). Null: those routes answer 503.
+  jobs_actor jobs = {};
+  /// Idempotency-Key answers. Null: POSTs with the header answer 503.
+  idempotency_actor idempotency = {};
 };
 
 struct http_bridge_state {

@@ -44,6 +44,14 @@ using dlq_actor = caf::typed_actor<
   /// The newest N entries of event_dlq the tenant scope sees, newest first
   /// (entries without a tenant only with scope.unknown_tenant).
   caf::replies_to<atom::latest, int32_t, tenant_scope>::with<
+    std::vector<storage::dlq_entry_row>>,
+  /// GET /dlq with filters: at most N entries matching the filter that the
+  /// scope sees, with id < the cursor id (0: from the newest), newest first.
+  caf::replies_to<atom::find, dlq_filter, tenant_scope, int32_t,
+                  int64_t>::with<std::vector<storage::dlq_entry_row>>,
+  /// GET /dlq/{id}: one element, or none (also when the scope does not see
+  /// it).
+  caf::replies_to<atom::get, int64_t, tenant_scope>::with<
     std::vector<storage::dlq_entry_row>>>;
 
 /// JOURNAL (detached; own PostgreSQL connection, read-only transactions):
@@ -59,7 +67,13 @@ using journal_actor = caf::typed_actor<
   /// The journal row with this id: one element, or none (also when the
   /// tenant scope does not see it: never reveal that it exists).
   caf::replies_to<atom::get, int64_t, tenant_scope, caf::timestamp>::with<
-    std::vector<storage::journal_event>>>::extend_with<ping_actor>;
+    std::vector<storage::journal_event>>,
+  /// GET /events: at most N rows matching the filter that the tenant scope
+  /// sees, with id < the cursor id (0: from the newest), newest first, cut
+  /// to the reader's byte bound (true: cut).
+  caf::replies_to<atom::find, event_filter, tenant_scope, int32_t, int64_t,
+                  caf::timestamp>::with<std::vector<storage::journal_event>,
+                                        bool>>::extend_with<ping_actor>;
 
 /// PG_PROBE (detached; a PostgreSQL connection used for nothing else): the
 /// PostgreSQL check of /ready, so that it never queues behind operator reads.
@@ -117,6 +131,44 @@ using admin_actor = caf::typed_actor<
   caf::replies_to<atom::query, storage::audit_filter, int32_t,
                   int64_t>::with<std::vector<storage::audit_row>>>;
 
+/// JOBS (detached; own PostgreSQL connection and its own librdkafka
+/// producer): bulk replay jobs. Plans (dry runs) and creates jobs, runs them
+/// one batch per message (so that API requests and cancels interleave),
+/// resumes running jobs after a restart. Errors: bad_request (400, with a
+/// stable code in the context: too_many_events, bad_transform, ...),
+/// not_found (404; also a job the scope does not see), forbidden (403),
+/// db_unavailable (503).
+using jobs_actor = caf::typed_actor<
+  /// POST /replays with dry_run: what the job would do; nothing published.
+  caf::replies_to<atom::plan, replay_request, requester>::with<replay_plan>,
+  /// POST /replays: create a queued job (its set of events fixed now).
+  caf::replies_to<atom::create, replay_request, requester>::with<job_row>,
+  /// GET /jobs/{id}.
+  caf::replies_to<atom::get, int64_t, requester>::with<job_row>,
+  /// GET /jobs: at most N jobs matching the filter, id < cursor (0: from the
+  /// newest), newest first.
+  caf::replies_to<atom::list, job_filter, int32_t, int64_t, requester>::with<
+    std::vector<job_row>>,
+  /// POST /jobs/{id}/cancel: the job as it is after the request (a finished
+  /// job is answered unchanged).
+  caf::replies_to<atom::cancel, int64_t, requester>::with<job_row>,
+  /// (self) Run the next batch of the current job, or look for a job.
+  caf::reacts_to<atom::internal, atom::run>>;
+
+/// IDEMPOTENCY (detached; own PostgreSQL connection): the first answer of a
+/// POST per (principal, Idempotency-Key), for 24 hours.
+using idempotency_actor = caf::typed_actor<
+  /// Claim (principal, key) for a request with this fingerprint.
+  caf::replies_to<atom::claim, std::string, std::string,
+                  std::string>::with<idempotent_answer>,
+  /// Store the first answer (principal, key, answer with state "done").
+  caf::reacts_to<atom::complete, std::string, std::string,
+                 idempotent_answer>,
+  /// Drop a claim whose request did nothing (e.g. 429, 503).
+  caf::reacts_to<atom::release, std::string, std::string>,
+  /// (self, timer) Delete answers older than 24 hours.
+  caf::reacts_to<atom::internal, atom::flush>>;
+
 /// HTTP_BRIDGE (cooperative, never blocks). Turns an operator request that
 /// the HTTP server accepted into messages for the JOURNAL, DLQ, REPLAYER and
 /// SUPERVISOR, and answers it from their replies.
@@ -154,4 +206,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(ces_actors, caf::id_block::ces::end)
   CAF_ADD_TYPE_ID(ces_actors, (ces::http_bridge_actor))
   CAF_ADD_TYPE_ID(ces_actors, (ces::auth_actor))
   CAF_ADD_TYPE_ID(ces_actors, (ces::admin_actor))
+  CAF_ADD_TYPE_ID(ces_actors, (ces::jobs_actor))
+  CAF_ADD_TYPE_ID(ces_actors, (ces::idempotency_actor))
 CAF_END_TYPE_ID_BLOCK(ces_actors)

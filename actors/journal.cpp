@@ -61,6 +61,14 @@ journal(journal_actor::stateful_pointer<journal_state> self,
         return result;
       });
     },
+    [=](atom::find, const event_filter&, const tenant_scope&, int32_t,
+        int64_t, caf::timestamp)
+      -> caf::result<std::vector<storage::journal_event>, bool> {
+      // Groundwork of issue 10: the "find" helper implements it.
+      return caf::make_error(errc::bad_request,
+                             std::string{"GET /events is not served yet"},
+                             std::string{"not_implemented"});
+    },
     [=](atom::ping) -> caf::result<bool> {
       return guarded([&] {
         self->state.reader->ping();

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ces {
@@ -45,6 +46,20 @@ struct child_status {
   std::string state; // "running", "restarting", "stopped"
   uint32_t restarts = 0;
   std::string last_failure;
+};
+
+/// The IDEMPOTENCY actor's answer to a claim of (principal, Idempotency-Key).
+struct idempotent_answer {
+  /// "new": nobody used the key; the claim is the caller's (serve the
+  /// request, then complete or release it). "done": answer with status,
+  /// body and headers (the first answer). "pending": the first request with
+  /// this key still runs (409; retry after retry_after_s). "mismatch": the
+  /// key was used for a different request (422).
+  std::string state;
+  int32_t status = 0;
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+  int64_t retry_after_s = 0;
 };
 
 } // namespace ces

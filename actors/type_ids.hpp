@@ -106,6 +106,55 @@ typename Inspector::result_type inspect(Inspector& f, auth_request& x) {
            x.client_addr, x.request_id, x.target);
 }
 
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, event_filter& x) {
+  auto replays = static_cast<uint8_t>(x.replays);
+  auto load = caf::meta::load_callback([&]() -> caf::error {
+    x.replays = static_cast<replays_mode>(replays);
+    return caf::none;
+  });
+  return f(caf::meta::type_name("ces.event_filter"), x.tenant_id, x.topic,
+           x.has_key, x.key, x.from, x.to, replays, load, x.replay_of, x.ids);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, dlq_filter& x) {
+  return f(caf::meta::type_name("ces.dlq_filter"), x.status, x.error_class,
+           x.topic, x.tenant_id, x.from, x.to);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, replay_request& x) {
+  return f(caf::meta::type_name("ces.replay_request"), x.filter, x.transform,
+           x.target_topic, x.rate_per_s, x.max_events, x.dry_run, x.body);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, replay_plan& x) {
+  return f(caf::meta::type_name("ces.replay_plan"), x.matched, x.by_topic,
+           x.by_tenant, x.first_received_at, x.last_received_at,
+           x.sample_ids, x.samples);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_row& x) {
+  return f(caf::meta::type_name("ces.job_row"), x.id, x.kind, x.status,
+           x.request, x.matched, x.done, x.failed, x.requested_by,
+           x.request_id, x.last_error, x.created_at, x.started_at,
+           x.finished_at, x.cancel_requested);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, job_filter& x) {
+  return f(caf::meta::type_name("ces.job_filter"), x.status, x.kind);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, idempotent_answer& x) {
+  return f(caf::meta::type_name("ces.idempotent_answer"), x.state, x.status,
+           x.body, x.headers, x.retry_after_s);
+}
+
 } // namespace ces
 
 namespace ces::auth {
@@ -224,6 +273,13 @@ CAF_BEGIN_TYPE_ID_BLOCK(ces, caf::first_custom_type_id)
   CAF_ADD_ATOM(ces, ces::atom, create, "create")
   CAF_ADD_ATOM(ces, ces::atom, revoke, "revoke")
   CAF_ADD_ATOM(ces, ces::atom, query, "query")
+  CAF_ADD_ATOM(ces, ces::atom, find, "find")
+  CAF_ADD_ATOM(ces, ces::atom, plan, "plan")
+  CAF_ADD_ATOM(ces, ces::atom, cancel, "cancel")
+  CAF_ADD_ATOM(ces, ces::atom, run, "run")
+  CAF_ADD_ATOM(ces, ces::atom, claim, "claim")
+  CAF_ADD_ATOM(ces, ces::atom, complete, "complete")
+  CAF_ADD_ATOM(ces, ces::atom, release, "release")
   CAF_ADD_TYPE_ID(ces, (ces::batch))
   CAF_ADD_TYPE_ID(ces, (ces::persist_outcome))
   CAF_ADD_TYPE_ID(ces, (ces::child_status))
@@ -243,4 +299,12 @@ CAF_BEGIN_TYPE_ID_BLOCK(ces, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(ces, (ces::storage::audit_filter))
   CAF_ADD_TYPE_ID(ces, (std::vector<ces::storage::api_key_row>))
   CAF_ADD_TYPE_ID(ces, (std::vector<ces::storage::audit_row>))
+  CAF_ADD_TYPE_ID(ces, (ces::event_filter))
+  CAF_ADD_TYPE_ID(ces, (ces::dlq_filter))
+  CAF_ADD_TYPE_ID(ces, (ces::replay_request))
+  CAF_ADD_TYPE_ID(ces, (ces::replay_plan))
+  CAF_ADD_TYPE_ID(ces, (ces::job_row))
+  CAF_ADD_TYPE_ID(ces, (std::vector<ces::job_row>))
+  CAF_ADD_TYPE_ID(ces, (ces::job_filter))
+  CAF_ADD_TYPE_ID(ces, (ces::idempotent_answer))
 CAF_END_TYPE_ID_BLOCK(ces)

@@ -156,6 +156,20 @@ bool looks_like_rfc3339(std::string_view t) noexcept {
         && digits(11, 2) && t[13] == ':' && digits(14, 2) && t[16] == ':'
         && digits(17, 2)))
     return false;
+  // Calendar ranges, so that PostgreSQL never refuses what passed here.
+  auto num = [&](size_t pos, size_t n) {
+    int v = 0;
+    for (size_t i = pos; i < pos + n; ++i)
+      v = v * 10 + (t[i] - '0');
+    return v;
+  };
+  int year = num(0, 4), month = num(5, 2), day = num(8, 2);
+  static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  if (year < 1 || month < 1 || month > 12 || day < 1
+      || day > days[month - 1] + (month == 2 && leap ? 1 : 0)
+      || num(11, 2) > 23 || num(14, 2) > 59 || num(17, 2) > 59)
+    return false;
   size_t pos = 19;
   if (t[pos] == '.') {
     ++pos;
@@ -169,7 +183,8 @@ bool looks_like_rfc3339(std::string_view t) noexcept {
     return pos + 1 == t.size();
   if (pos < t.size() && (t[pos] == '+' || t[pos] == '-'))
     return pos + 6 == t.size() && digits(pos + 1, 2) && t[pos + 3] == ':'
-           && digits(pos + 4, 2);
+           && digits(pos + 4, 2) && num(pos + 1, 2) <= 23
+           && num(pos + 4, 2) <= 59;
   return false;
 }
 

@@ -134,12 +134,8 @@ std::string path_hint(std::string_view path) {
     out += spec.method;
     out += ' ';
     out += spec.pattern;
-    for (size_t i = 0; i < spec.query.size(); ++i) {
-      out += i == 0 ? '?' : '&';
-      out += spec.query[i];
-      out += spec.query[i] == "limit" ? "=N" : "=...";
-    }
   }
+  out += " (parameters: GET /openapi.json)";
   return out;
 }
 
@@ -169,7 +165,22 @@ const std::vector<route_spec>& route_table() {
      role::viewer},
     {"GET", "/events/{id}", rk::event_by_id, {}, false, role::viewer},
     {"POST", "/replay/{id}", rk::replay, {}, false, role::operator_},
-    {"GET", "/dlq", rk::dlq_latest, {"limit"}, false, role::viewer},
+    {"GET", "/events", rk::events_find,
+     {"tenant_id", "topic", "key", "from", "to", "replays", "replay_of",
+      "limit", "cursor"},
+     false, role::viewer},
+    {"GET", "/dlq", rk::dlq_latest,
+     {"status", "error_class", "topic", "tenant_id", "from", "to", "limit",
+      "cursor"},
+     false, role::viewer},
+    {"GET", "/dlq/{id}", rk::dlq_by_id, {}, false, role::viewer},
+    {"POST", "/replays", rk::replays_create, {}, false, role::operator_},
+    {"GET", "/jobs", rk::jobs_list, {"status", "kind", "limit", "cursor"},
+     false, role::viewer},
+    {"GET", "/jobs/{id}", rk::job_get, {}, false, role::viewer},
+    {"POST", "/jobs/{id}/cancel", rk::job_cancel, {}, false,
+     role::operator_},
+    {"GET", "/openapi.json", rk::openapi, {}, false, role::none},
     {"GET", "/supervision", rk::supervision, {}, false, role::viewer},
     {"POST", "/debug/fail/{actor}", rk::debug_fail, {}, true, role::admin},
     {"GET", "/keys", rk::keys_list, {}, false, role::admin},
@@ -197,6 +208,13 @@ const char* to_string(route_kind k) noexcept {
     case route_kind::key_create: return "key_create";
     case route_kind::key_revoke: return "key_revoke";
     case route_kind::audit: return "audit";
+    case route_kind::events_find: return "events_find";
+    case route_kind::dlq_by_id: return "dlq_by_id";
+    case route_kind::replays_create: return "replays_create";
+    case route_kind::jobs_list: return "jobs_list";
+    case route_kind::job_get: return "job_get";
+    case route_kind::job_cancel: return "job_cancel";
+    case route_kind::openapi: return "openapi";
   }
   return "unmatched";
 }

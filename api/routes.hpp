@@ -17,6 +17,18 @@
 //   DELETE /keys/{name}       key_revoke       admin
 //   GET  /audit               audit            admin, ?action&principal&from
 //                                              &to&limit&cursor
+//   GET  /events              events_find      ?tenant_id&topic&key&from&to
+//                                              &replays&replay_of&limit
+//                                              &cursor
+//   GET  /dlq                 dlq_latest       ?status&error_class&topic
+//                                              &tenant_id&from&to&limit
+//                                              &cursor
+//   GET  /dlq/{id}            dlq_by_id
+//   POST /replays             replays_create   operator, JSON body
+//   GET  /jobs                jobs_list        ?status&kind&limit&cursor
+//   GET  /jobs/{id}           job_get
+//   POST /jobs/{id}/cancel    job_cancel       operator
+//   GET  /openapi.json        openapi          no authentication
 // Each route names the least role that may call it (route_spec::min_role;
 // api/auth.hpp).
 // GET /events/latest answers a JSON array of at most the journal reader's
@@ -81,6 +93,13 @@ enum class route_kind : uint8_t {
   key_create,   // POST /keys
   key_revoke,   // DELETE /keys/{name}
   audit,        // GET /audit
+  events_find,  // GET /events (filters, cursor)
+  dlq_by_id,    // GET /dlq/{id}
+  replays_create, // POST /replays (bulk replay job or dry run)
+  jobs_list,    // GET /jobs
+  job_get,      // GET /jobs/{id}
+  job_cancel,   // POST /jobs/{id}/cancel
+  openapi,      // GET /openapi.json (no authentication)
 };
 
 /// Operator roles, each including the ones below it; route_spec::min_role.

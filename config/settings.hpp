@@ -85,6 +85,16 @@ struct settings {
   // -- Replay ----------------------------------------------------------------
   /// A replay the broker has not acknowledged within this time fails (503).
   int replay_timeout_ms = 5000;
+  /// Bulk replay jobs: events read, published and acknowledged per batch.
+  int jobs_batch_size = 2000;
+  /// Bulk replay jobs: the most events per second a job publishes (its
+  /// tenant budget; a request's rate_per_s may only lower it). 0: no limit.
+  int job_rate_per_tenant = 10000;
+  /// A bulk replay matching more events than its max_events (default this)
+  /// is refused (400 too_many_events).
+  size_t jobs_default_max_events = 100000;
+  /// An Idempotency-Key's first answer is kept (and repeated) this long.
+  int idempotency_ttl_h = 24;
 
   // -- Ingestion -------------------------------------------------------------
   /// A batch closes at this many records ...

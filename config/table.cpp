@@ -91,6 +91,16 @@ const std::vector<setting_def>& defs() {
      "within it)"},
     {"Replay", "replay-timeout-ms", &settings::replay_timeout_ms, "MS",
      "a replay the broker has not acknowledged in this time fails (503)"},
+    {"Replay", "jobs-batch-size", &settings::jobs_batch_size, "N",
+     "bulk replay jobs: events published and acknowledged per batch"},
+    {"Replay", "job-rate-per-tenant", &settings::job_rate_per_tenant, "N",
+     "bulk replay jobs: most events per second a job publishes (0: no "
+     "limit); a request's rate_per_s may only lower it"},
+    {"Replay", "jobs-default-max-events", &settings::jobs_default_max_events,
+     "N", "a bulk replay matching more events than its max_events (default "
+          "this) is refused (400 too_many_events)"},
+    {"Replay", "idempotency-ttl-h", &settings::idempotency_ttl_h, "H",
+     "an Idempotency-Key's first answer is kept and repeated this long"},
     {"Ingestion", "batch-max-records", &settings::batch_max_records, "N",
      "a batch closes at this many records ..."},
     {"Ingestion", "batch-linger-ms", &settings::batch_linger_ms, "MS",

@@ -150,6 +150,12 @@ std::string validate(const settings& s) {
                     s.http_max_response_bytes,
                     std::numeric_limits<int>::max()))),
          positive("replay-timeout-ms", s.replay_timeout_ms),
+         positive("jobs-batch-size", s.jobs_batch_size),
+         non_negative("job-rate-per-tenant", s.job_rate_per_tenant),
+         positive("jobs-default-max-events",
+                  static_cast<long long>(std::min<size_t>(
+                    s.jobs_default_max_events, 100000000))),
+         positive("idempotency-ttl-h", s.idempotency_ttl_h),
          positive("persister-connections", s.persister_connections),
        })
     if (!e.empty())

@@ -136,4 +136,87 @@ struct audit_entry {
   std::string counts;
 };
 
+
+/// Which replays GET /events returns (replays=include|exclude|only).
+enum class replays_mode : uint8_t { include = 0, exclude, only };
+
+/// The filters of GET /events and of a bulk replay (api/filters.hpp parses
+/// them; storage/event_query.hpp turns them into SQL). Empty strings and 0
+/// mean "no condition". Times are RFC 3339 text, checked by the parser.
+struct event_filter {
+  std::string tenant_id;
+  std::string topic;
+  bool has_key = false; // key: the record key equals `key` (UTF-8 bytes)
+  std::string key;
+  std::string from; // received_at >= from
+  std::string to;   // received_at < to
+  replays_mode replays = replays_mode::include;
+  int64_t replay_of = 0; // only replays of this journal id
+  /// Only these journal ids (a bulk replay's `ids`, at most 10 000; sorted,
+  /// unique). Empty: no id condition.
+  std::vector<int64_t> ids;
+};
+
+/// The filters of GET /dlq (empty: no condition).
+struct dlq_filter {
+  std::string status; // pending, retried, resolved, discarded
+  std::string error_class;
+  std::string topic;
+  std::string tenant_id;
+  std::string from; // received_at >= from
+  std::string to;   // received_at < to
+};
+
+/// POST /replays, as accepted by api::parse_replay_request.
+struct replay_request {
+  event_filter filter;
+  /// RFC 6902 JSON Patch (a JSON array, checked by the parser); empty: none.
+  std::string transform;
+  /// Publish every event here instead of its own topic; empty: own topic.
+  std::string target_topic;
+  /// Events per second; 0: the job rate limit (setting job-rate-per-tenant).
+  int32_t rate_per_s = 0;
+  /// A larger match is refused (too_many_events).
+  int64_t max_events = 100000;
+  bool dry_run = false;
+  /// The request body as sent (stored with the job).
+  std::string body;
+};
+
+/// The answer to a dry run.
+struct replay_plan {
+  int64_t matched = 0;
+  std::vector<topic_count> by_topic;  // topic, count
+  std::vector<topic_count> by_tenant; // topic field holds the tenant
+  std::string first_received_at;      // empty when nothing matched
+  std::string last_received_at;
+  /// Up to 5 payloads after the transform (JSON text), with their event ids.
+  std::vector<int64_t> sample_ids;
+  std::vector<std::string> samples;
+};
+
+/// One row of table jobs.
+struct job_row {
+  int64_t id = 0;
+  std::string kind;   // replay
+  std::string status; // queued, running, succeeded, failed, cancelled
+  std::string request; // JSON text
+  int64_t matched = 0;
+  int64_t done = 0;
+  int64_t failed = 0;
+  std::string requested_by;
+  std::string request_id;
+  std::string last_error;
+  std::string created_at; // RFC 3339 UTC; empty: NULL
+  std::string started_at;
+  std::string finished_at;
+  bool cancel_requested = false;
+};
+
+/// The filters of GET /jobs (empty: no condition).
+struct job_filter {
+  std::string status;
+  std::string kind;
+};
+
 } // namespace ces

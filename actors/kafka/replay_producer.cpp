@@ -20,17 +20,30 @@ static_assert(sizeof(void*) >= sizeof(uint64_t),
 
 std::vector<kafka_header> replay_headers(const std::vector<kafka_header>& original,
                                          int64_t replay_of,
-                                         std::string_view replay_id) {
+                                         std::string_view replay_id,
+                                         int64_t job_id,
+                                         int64_t original_timestamp_ms) {
   std::vector<kafka_header> out;
-  out.reserve(original.size() + 2);
+  out.reserve(original.size() + 4);
   for (auto& h : original)
-    if (h.key != replay_of_header && h.key != replay_id_header)
+    if (h.key != replay_of_header && h.key != replay_id_header
+        && h.key != replay_job_header && h.key != original_timestamp_header)
       out.push_back(h);
   out.push_back(
     kafka_header{std::string(replay_of_header), std::to_string(replay_of), true});
   out.push_back(
     kafka_header{std::string(replay_id_header), std::string(replay_id), true});
+  if (job_id > 0)
+    out.push_back(kafka_header{std::string(replay_job_header),
+                               std::to_string(job_id), true});
+  if (original_timestamp_ms >= 0)
+    out.push_back(kafka_header{std::string(original_timestamp_header),
+                               std::to_string(original_timestamp_ms), true});
   return out;
+}
+
+std::string job_replay_id(int64_t job_id, int64_t event_id) {
+  return "j" + std::to_string(job_id) + "-e" + std::to_string(event_id);
 }
 
 std::string make_replay_id() {

@@ -30,14 +30,29 @@ namespace ces {
 /// Provenance headers of a replayed message.
 inline constexpr std::string_view replay_of_header = "x-replay-of";
 inline constexpr std::string_view replay_id_header = "x-replay-id";
+/// The bulk replay job that published it (decimal job id).
+inline constexpr std::string_view replay_job_header = "x-replay-job";
+/// The original record's Kafka timestamp (decimal milliseconds since the
+/// epoch; absent when it had none).
+inline constexpr std::string_view original_timestamp_header =
+  "x-original-timestamp";
 
-/// `original` without any `x-replay-of` / `x-replay-id` header (exact,
-/// case-sensitive key match, as validate.cpp reads them), followed by
-/// `x-replay-of: <replay_of>` (decimal) and `x-replay-id: <replay_id>`.
-/// Other headers keep their order, values and null-ness.
+/// `original` without any provenance header (x-replay-of, x-replay-id,
+/// x-replay-job, x-original-timestamp; exact, case-sensitive key match, as
+/// validate.cpp reads them), followed by `x-replay-of: <replay_of>`
+/// (decimal), `x-replay-id: <replay_id>`, then `x-replay-job: <job_id>` when
+/// job_id > 0 and `x-original-timestamp: <ms>` when original_timestamp_ms
+/// >= 0. Other headers keep their order, values and null-ness.
 std::vector<kafka_header> replay_headers(const std::vector<kafka_header>& original,
                                          int64_t replay_of,
-                                         std::string_view replay_id);
+                                         std::string_view replay_id,
+                                         int64_t job_id = 0,
+                                         int64_t original_timestamp_ms = -1);
+
+/// The replay id of event `event_id` in bulk replay job `job_id`:
+/// "j<job>-e<event>". The same for every attempt, so that a resend after a
+/// crash is recognised at ingest.
+std::string job_replay_id(int64_t job_id, int64_t event_id);
 
 /// A random (version 4, RFC 4122) UUID in its canonical lowercase form,
 /// e.g. "0b9e5b8e-3c2f-4a53-9a0e-0d7c1f5e2a11". Thread-safe.

@@ -64,6 +64,14 @@ journal_actor::behavior_type fake_journal(journal_actor::pointer,
         return {event(7)};
       return {};
     },
+    [=](atom::find, const event_filter&, const tenant_scope&, int32_t limit,
+        int64_t, caf::timestamp)
+      -> caf::result<std::vector<storage::journal_event>, bool> {
+      std::vector<storage::journal_event> xs;
+      for (int32_t i = limit; i > 0; --i)
+        xs.push_back(event(i));
+      return {std::move(xs), false};
+    },
     [=](atom::ping) -> caf::result<bool> {
       if (!sc->db_up)
         return caf::make_error(errc::db_unavailable, "connection refused");
@@ -77,6 +85,12 @@ dlq_actor::behavior_type fake_dlq(dlq_actor::pointer) {
     [](atom::internal, atom::refresh) {},
     [](atom::status) { return int64_t{0}; },
     [](atom::latest, int32_t, const tenant_scope&) {
+      return std::vector<storage::dlq_entry_row>{};
+    },
+    [](atom::find, const dlq_filter&, const tenant_scope&, int32_t, int64_t) {
+      return std::vector<storage::dlq_entry_row>{};
+    },
+    [](atom::get, int64_t, const tenant_scope&) {
       return std::vector<storage::dlq_entry_row>{};
     },
   };

@@ -63,10 +63,11 @@ TEST_CASE("roles and routes", "[auth]") {
   for (auto k : {rk::keys_list, rk::key_create, rk::key_revoke, rk::audit,
                  rk::debug_fail, rk::replay, rk::events_latest})
     CHECK(auth::may(admin, k));
-  // Only the probes need no role.
+  // Only the probes and the API document need no role.
   for (auto& spec : api::route_table())
     CHECK((spec.min_role == auth::role::none)
-          == (spec.kind == rk::health || spec.kind == rk::ready));
+          == (spec.kind == rk::health || spec.kind == rk::ready
+              || spec.kind == rk::openapi));
   CHECK(auth::parse_role("operator") == auth::role::operator_);
   CHECK_FALSE(auth::parse_role("none"));
   CHECK_FALSE(auth::parse_role("Admin"));
