@@ -1,6 +1,7 @@
 #include "storage/journal_reader.hpp"
 
 #include "storage/audit_write.hpp"
+#include "storage/event_query.hpp"
 #include "storage/headers_json.hpp"
 #include "storage/pg_util.hpp"
 
@@ -104,6 +105,19 @@ bool sees_nothing(const tenant_scope& scope, bool with_unknown) {
          && !(with_unknown && scope.unknown_tenant);
 }
 
+/// `tx.quote` as the sql_quote of storage/event_query.hpp.
+sql_quote quoter(pqxx::transaction_base& tx) {
+  return [&tx](const std::string& v) { return tx.quote(v); };
+}
+
+/// `where` (a condition from event_where/dlq_where) with the keyset cursor:
+/// id < before_id when before_id > 0.
+std::string before(std::string where, int64_t before_id) {
+  if (before_id > 0)
+    where = "(" + where + ") AND id < " + std::to_string(before_id);
+  return where;
+}
+
 /// The tenants of `scope` as one text[] parameter (empty when all).
 std::string tenants_param(const tenant_scope& scope) {
   return scope.all ? std::string{"{}"} : detail::text_array(scope.tenants);
@@ -194,36 +208,43 @@ journal_reader::latest_events(int limit, const tenant_scope& scope) {
 }
 
 event_page journal_reader::latest_page(int limit, const tenant_scope& scope) {
+  return find_page(event_filter{}, scope, limit, 0);
+}
+
+event_page journal_reader::find_page(const event_filter& f,
+                                     const tenant_scope& scope, int limit,
+                                     int64_t before_id) {
   event_page page;
   if (limit <= 0 || sees_nothing(scope, false))
     return page;
   auto max_bytes = impl_->opts.max_page_bytes;
   if (max_bytes == 0 || max_bytes > static_cast<size_t>(INT64_MAX))
     max_bytes = static_cast<size_t>(INT64_MAX);
-  // `sized` measures the newest `limit` rows (ids and sizes only); the outer
-  // query fetches the prefix whose running size fits, at least one row. The
-  // last column is how many rows `sized` had: more than returned means cut.
-  static const std::string sql =
-    std::string("WITH sized AS ("
-                " SELECT id, octet_length(payload::text)"
-                "   + coalesce(octet_length(headers::text), 0)"
-                "   + 2 * coalesce(octet_length(key), 0) AS n"
-                " FROM event_journal"
-                " WHERE ($3 OR tenant_id = ANY($4::text[]))"
-                " ORDER BY id DESC LIMIT $1),"
-                " running AS ("
-                " SELECT id, row_number() OVER w AS pos, sum(n) OVER w AS upto"
-                " FROM sized WINDOW w AS (ORDER BY id DESC"
-                " ROWS UNBOUNDED PRECEDING))"
-                " SELECT ")
-    + event_columns
-    + ", (SELECT count(*) FROM sized) FROM event_journal WHERE id IN"
-      " (SELECT id FROM running WHERE pos = 1 OR upto <= $2)"
-      " ORDER BY id DESC";
-  return impl_->run("journal latest_page", [&](pqxx::transaction_base& tx) {
-    auto res =
-      tx.exec_params(sql, limit, static_cast<int64_t>(max_bytes), scope.all,
-                     tenants_param(scope));
+  return impl_->run("journal find_page", [&](pqxx::transaction_base& tx) {
+    // `sized` measures the newest `limit` matching rows (ids and sizes
+    // only); the outer query fetches the prefix whose running size fits, at
+    // least one row. The last column is how many rows `sized` had: more
+    // than returned means cut. Keyset: the cursor is an id bound, so every
+    // page is an index scan from that id down.
+    auto where = before(event_where(f, scope, quoter(tx)), before_id);
+    auto sql =
+      "WITH sized AS ("
+      " SELECT id, octet_length(payload::text)"
+      "   + coalesce(octet_length(headers::text), 0)"
+      "   + 2 * coalesce(octet_length(key), 0) AS n"
+      " FROM event_journal WHERE "
+      + where
+      + " ORDER BY id DESC LIMIT $1),"
+        " running AS ("
+        " SELECT id, row_number() OVER w AS pos, sum(n) OVER w AS upto"
+        " FROM sized WINDOW w AS (ORDER BY id DESC"
+        " ROWS UNBOUNDED PRECEDING))"
+        " SELECT "
+      + event_columns
+      + ", (SELECT count(*) FROM sized) FROM event_journal WHERE id IN"
+        " (SELECT id FROM running WHERE pos = 1 OR upto <= $2)"
+        " ORDER BY id DESC";
+    auto res = tx.exec_params(sql, limit, static_cast<int64_t>(max_bytes));
     page.events.reserve(res.size());
     int64_t measured = 0;
     for (const auto& row : res) {
@@ -249,21 +270,43 @@ std::optional<journal_event> journal_reader::event_by_id(int64_t id) {
 
 std::vector<dlq_entry_row>
 journal_reader::latest_dlq(int limit, const tenant_scope& scope) {
+  return find_dlq(dlq_filter{}, scope, limit, 0);
+}
+
+std::vector<dlq_entry_row>
+journal_reader::find_dlq(const dlq_filter& f, const tenant_scope& scope,
+                         int limit, int64_t before_id) {
   if (limit <= 0 || sees_nothing(scope, true))
     return {};
   auto max_payload = impl_->dlq_payload_limit();
-  return impl_->run("dlq latest", [&](pqxx::transaction_base& tx) {
+  return impl_->run("dlq find", [&](pqxx::transaction_base& tx) {
+    auto where = before(dlq_where(f, scope, quoter(tx)), before_id);
     auto res = tx.exec_params(std::string("SELECT ") + dlq_columns
-                                + " FROM event_dlq WHERE CASE WHEN tenant_id"
-                                  " IS NULL THEN $3 ELSE ($4 OR tenant_id ="
-                                  " ANY($5::text[])) END"
-                                  " ORDER BY id DESC LIMIT $1",
-                              limit, max_payload, scope.unknown_tenant,
-                              scope.all, tenants_param(scope));
+                                + " FROM event_dlq WHERE " + where
+                                + " ORDER BY id DESC LIMIT $1",
+                              limit, max_payload);
     std::vector<dlq_entry_row> out;
     out.reserve(res.size());
     for (const auto& row : res)
       out.push_back(to_dlq(row));
+    return out;
+  });
+}
+
+std::optional<dlq_entry_row>
+journal_reader::dlq_by_id(int64_t id, const tenant_scope& scope) {
+  std::optional<dlq_entry_row> out;
+  if (id <= 0 || sees_nothing(scope, true))
+    return out;
+  auto max_payload = impl_->dlq_payload_limit();
+  return impl_->run("dlq by_id", [&](pqxx::transaction_base& tx) {
+    auto where = dlq_where(dlq_filter{}, scope, quoter(tx));
+    auto res = tx.exec_params(std::string("SELECT ") + dlq_columns
+                                + " FROM event_dlq WHERE id = $1 AND ("
+                                + where + ")",
+                              id, max_payload);
+    if (!res.empty())
+      out = to_dlq(res[0]);
     return out;
   });
 }

@@ -119,6 +119,14 @@ public:
   /// row) is ever held here. Throws infra_error.
   event_page latest_page(int limit, const tenant_scope& scope);
 
+  /// GET /events: like latest_page(), but only the rows matching `f`
+  /// (storage/event_query.hpp) and, when before_id > 0, with id < before_id
+  /// (the keyset cursor: ORDER BY id DESC LIMIT n, never OFFSET). Newest
+  /// first, cut to max_page_bytes, always at least one row when any
+  /// matches. Throws infra_error.
+  event_page find_page(const event_filter& f, const tenant_scope& scope,
+                       int limit, int64_t before_id);
+
   /// The journal row `id`, or nullopt. Not scoped: the caller checks
   /// tenant_scope::sees(tenant_id). Throws infra_error.
   std::optional<journal_event> event_by_id(int64_t id);
@@ -126,6 +134,20 @@ public:
   /// The newest `limit` DLQ rows that `scope` sees (highest id first): rows
   /// without a tenant only when scope.unknown_tenant. Throws infra_error.
   std::vector<dlq_entry_row> latest_dlq(int limit, const tenant_scope& scope);
+
+  /// GET /dlq with filters: at most `limit` DLQ rows matching `f` that
+  /// `scope` sees (rows without a tenant only when scope.unknown_tenant),
+  /// with id < before_id when before_id > 0, newest first (keyset, never
+  /// OFFSET). Throws infra_error.
+  std::vector<dlq_entry_row> find_dlq(const dlq_filter& f,
+                                      const tenant_scope& scope, int limit,
+                                      int64_t before_id);
+
+  /// The DLQ row `id` if `scope` sees it (a row without a tenant only with
+  /// scope.unknown_tenant), else nullopt: a row out of scope is answered
+  /// like a missing one. Throws infra_error.
+  std::optional<dlq_entry_row> dlq_by_id(int64_t id,
+                                         const tenant_scope& scope);
 
   /// Records a replay before it is published: the replays row and the
   /// `accepted` audit row, in one transaction. Throws infra_error (nothing
