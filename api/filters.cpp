@@ -53,7 +53,37 @@ bool word(const std::string& s, size_t max) {
                      [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; });
 }
 
-/// from/to: RFC 3339; stored as given (PostgreSQL parses the offset).
+/// An RFC 3339 time (checked by looks_like_rfc3339) as UTC seconds since
+/// 0000-03-01 and its fraction padded to 9 digits: comparable in order.
+std::pair<int64_t, std::string> utc_key(std::string_view t) {
+  auto num = [&](size_t pos, size_t n) {
+    int64_t v = 0;
+    for (size_t i = pos; i < pos + n; ++i)
+      v = v * 10 + (t[i] - '0');
+    return v;
+  };
+  // Days from civil (H. Hinnant's algorithm), year counted from March.
+  int64_t y = num(0, 4), m = num(5, 2), d = num(8, 2);
+  y -= m <= 2 ? 1 : 0;
+  int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  int64_t days = y * 365 + y / 4 - y / 100 + y / 400 + doy;
+  int64_t secs = days * 86400 + num(11, 2) * 3600 + num(14, 2) * 60
+                 + num(17, 2);
+  size_t pos = 19;
+  std::string frac;
+  if (t[pos] == '.')
+    while (++pos < t.size() && t[pos] >= '0' && t[pos] <= '9')
+      frac += t[pos];
+  frac.resize(9, '0');
+  if (t[pos] == '+' || t[pos] == '-') {
+    auto off = num(pos + 1, 2) * 3600 + num(pos + 4, 2) * 60;
+    secs += t[pos] == '+' ? -off : off;
+  }
+  return {secs, frac};
+}
+
+/// from/to: RFC 3339; stored as given (PostgreSQL parses the offset). A
+/// `from` later than `to` is bad_time.
 bool parse_times(const query_params& params, std::string& from,
                  std::string& to, filter_error& err) {
   for (auto [name, field] :
@@ -67,6 +97,8 @@ bool parse_times(const query_params& params, std::string& from,
       *field = *v;
     }
   }
+  if (!from.empty() && !to.empty() && utc_key(from) > utc_key(to))
+    return fail(err, "bad_time", "'from' must not be later than 'to'");
   return true;
 }
 
