@@ -19,10 +19,38 @@ public:
   latest(int32_t limit, const tenant_scope& scope) override {
     return reader_.latest_dlq(limit, scope);
   }
+  std::vector<storage::dlq_entry_row>
+  find(const dlq_filter& f, const tenant_scope& scope, int32_t limit,
+       int64_t before_id) override {
+    return reader_.find_dlq(f, scope, limit, before_id);
+  }
+  std::vector<storage::dlq_entry_row>
+  get(int64_t id, const tenant_scope& scope) override {
+    std::vector<storage::dlq_entry_row> out;
+    if (auto d = reader_.dlq_by_id(id, scope))
+      out.push_back(std::move(*d));
+    return out;
+  }
 
 private:
   storage::journal_reader reader_;
 };
+
+/// Runs a read on the reader (made first if needed); a PostgreSQL failure
+/// drops the reader (a new one reconnects) and becomes db_unavailable.
+template <class F>
+caf::result<std::vector<storage::dlq_entry_row>>
+read_dlq(dlq_actor::stateful_pointer<dlq_state> self, F&& f) {
+  auto& st = self->state;
+  try {
+    if (!st.reader)
+      st.reader = st.make_reader();
+    return f(*st.reader);
+  } catch (const storage::infra_error& e) {
+    st.reader.reset();
+    return caf::make_error(errc::db_unavailable, std::string{e.what()});
+  }
+}
 
 } // namespace
 
@@ -61,28 +89,19 @@ dlq_actor::behavior_type dlq(dlq_actor::stateful_pointer<dlq_state> self,
     [=](atom::status) { return self->state.pending; },
     [=](atom::latest, int32_t limit, const tenant_scope& scope)
       -> caf::result<std::vector<storage::dlq_entry_row>> {
-      auto& st = self->state;
-      try {
-        if (!st.reader)
-          st.reader = st.make_reader();
-        return st.reader->latest(limit, scope);
-      } catch (const storage::infra_error& e) {
-        st.reader.reset();
-        return caf::make_error(errc::db_unavailable, std::string{e.what()});
-      }
+      return read_dlq(self,
+                      [&](dlq_reader& r) { return r.latest(limit, scope); });
     },
-    // Groundwork of issue 10: the "find" helper implements these two.
-    [=](atom::find, const dlq_filter&, const tenant_scope&, int32_t, int64_t)
+    [=](atom::find, const dlq_filter& f, const tenant_scope& scope,
+        int32_t limit, int64_t before_id)
       -> caf::result<std::vector<storage::dlq_entry_row>> {
-      return caf::make_error(errc::bad_request,
-                             std::string{"DLQ filters are not served yet"},
-                             std::string{"not_implemented"});
+      return read_dlq(self, [&](dlq_reader& r) {
+        return r.find(f, scope, limit, before_id);
+      });
     },
-    [=](atom::get, int64_t, const tenant_scope&)
+    [=](atom::get, int64_t id, const tenant_scope& scope)
       -> caf::result<std::vector<storage::dlq_entry_row>> {
-      return caf::make_error(errc::bad_request,
-                             std::string{"GET /dlq/{id} is not served yet"},
-                             std::string{"not_implemented"});
+      return read_dlq(self, [&](dlq_reader& r) { return r.get(id, scope); });
     },
   };
 }

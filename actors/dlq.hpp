@@ -24,6 +24,14 @@ public:
   /// scope.unknown_tenant).
   virtual std::vector<storage::dlq_entry_row>
   latest(int32_t limit, const tenant_scope& scope) = 0;
+  /// At most `limit` rows matching `f` that `scope` sees, id < before_id
+  /// when before_id > 0, newest first.
+  virtual std::vector<storage::dlq_entry_row>
+  find(const dlq_filter& f, const tenant_scope& scope, int32_t limit,
+       int64_t before_id) = 0;
+  /// The row `id` when `scope` sees it: one element, or none.
+  virtual std::vector<storage::dlq_entry_row>
+  get(int64_t id, const tenant_scope& scope) = 0;
 };
 
 using dlq_reader_factory = std::function<std::unique_ptr<dlq_reader>()>;

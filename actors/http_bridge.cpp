@@ -3,8 +3,10 @@
 #include "actors/auth.hpp"
 #include "actors/pg_probe.hpp"
 #include "api/admin_json.hpp"
+#include "api/filters.hpp"
 #include "api/json.hpp"
 #include "api/server.hpp"
+#include "storage/headers_json.hpp"
 
 namespace ces {
 
@@ -172,9 +174,9 @@ std::string query_escape(std::string_view s) {
 }
 
 /// The RFC 8288 Link header of the next page: the same query with
-/// `cursor` set.
+/// `cursor` set (opaque text: api::encode_cursor(), or /audit's id).
 std::string next_link(std::string_view path, const api::parsed_request& r,
-                      int64_t cursor) {
+                      const std::string& cursor) {
   std::string q;
   for (auto& [k, v] : r.params) {
     if (k == "cursor")
@@ -183,12 +185,31 @@ std::string next_link(std::string_view path, const api::parsed_request& r,
   }
   q += (q.empty() ? "?" : "&") + std::string{"limit="}
        + std::to_string(r.limit);
-  q += "&cursor=" + std::to_string(cursor);
+  q += "&cursor=" + query_escape(cursor);
   return "<" + std::string{path} + q + ">; rel=\"next\"";
 }
 
 void bad(const request_ptr& req, const char* code, const std::string& msg) {
   req->respond(400, api::error_json(code, msg));
+}
+
+void bad(const request_ptr& req, const api::filter_error& err) {
+  req->respond(400, api::error_json(err.code, err.message));
+}
+
+/// The headers of a page of `n` rows out of `limit` whose last row has id
+/// `last_id`: X-Truncated when the byte bound cut it, and the Link to the
+/// next page when it is full or cut (there may be more).
+api::header_list page_headers(std::string_view path,
+                              const api::parsed_request& r, size_t n,
+                              int64_t last_id, bool truncated) {
+  api::header_list headers;
+  if (truncated)
+    headers.emplace_back("X-Truncated", "true");
+  if (n > 0 && (truncated || n >= static_cast<size_t>(r.limit)))
+    headers.emplace_back("Link",
+                         next_link(path, r, api::encode_cursor(last_id)));
+  return headers;
 }
 
 } // namespace
@@ -209,6 +230,40 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
   auto audit = [=](audit_entry e) {
     if (peers.auth)
       self->send(peers.auth, atom::audit_v, std::move(e));
+  };
+  // A filter naming a tenant outside the principal's scope: 403 with an
+  // audit row, like a role refusal (not an empty answer).
+  auto refuse_scope = [=](const request_ptr& req,
+                          const api::parsed_request& r,
+                          const auth::principal& who, const std::string& why) {
+    audit_entry e;
+    e.who = who_of(who, req->meta());
+    e.action = "auth";
+    e.target = target_of(r);
+    e.outcome = "refused";
+    e.status = 403;
+    e.parameters = "{\"reason\":";
+    storage::append_json_string(e.parameters, why);
+    e.parameters += "}";
+    audit(std::move(e));
+    req->respond(403, api::error_json("forbidden", why));
+  };
+  // The filter (read by `parse`, e.g. api::parse_event_filter) and cursor
+  // of a find route. False when the request was answered already: 400 with
+  // the filter's code, or 403 for a tenant outside the scope.
+  auto take_filter = [=](const request_ptr& req, const api::parsed_request& r,
+                         const auth::principal& who, auto parse, auto& f,
+                         int64_t& before) {
+    api::filter_error fe;
+    if (!parse(r.params, f, fe) || !api::parse_cursor(r.params, before, fe)) {
+      bad(req, fe);
+      return false;
+    }
+    if (std::string why; !api::filter_in_scope(f.tenant_id, who.scope, why)) {
+      refuse_scope(req, r, who, why);
+      return false;
+    }
+    return true;
   };
   // Serves a request of an authenticated principal allowed on its route.
   auto serve = [=](request_ptr req, api::parsed_request r,
@@ -265,13 +320,55 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
             },
             fail);
         return;
-      case api::route_kind::dlq_latest:
+      case api::route_kind::events_find: {
+        event_filter f;
+        int64_t before = 0;
+        if (!take_filter(req, r, who, api::parse_event_filter, f, before))
+          return;
         self
-          ->request(peers.dlq, cfg.read_timeout, atom::latest_v, r.limit,
-                    who.scope)
+          ->request(peers.journal, cfg.read_timeout, atom::find_v, f,
+                    who.scope, r.limit, before, read_deadline())
+          .then(
+            [=](std::vector<storage::journal_event>& xs, bool truncated) {
+              auto last = xs.empty() ? 0 : xs.back().id;
+              req->respond(200, api::events_json(xs),
+                           page_headers("/events", r, xs.size(), last,
+                                        truncated));
+            },
+            fail);
+        return;
+      }
+      case api::route_kind::dlq_latest: {
+        // Without filters and cursor: the newest `limit` entries, an array
+        // as before issue 10.
+        dlq_filter f;
+        int64_t before = 0;
+        if (!take_filter(req, r, who, api::parse_dlq_filter, f, before))
+          return;
+        self
+          ->request(peers.dlq, cfg.read_timeout, atom::find_v, f, who.scope,
+                    r.limit, before)
           .then(
             [=](std::vector<storage::dlq_entry_row>& xs) {
-              req->respond(200, api::dlq_json(xs));
+              auto last = xs.empty() ? 0 : xs.back().id;
+              req->respond(200, api::dlq_json(xs),
+                           page_headers("/dlq", r, xs.size(), last, false));
+            },
+            fail);
+        return;
+      }
+      case api::route_kind::dlq_by_id:
+        // Out of scope is "not found", as for journal events.
+        self
+          ->request(peers.dlq, cfg.read_timeout, atom::get_v, r.id, who.scope)
+          .then(
+            [=](std::vector<storage::dlq_entry_row>& xs) {
+              if (xs.empty())
+                req->respond(404, api::error_json(
+                                    "not_found", "no DLQ entry "
+                                                   + std::to_string(r.id)));
+              else
+                req->respond(200, api::dlq_entry_json(xs.front()));
             },
             fail);
         return;
@@ -409,8 +506,8 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
             [=](std::vector<storage::audit_row>& xs) {
               api::header_list headers;
               if (!xs.empty() && static_cast<int32_t>(xs.size()) == limit)
-                headers.emplace_back("Link",
-                                     next_link("/audit", r, xs.back().id));
+                headers.emplace_back(
+                  "Link", next_link("/audit", r, std::to_string(xs.back().id)));
               req->respond(200, api::audit_json(xs), headers);
             },
             fail);

@@ -61,13 +61,17 @@ journal(journal_actor::stateful_pointer<journal_state> self,
         return result;
       });
     },
-    [=](atom::find, const event_filter&, const tenant_scope&, int32_t,
-        int64_t, caf::timestamp)
+    [=](atom::find, const event_filter& f, const tenant_scope& scope,
+        int32_t limit, int64_t before_id, caf::timestamp deadline)
       -> caf::result<std::vector<storage::journal_event>, bool> {
-      // Groundwork of issue 10: the "find" helper implements it.
-      return caf::make_error(errc::bad_request,
-                             std::string{"GET /events is not served yet"},
-                             std::string{"not_implemented"});
+      if (expired(deadline))
+        return expired_error();
+      try {
+        auto page = self->state.reader->find_page(f, scope, limit, before_id);
+        return {std::move(page.events), page.truncated};
+      } catch (const storage::infra_error& e) {
+        return caf::make_error(errc::db_unavailable, std::string{e.what()});
+      }
     },
     [=](atom::ping) -> caf::result<bool> {
       return guarded([&] {
