@@ -42,6 +42,8 @@ void drain(self_ptr self) {
           m->add_dlq(c.topic, c.reason, c.count);
         for (auto& c : out.skipped)
           m->add_skipped(c.topic, c.count);
+        for (auto& c : out.replay_duplicates)
+          m->add_replay_duplicates(c.topic, c.count);
       }
       if (st.failures > 0)
         log::event(spdlog::level::info, st.cfg.name, "db_recovered",
@@ -53,6 +55,10 @@ void drain(self_ptr self) {
                     {"records", static_cast<int64_t>(dlq)},
                     {"isolation_rounds",
                      static_cast<int64_t>(out.isolation_rounds)}});
+      if (auto dup = total(out.replay_duplicates); dup > 0)
+        log::event(spdlog::level::info, st.cfg.name, "replay_duplicates",
+                   {{"batch", static_cast<int64_t>(head.job.seq)},
+                    {"records", static_cast<int64_t>(dup)}});
       head.promise.deliver(std::move(out));
       st.queue.pop_front();
     } catch (const storage::infra_error& e) {

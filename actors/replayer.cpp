@@ -275,10 +275,14 @@ replayer(replayer_actor::stateful_pointer<replayer_state> self,
                                  + std::string{e.what()});
       }
       auto token = st.next_token++;
+      // The bytes as received (payload_raw); jsonb's rendering only for rows
+      // journalled without them. The original timestamp travels as a header.
       auto sent = st.producer->produce(
         ev->topic, ev->has_key, ev->key,
-        replay_headers(ev->headers, ev->id, replay_id), ev->payload_json,
-        token, ev->partition);
+        replay_headers(ev->headers, ev->id, replay_id, 0,
+                       ev->kafka_timestamp_ms),
+        ev->has_raw ? ev->payload_raw : ev->payload_json, token,
+        ev->partition);
       if (!sent.ok) {
         count(self, ev->topic, "failed");
         audit_failure(self, who, id, replay_id, ev->topic, 503,

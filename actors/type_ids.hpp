@@ -43,7 +43,7 @@ typename Inspector::result_type inspect(Inspector& f, checked_record& x) {
     return caf::none;
   });
   return f(caf::meta::type_name("ces.checked_record"), x.rec, reason, load,
-           x.error, x.tenant_id, x.replay_of, x.replay_id);
+           x.error, x.tenant_id, x.replay_of, x.replay_id, x.replay_job);
 }
 
 template <class Inspector>
@@ -61,7 +61,8 @@ typename Inspector::result_type inspect(Inspector& f, topic_count& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, persist_outcome& x) {
   return f(caf::meta::type_name("ces.persist_outcome"), x.offsets,
-           x.journalled, x.dead_lettered, x.skipped, x.isolation_rounds);
+           x.journalled, x.dead_lettered, x.skipped, x.isolation_rounds,
+           x.replay_duplicates);
 }
 
 template <class Inspector>
@@ -195,7 +196,8 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, journal_event& x) {
   return f(caf::meta::type_name("ces.journal_event"), x.id, x.tenant_id,
            x.topic, x.partition, x.offset, x.has_key, x.key, x.headers,
-           x.payload_json, x.kafka_timestamp_ms, x.received_at, x.replay_of);
+           x.payload_json, x.kafka_timestamp_ms, x.received_at, x.replay_of,
+           x.has_raw, x.payload_raw);
 }
 
 template <class Inspector>

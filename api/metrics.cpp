@@ -68,6 +68,12 @@ struct metrics::impl {
         .Help("CRM events skipped because another consumer group member had "
               "already journalled them, by topic")
         .Register(*registry);
+  prometheus::Family<prometheus::Counter>& replay_duplicates
+    = BuildCounter()
+        .Name("crm_replay_duplicates_total")
+        .Help("Resent records of a bulk replay job whose (job, event) the "
+              "journal already held, not journalled again, by topic")
+        .Register(*registry);
   prometheus::Family<prometheus::Counter>& restarts
     = BuildCounter()
         .Name("crm_actor_restarts_total")
@@ -212,6 +218,11 @@ void metrics::add_skipped(const std::string& topic, uint64_t n) {
   impl_->skipped.Add({{"topic", topic}}).Increment(static_cast<double>(n));
 }
 
+void metrics::add_replay_duplicates(const std::string& topic, uint64_t n) {
+  impl_->replay_duplicates.Add({{"topic", topic}})
+    .Increment(static_cast<double>(n));
+}
+
 void metrics::observe_batch_persist(double seconds, uint64_t records) {
   impl_->persist_seconds.Observe(seconds);
   impl_->batch_records.Observe(static_cast<double>(records));
@@ -243,6 +254,7 @@ void metrics::declare_topics(const std::vector<std::string>& topics) {
     impl_->ingested.Add({{"topic", t}});
     impl_->persisted.Add({{"topic", t}});
     impl_->skipped.Add({{"topic", t}});
+    impl_->replay_duplicates.Add({{"topic", t}});
     for (auto& r : impl_->declared_reasons)
       impl_->dlq.Add({{"topic", t}, {"reason", r}});
     impl_->declared_topics.insert(t);

@@ -43,6 +43,10 @@ public:
   /// already journalled.
   void add_skipped(const std::string& topic, uint64_t n);
 
+  /// crm_replay_duplicates_total{topic}: resends of a bulk replay job's
+  /// event that the journal already held (not journalled again).
+  void add_replay_duplicates(const std::string& topic, uint64_t n);
+
   /// crm_batch_persist_seconds (histogram, 1 ms .. 10 s) and
   /// crm_batch_records (histogram of records per batch).
   void observe_batch_persist(double seconds, uint64_t records);

@@ -166,7 +166,8 @@ void append_coordinates(std::string& out, std::string_view topic,
 } // namespace
 
 void append_journal_row(std::string& out, const checked_record& r,
-                        int64_t replay_of, std::string& scratch) {
+                        int64_t replay_of, int64_t replay_job, bool keep_raw,
+                        std::string& scratch) {
   auto& k = r.rec;
   append_escaped(out, r.tenant_id);
   out += '\t';
@@ -179,7 +180,9 @@ void append_journal_row(std::string& out, const checked_record& r,
     append_escaped(out, scratch);
   }
   out += '\t';
+  auto value_at = out.size();
   append_escaped(out, k.value);
+  auto value_end = out.size();
   out += '\t';
   append_timestamp_ms(out, k.timestamp_ms);
   out += '\t';
@@ -187,6 +190,19 @@ void append_journal_row(std::string& out, const checked_record& r,
     append_int(out, replay_of);
   else
     append_null(out);
+  out += '\t';
+  if (replay_job != 0)
+    append_int(out, replay_job);
+  else
+    append_null(out);
+  if (keep_raw) {
+    // The same text as the payload field: the bytes as received (the
+    // validator accepted them as UTF-8 JSON, so a text column takes them).
+    auto n = value_end - value_at;
+    out.reserve(out.size() + n + 2); // no reallocation while copying
+    out += '\t';
+    out.append(out.data() + value_at, n);
+  }
   out += '\n';
 }
 

@@ -33,16 +33,25 @@ void append_int(std::string& out, int64_t v);
 /// timestamp") are written as NULL.
 void append_timestamp_ms(std::string& out, int64_t ms);
 
-/// Columns of the event_journal rows append_journal_row writes.
+/// Columns of the event_journal rows append_journal_row writes with
+/// `keep_raw` (payload_raw: the value exactly as received).
 inline constexpr const char* journal_columns =
   "tenant_id,topic,partition,\"offset\",key,headers,payload,kafka_timestamp,"
-  "replay_of";
+  "replay_of,replay_job,payload_raw";
+
+/// The same without payload_raw (`keep_raw` false: the bench's switch).
+inline constexpr const char* journal_columns_no_raw =
+  "tenant_id,topic,partition,\"offset\",key,headers,payload,kafka_timestamp,"
+  "replay_of,replay_job";
 
 /// Appends one event_journal line (with its newline) for an accepted record,
-/// with `replay_of` (0: NULL) as the verified provenance (r.replay_of is only
-/// the record's claim). `scratch` is a reusable buffer.
+/// with `replay_of` and `replay_job` (0: NULL) as the verified provenance
+/// (r.replay_of and r.replay_job are only the record's claims), and, when
+/// `keep_raw`, the value again as payload_raw (escaped once, copied).
+/// `scratch` is a reusable buffer.
 void append_journal_row(std::string& out, const checked_record& r,
-                        int64_t replay_of, std::string& scratch);
+                        int64_t replay_of, int64_t replay_job, bool keep_raw,
+                        std::string& scratch);
 
 /// Columns of the event_dlq rows append_dlq_row writes.
 inline constexpr const char* dlq_columns =

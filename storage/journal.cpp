@@ -6,7 +6,9 @@
 #include "storage/pg_util.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
+#include <set>
 #include <string_view>
 #include <tuple>
 #include <unordered_map>
@@ -71,6 +73,7 @@ struct partition_state {
   int64_t end = 0;        // last offset of the batch + 1
   uint64_t journalled = 0;
   uint64_t skipped = 0;
+  uint64_t duplicates = 0; // resends of a job's replay already journalled
 };
 
 using partition_map = std::map<partition_key, partition_state, key_less>;
@@ -119,8 +122,16 @@ struct journal_writer::impl {
   std::string chunk;
   std::string scratch;
   std::string dlq_rows;
+  /// Whether rows carry payload_raw (the bench's CES_BENCH_NO_PAYLOAD_RAW
+  /// turns it off to measure its cost).
+  bool keep_raw = true;
+  struct replay_row {
+    int64_t event = 0;
+    int64_t job = 0; // 0: a single replay
+  };
   std::vector<std::string> replay_ids;                 // claimed in the batch
-  std::unordered_map<std::string, int64_t> recorded;   // replay id -> event
+  std::unordered_map<std::string, replay_row> recorded; // replay id -> row
+  std::set<std::pair<int64_t, int64_t>> job_events;    // (job, event) held
 
   persist_outcome write(const std::vector<checked_record>& batch);
 
@@ -157,7 +168,9 @@ journal_writer::impl::try_copy(pqxx::dbtransaction& tx, size_t lo,
   pqxx::subtransaction sp{tx, "ces_copy"};
   try {
     pqxx::stream_to s{sp, "event_journal",
-                      std::vector<std::string>{copy_text::journal_columns}};
+                      std::vector<std::string>{
+                        keep_raw ? copy_text::journal_columns
+                                 : copy_text::journal_columns_no_raw}};
     send_rows(s, lo, hi);
     s.complete();
   } catch (const pqxx::sql_error& e) {
@@ -282,23 +295,58 @@ journal_writer::impl::write(const std::vector<checked_record>& batch) {
   // batch, and none when no record claims to be a replay.
   replay_ids.clear();
   recorded.clear();
+  job_events.clear();
   for (auto& r : batch)
     if (r.reason == reject_reason::none && r.replay_of != 0
         && !r.replay_id.empty())
       replay_ids.push_back(r.replay_id);
   if (!replay_ids.empty()) {
-    auto res = tx.exec_params("SELECT replay_id, event_id FROM replays"
-                              " WHERE replay_id = ANY($1::text[])",
+    auto res = tx.exec_params("SELECT replay_id, event_id, job_id"
+                              " FROM replays WHERE replay_id = ANY($1::text[])",
                               detail::text_array(replay_ids));
     for (auto row : res)
-      recorded.emplace(row[0].as<std::string>(), row[1].as<int64_t>());
+      recorded.emplace(row[0].as<std::string>(),
+                       replay_row{row[1].as<int64_t>(),
+                                  row[2].is_null() ? 0 : row[2].as<int64_t>()});
   }
-  auto verified_replay_of = [&](const checked_record& r) -> int64_t {
+  // The recorded replay `r` is (nullptr: none, or not of r.replay_of).
+  auto verified = [&](const checked_record& r) -> const replay_row* {
     if (r.replay_of == 0 || r.replay_id.empty() || recorded.empty())
-      return 0;
+      return nullptr;
     auto i = recorded.find(r.replay_id);
-    return i != recorded.end() && i->second == r.replay_of ? r.replay_of : 0;
+    return i != recorded.end() && i->second.event == r.replay_of ? &i->second
+                                                                 : nullptr;
   };
+
+  // 2b. Resends: a bulk job's replay of an event is journalled once. The
+  // (job, event) pairs of the batch already in the journal (partial index
+  // event_journal_replay_job_idx); pairs repeated within the batch are
+  // caught below.
+  {
+    std::set<int64_t> job_ids;
+    std::string events; // bigint array literal items
+    for (auto& r : batch) {
+      auto v = r.reason == reject_reason::none ? verified(r) : nullptr;
+      if (v == nullptr || v->job == 0)
+        continue;
+      job_ids.insert(v->job);
+      events += (events.empty() ? "" : ",") + std::to_string(v->event);
+    }
+    if (!job_ids.empty()) {
+      std::string jobs;
+      for (auto j : job_ids)
+        jobs += (jobs.empty() ? "" : ",") + std::to_string(j);
+      auto res = tx.exec_params(
+        "SELECT DISTINCT replay_job, replay_of FROM event_journal"
+        " WHERE replay_job = ANY($1::bigint[])"
+        " AND replay_of = ANY($2::bigint[])",
+        "{" + jobs + "}", "{" + events + "}");
+      // A superset of the batch's pairs (any job x any event): harmless,
+      // only the batch's own pairs are ever looked up.
+      for (auto row : res)
+        job_events.emplace(row[0].as<int64_t>(), row[1].as<int64_t>());
+    }
+  }
 
   // 3. Fence (records below the stored offset, or repeated in the batch, are
   // skipped), and encode the accepted records.
@@ -321,12 +369,20 @@ journal_writer::impl::write(const std::vector<checked_record>& batch) {
         dlq.push_back(dlq_item{i, r.reason, {}});
         continue;
       }
+      auto v = verified(r);
+      if (v != nullptr && v->job != 0
+          && !job_events.emplace(v->job, v->event).second) {
+        ++st.duplicates; // its offset is past the fence all the same
+        continue;
+      }
       if (rows.empty())
-        rows.reserve(batch.size() * (r.rec.value.size() + 160));
+        rows.reserve(batch.size()
+                     * ((keep_raw ? 2 : 1) * r.rec.value.size() + 160));
       row_start.push_back(rows.size());
       row_index.push_back(i);
       row_part.push_back(&st);
-      copy_text::append_journal_row(rows, r, verified_replay_of(r), scratch);
+      copy_text::append_journal_row(rows, r, v ? v->event : 0,
+                                    v ? v->job : 0, keep_raw, scratch);
     }
     row_start.push_back(rows.size());
   }
@@ -392,6 +448,7 @@ journal_writer::impl::write(const std::vector<checked_record>& batch) {
   });
   out.journalled = per_topic(parts, &partition_state::journalled);
   out.skipped = per_topic(parts, &partition_state::skipped);
+  out.replay_duplicates = per_topic(parts, &partition_state::duplicates);
   for (auto& [k, n] : dead)
     out.dead_lettered.push_back(topic_count{k.first, k.second, n});
 
@@ -409,6 +466,8 @@ journal_writer::journal_writer(const std::string& database_url,
     throw std::invalid_argument("journal_writer: empty Kafka cluster id");
   impl_->url = database_url;
   impl_->cluster = std::move(cluster_id);
+  auto no_raw = std::getenv("CES_BENCH_NO_PAYLOAD_RAW");
+  impl_->keep_raw = no_raw == nullptr || *no_raw == '\0' || *no_raw == '0';
   impl_->db = detail::connect(impl_->url);
 }
 

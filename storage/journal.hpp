@@ -64,7 +64,13 @@ public:
   /// Persists one batch in one transaction; see persist_outcome. Records of a
   /// partition whose stored next offset is already past them are skipped
   /// (another member of the group, or another group, journalled them). Rows PostgreSQL refuses
-  /// are isolated and dead-lettered as db_rejected. Throws infra_error on
+  /// are isolated and dead-lettered as db_rejected. Each row keeps the value
+  /// as received in payload_raw (unless the environment variable
+  /// CES_BENCH_NO_PAYLOAD_RAW is set to a value other than 0, read when the
+  /// writer is made: a benchmark switch). A recorded replay of a bulk job
+  /// (replays.job_id) is journalled with replay_job; a second record of the
+  /// same (job, event), in the journal or earlier in the batch, is not
+  /// journalled (persist_outcome::replay_duplicates). Throws infra_error on
   /// infrastructure failures (after which the writer reconnects on next use).
   persist_outcome write(const std::vector<checked_record>& batch);
 

@@ -48,7 +48,8 @@ std::vector<kafka_header> headers_of(const pqxx::field& f) {
   }
 }
 
-journal_event to_event(const pqxx::row& r) {
+/// One event from `event_columns` (+ payload_raw when `with_raw`).
+journal_event to_event(const pqxx::row& r, bool with_raw = false) {
   journal_event e;
   e.id = r[0].as<int64_t>();
   e.tenant_id = r[1].as<std::string>();
@@ -63,6 +64,10 @@ journal_event to_event(const pqxx::row& r) {
   e.kafka_timestamp_ms = r[8].is_null() ? -1 : r[8].as<int64_t>();
   e.received_at = r[9].as<std::string>();
   e.replay_of = r[10].is_null() ? 0 : r[10].as<int64_t>();
+  if (with_raw && !r[11].is_null()) {
+    e.has_raw = true;
+    e.payload_raw = r[11].as<std::string>();
+  }
   return e;
 }
 
@@ -259,11 +264,12 @@ event_page journal_reader::find_page(const event_filter& f,
 std::optional<journal_event> journal_reader::event_by_id(int64_t id) {
   return impl_->run("journal event_by_id", [&](pqxx::transaction_base& tx) {
     auto res = tx.exec_params(std::string("SELECT ") + event_columns
-                                + " FROM event_journal WHERE id = $1",
+                                + ", payload_raw FROM event_journal"
+                                  " WHERE id = $1",
                               id);
     std::optional<journal_event> out;
     if (!res.empty())
-      out = to_event(res[0]);
+      out = to_event(res[0], true);
     return out;
   });
 }

@@ -35,6 +35,11 @@ struct journal_event {
   std::string received_at;         // RFC 3339 UTC, microseconds:
                                    // 2024-05-01T12:00:00.123456Z
   int64_t replay_of = 0;           // 0: not a replay
+  /// event_by_id() only: the payload exactly as received (payload_raw), when
+  /// the row has it (rows journalled before migration 0005, or with the
+  /// bench switch off, do not).
+  bool has_raw = false;
+  std::string payload_raw;
 };
 
 /// One row of event_dlq.
@@ -127,7 +132,8 @@ public:
   event_page find_page(const event_filter& f, const tenant_scope& scope,
                        int limit, int64_t before_id);
 
-  /// The journal row `id`, or nullopt. Not scoped: the caller checks
+  /// The journal row `id` (with payload_raw), or nullopt. Not scoped: the
+  /// caller checks
   /// tenant_scope::sees(tenant_id). Throws infra_error.
   std::optional<journal_event> event_by_id(int64_t id);
 

@@ -58,6 +58,10 @@ struct checked_record {
   /// The last `x-replay-id` header when it looks like a replay id (1..64 of
   /// [A-Za-z0-9._-]), else empty.
   std::string replay_id;
+  /// Bulk replay job from an `x-replay-job` header (positive decimal), 0 if
+  /// none; read only with replay_of. A claim too: the journal_writer stores
+  /// the job of the recorded replay (table replays), never this value.
+  int64_t replay_job = 0;
 };
 
 /// (topic, partition) -> next offset to read.
@@ -87,6 +91,10 @@ struct persist_outcome {
   std::vector<topic_count> skipped;
   /// How many extra COPY attempts were needed to isolate rejected rows.
   uint32_t isolation_rounds = 0;
+  /// Records not journalled because they are a resend of a bulk replay job's
+  /// event that the journal (or the same batch) already holds: the same
+  /// (replay_job, replay_of). Their offsets advance all the same.
+  std::vector<topic_count> replay_duplicates;
 };
 
 

@@ -628,7 +628,8 @@ const kafka_header* last_header(const kafka_record& rec, std::string_view key) {
   return found;
 }
 
-// Positive decimal int64, digits only; 0 when anything else.
+// Positive decimal int64, digits only; 0 when anything else (x-replay-of,
+// x-replay-job).
 int64_t parse_replay_of(const kafka_header* h) {
   if (h == nullptr || !h->has_value || h->value.empty())
     return 0;
@@ -707,8 +708,10 @@ checked_record check_record(kafka_record rec, const validation_limits& limits) {
   res.rec = std::move(rec);
   const kafka_record& r = res.rec;
   res.replay_of = parse_replay_of(last_header(r, "x-replay-of"));
-  if (res.replay_of != 0)
+  if (res.replay_of != 0) {
     res.replay_id = parse_replay_id(last_header(r, "x-replay-id"));
+    res.replay_job = parse_replay_of(last_header(r, "x-replay-job"));
+  }
   auto reject = [&res](reject_reason why, std::string msg) {
     res.reason = why;
     res.error = std::move(msg);

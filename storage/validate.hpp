@@ -70,6 +70,8 @@ json_check check_json(std::string_view text, size_t max_depth);
 ///   a claim: the journal_writer keeps it only for a recorded replay.
 /// - replay_id: when replay_of is set, the last "x-replay-id" header if it is
 ///   1..max_replay_id_bytes of [A-Za-z0-9._-], else empty.
+/// - replay_job: when replay_of is set, the last "x-replay-job" header when
+///   it is a positive decimal int64, else 0.
 checked_record check_record(kafka_record rec, const validation_limits& limits);
 
 } // namespace ces

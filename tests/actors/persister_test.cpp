@@ -1,4 +1,5 @@
 #include "actors/persister.hpp"
+#include "api/metrics.hpp"
 #include "fakes.hpp"
 #include "fixture.hpp"
 #include "storage/journal.hpp"
@@ -17,6 +18,7 @@ struct script {
   bool explode = false; // throw a non-infrastructure error
   std::vector<uint64_t> written; // first offset of every written batch
   int connects = 0;
+  uint64_t duplicates = 0; // replay resends reported per batch
 };
 
 class scripted_writer : public batch_writer {
@@ -34,7 +36,11 @@ public:
     s_->written.push_back(static_cast<uint64_t>(b.front().rec.offset));
     batch tmp;
     tmp.records = b;
-    return all_journalled(tmp);
+    auto out = all_journalled(tmp);
+    if (s_->duplicates > 0)
+      out.replay_duplicates.push_back(
+        topic_count{b.front().rec.topic, "", s_->duplicates});
+    return out;
   }
 
 private:
@@ -54,8 +60,13 @@ batch make_batch(int64_t first_offset) {
 struct persister_fixture : ces::test::fixture {
   std::shared_ptr<script> s = std::make_shared<script>();
   persister_actor p;
+  ces::metrics stats;
 
   persister_fixture() {
+    p = spawn_persister(nullptr);
+  }
+
+  persister_actor spawn_persister(ces::metrics* m) {
     auto sc = s;
     writer_factory make = [sc] {
       ++sc->connects;
@@ -64,8 +75,9 @@ struct persister_fixture : ces::test::fixture {
     persister_settings ps;
     ps.retry_initial = 100ms;
     ps.retry_max = 300ms;
-    p = sys.spawn(persister, make, ps, nullptr);
+    auto out = sys.spawn(persister, make, ps, m);
     sched.run();
+    return out;
   }
 
   /// Number of persist replies waiting in the test's mailbox (consumed).
@@ -117,4 +129,25 @@ TEST_CASE_METHOD(persister_fixture,
   caf::error reason;
   self->receive([&](caf::down_msg& dm) { reason = dm.reason; });
   CHECK(reason == caf::sec::runtime_error);
+}
+
+TEST_CASE_METHOD(persister_fixture,
+                 "replay resends the writer skipped are counted by topic") {
+  auto q = spawn_persister(&stats);
+  s->duplicates = 2;
+  self->send(q, atom::persist_v, make_batch(0));
+  self->send(q, atom::persist_v, make_batch(1));
+  sched.run();
+  std::vector<uint64_t> reported;
+  for (bool more = true; more;)
+    self->receive(
+      [&](persist_outcome& out) {
+        for (auto& c : out.replay_duplicates)
+          reported.push_back(c.count);
+      },
+      caf::after(std::chrono::seconds(0)) >> [&] { more = false; });
+  CHECK(reported == std::vector<uint64_t>{2, 2});
+  CHECK_THAT(stats.text(),
+             Catch::Contains("crm_replay_duplicates_total{topic=\""
+                             "apexflow.leads.created\"} 4"));
 }

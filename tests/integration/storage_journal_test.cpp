@@ -730,3 +730,161 @@ TEST_CASE("provenance: batches without claims do not read replays",
   CHECK(scalar(url, "SELECT replay_of FROM event_journal WHERE \"offset\" = 6")
         == "7");
 }
+
+TEST_CASE("payload_raw keeps the value byte for byte", "[journal][raw]") {
+  auto url = migrated_db();
+  journal_writer w{url, cluster};
+  // jsonb would reorder keys, drop the first "a", respell 1.0e2 and 1.50's
+  // neighbours, and drop the whitespace.
+  std::vector<std::string> payloads = {
+    R"({"tenant_id":"t","b":1,"a":1.50,"a":2})",
+    R"({"tenant_id":"t","n":1.0e2,"m":-0.0,"big":1E+400})",
+    "{ \"tenant_id\" : \"t\" ,\n\t\"s\":\"tab\\there \\\\N \\u00e9 \xc3\xa9\"}\r\n",
+    R"({"z":1,"tenant_id":"t","tenant_id":"t","y":[3,2,1]})",
+  };
+  std::vector<checked_record> batch;
+  for (size_t i = 0; i < payloads.size(); ++i)
+    batch.push_back(accepted("crm", 0, static_cast<int64_t>(i), payloads[i]));
+  auto out = w.write(batch);
+  REQUIRE(find_count(out.journalled, "crm") == payloads.size());
+
+  pqxx::connection c{url};
+  pqxx::nontransaction tx{c};
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    INFO(payloads[i]);
+    auto r = tx.exec_params("SELECT payload_raw, payload::text,"
+                            " payload = payload_raw::jsonb FROM event_journal"
+                            " WHERE \"offset\" = $1",
+                            static_cast<int64_t>(i));
+    REQUIRE(r.size() == 1);
+    CHECK(r[0][0].as<std::string>() == payloads[i]);
+    CHECK(r[0][1].as<std::string>() != payloads[i]); // what jsonb did
+    CHECK(r[0][2].as<bool>());
+  }
+  // The reader gives the replayer the raw bytes.
+  storage::journal_reader reader{url};
+  auto id = std::stoll(scalar(url, "SELECT id FROM event_journal"
+                                   " WHERE \"offset\" = 0"));
+  auto ev = reader.event_by_id(id);
+  REQUIRE(ev);
+  CHECK(ev->has_raw);
+  CHECK(ev->payload_raw == payloads[0]);
+  CHECK(ev->payload_json == R"({"a": 2, "b": 1, "tenant_id": "t"})");
+  // A row without payload_raw (journalled before migration 0005).
+  exec(url, "UPDATE event_journal SET payload_raw = NULL WHERE id = "
+              + std::to_string(id));
+  ev = reader.event_by_id(id);
+  REQUIRE(ev);
+  CHECK_FALSE(ev->has_raw);
+  CHECK(ev->payload_raw.empty());
+  // latest_events does not carry it (the API shows jsonb).
+  for (auto& e : reader.latest_events(10, every_tenant))
+    CHECK_FALSE(e.has_raw);
+}
+
+TEST_CASE("the bench switch leaves payload_raw NULL", "[journal][raw]") {
+  auto url = migrated_db();
+  ::setenv("CES_BENCH_NO_PAYLOAD_RAW", "1", 1);
+  journal_writer off{url, cluster};
+  ::unsetenv("CES_BENCH_NO_PAYLOAD_RAW");
+  off.write(good_batch("crm", 0, 0, 3));
+  journal_writer on{url, cluster};
+  on.write(good_batch("crm", 0, 3, 2));
+  CHECK(strings(url, "SELECT coalesce(payload_raw, 'null') FROM event_journal"
+                     " ORDER BY \"offset\"")
+        == std::vector<std::string>{"null", "null", "null",
+                                    R"({"tenant_id": "t1", "seq": 3})",
+                                    R"({"tenant_id": "t1", "seq": 4})"});
+}
+
+namespace {
+
+/// job_replay_id() (actors/kafka/replay_producer.hpp; this binary does not
+/// link it): "j<job>-e<event>".
+std::string job_replay_id_text(int64_t job, int64_t event) {
+  return "j" + std::to_string(job) + "-e" + std::to_string(event);
+}
+
+void record_job_replay(const std::string& url, int64_t job, int64_t event) {
+  exec(url, "INSERT INTO replays (replay_id, event_id, tenant_id, topic,"
+            " principal, job_id) VALUES ('" + job_replay_id_text(job, event)
+              + "', " + std::to_string(event) + ", 't1', 'crm', 'ops', "
+              + std::to_string(job) + ")");
+}
+
+/// A record as the JOBS actor publishes event `event` in job `job`.
+checked_record job_record(int64_t offset, int64_t job, int64_t event,
+                          int32_t partition = 0) {
+  auto c = with_headers(offset,
+                        {{"x-replay-of", std::to_string(event), true},
+                         {"x-replay-id", job_replay_id_text(job, event), true},
+                         {"x-replay-job", std::to_string(job), true}});
+  c.rec.partition = partition;
+  return c;
+}
+
+} // namespace
+
+TEST_CASE("replay_job is stored only for a recorded job replay",
+          "[journal][provenance][job]") {
+  auto url = migrated_db();
+  journal_writer w{url, cluster};
+  record_job_replay(url, 5, 7);
+  record_replay_row(url, "single", 7); // a single replay: no job
+  std::vector<checked_record> batch;
+  batch.push_back(job_record(0, 5, 7)); // recorded
+  // 1: claims job 6, but the recorded replay is job 5's: job 5 is stored.
+  auto claim = job_record(1, 6, 8);
+  claim.replay_id = "j5-e7";
+  batch.push_back(claim);
+  // 2: a job header on a single replay: no job.
+  batch.push_back(with_headers(2, {{"x-replay-of", "7", true},
+                                   {"x-replay-id", "single", true},
+                                   {"x-replay-job", "5", true}}));
+  // 3: not recorded at all.
+  batch.push_back(job_record(3, 9, 9));
+  CHECK(batch[3].replay_job == 9);
+  auto out = w.write(batch);
+  CHECK(out.replay_duplicates.empty());
+  CHECK(strings(url, "SELECT coalesce(replay_of::text, '-') || '/'"
+                     " || coalesce(replay_job::text, '-')"
+                     " FROM event_journal ORDER BY \"offset\"")
+        // 1 is j5-e7 again (its x-replay-of 8 does not match: no claim),
+        // so it is not a duplicate of 0 either.
+        == std::vector<std::string>{"7/5", "-/-", "7/-", "-/-"});
+}
+
+TEST_CASE("a job's resend of an event is journalled once",
+          "[journal][provenance][job]") {
+  auto url = migrated_db();
+  journal_writer w{url, cluster};
+  for (int64_t e : {10, 11, 12})
+    record_job_replay(url, 3, e);
+  record_job_replay(url, 4, 10); // another job may replay the same event
+
+  // Batch 1: events 10 and 11, and 10 again in the same batch (a resend
+  // landing right behind the first send).
+  auto out = w.write({job_record(0, 3, 10), job_record(1, 3, 11),
+                      job_record(2, 3, 10)});
+  CHECK(find_count(out.journalled, "crm") == 2);
+  CHECK(find_count(out.replay_duplicates, "crm") == 1);
+  CHECK(stored_offset(url, "crm", 0) == 3); // the duplicate's offset too
+
+  // Batch 2 (after a restart of the job): 10 and 11 again, 12 new, job 4's
+  // replay of 10, and an ordinary event.
+  auto b2 = std::vector<checked_record>{
+    job_record(3, 3, 10), job_record(4, 3, 12), job_record(5, 3, 11),
+    job_record(6, 4, 10)};
+  b2.push_back(accepted("crm", 0, 7, R"({"tenant_id":"t1"})"));
+  // Another partition in the same batch: its resend is counted too.
+  b2.push_back(job_record(0, 3, 12, 1));
+  out = w.write(b2);
+  CHECK(find_count(out.journalled, "crm") == 3); // 12, job 4's 10, plain
+  CHECK(find_count(out.replay_duplicates, "crm") == 3);
+  CHECK(stored_offset(url, "crm", 0) == 8);
+  CHECK(stored_offset(url, "crm", 1) == 1);
+  CHECK(strings(url, "SELECT replay_job || ':' || replay_of FROM event_journal"
+                     " WHERE replay_job IS NOT NULL ORDER BY id")
+        == std::vector<std::string>{"3:10", "3:11", "3:12", "4:10"});
+  CHECK(count(url, "SELECT count(*) FROM event_journal") == 5);
+}

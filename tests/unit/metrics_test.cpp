@@ -133,6 +133,7 @@ TEST_CASE("declared series exist with value 0", "[metrics]") {
     CHECK(sample(text, "crm_events_ingested_total" + topic) == 0);
     CHECK(sample(text, "crm_events_persisted_total" + topic) == 0);
     CHECK(sample(text, "crm_events_skipped_total" + topic) == 0);
+    CHECK(sample(text, "crm_replay_duplicates_total" + topic) == 0);
     for (auto r : {"invalid_json", "too_large"})
       CHECK(sample(text, std::string{"crm_events_dlq_total{reason=\""} + r
                            + "\",topic=\"" + t + "\"}")
@@ -157,6 +158,8 @@ TEST_CASE("counters, gauges and histograms carry the right values",
   m.add_dlq("a", "invalid_json", 1);
   m.add_dlq("a", "too_large", 2);
   m.add_skipped("b", 5);
+  m.add_replay_duplicates("b", 2);
+  m.add_replay_duplicates("b", 1);
   m.add_actor_restart("persister");
   m.add_actor_restart("persister");
   m.set_in_flight_batches(2);
@@ -178,6 +181,7 @@ TEST_CASE("counters, gauges and histograms carry the right values",
   CHECK(sample(text, "crm_events_dlq_total{reason=\"too_large\",topic=\"a\"}")
         == 2);
   CHECK(sample(text, "crm_events_skipped_total{topic=\"b\"}") == 5);
+  CHECK(sample(text, "crm_replay_duplicates_total{topic=\"b\"}") == 3);
   CHECK(sample(text, "crm_actor_restarts_total{actor=\"persister\"}") == 2);
   CHECK(sample(text, "crm_batches_in_flight") == 1);
   CHECK(sample(text, "crm_db_up") == 0);
@@ -205,6 +209,7 @@ TEST_CASE("every family has a type and a help string", "[metrics]") {
     {"crm_events_persisted_total", "counter"},
     {"crm_events_dlq_total", "counter"},
     {"crm_events_skipped_total", "counter"},
+    {"crm_replay_duplicates_total", "counter"},
     {"crm_actor_restarts_total", "counter"},
     {"crm_actor_crashes_total", "counter"},
     {"crm_batch_persist_seconds", "histogram"},

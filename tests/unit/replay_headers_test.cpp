@@ -73,3 +73,34 @@ TEST_CASE("replay ids are random version 4 UUIDs", "[replay]") {
   }
   CHECK(seen.size() == 1000);
 }
+
+TEST_CASE("a job's replay carries x-replay-job and x-original-timestamp",
+          "[replay]") {
+  std::vector<kafka_header> original{{"source", "crm", true},
+                                     {"x-replay-job", "1", true},
+                                     {"x-original-timestamp", "5", true}};
+  auto out = replay_headers(original, 42, ces::job_replay_id(7, 42), 7,
+                            1700000000123);
+  CHECK(same(out, {{"source", "crm", true},
+                   {"x-replay-of", "42", true},
+                   {"x-replay-id", "j7-e42", true},
+                   {"x-replay-job", "7", true},
+                   {"x-original-timestamp", "1700000000123", true}}));
+  // A single replay (job 0) of an event with a timestamp: no job header.
+  CHECK(same(replay_headers({}, 3, "u", 0, 0),
+             {{"x-replay-of", "3", true},
+              {"x-replay-id", "u", true},
+              {"x-original-timestamp", "0", true}}));
+  // No timestamp (-1): no timestamp header, and the old one is dropped.
+  CHECK(same(replay_headers(original, 3, "u", 0, -1),
+             {{"source", "crm", true},
+              {"x-replay-of", "3", true},
+              {"x-replay-id", "u", true}}));
+}
+
+TEST_CASE("job replay ids are stable per (job, event)", "[replay]") {
+  CHECK(ces::job_replay_id(7, 42) == "j7-e42");
+  CHECK(ces::job_replay_id(7, 42) == ces::job_replay_id(7, 42));
+  CHECK(ces::job_replay_id(7, 42) != ces::job_replay_id(7, 43));
+  CHECK(ces::job_replay_id(8, 42) != ces::job_replay_id(7, 42));
+}

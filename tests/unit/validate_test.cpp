@@ -836,3 +836,41 @@ TEST_CASE("check_record parses x-replay-id with x-replay-of",
   CHECK(replay_id({of, header("x-replay-id", "\xc3\xa9")}).empty());
   CHECK(replay_id({of, header("x-replay-id", "a\0"s)}).empty());
 }
+
+TEST_CASE("check_record parses x-replay-job with x-replay-of",
+          "[validate][record][replay]") {
+  validation_limits lim;
+  auto replay_job = [&](std::vector<kafka_header> hs) {
+    hs.push_back(header("tenant_id", "acme"));
+    return check_record(make_record("{}", std::move(hs)), lim).replay_job;
+  };
+  auto of = header("x-replay-of", "42");
+  CHECK(replay_job({of, header("x-replay-job", "7")}) == 7);
+  CHECK(replay_job({header("x-replay-job", "7"), of}) == 7);
+  CHECK(replay_job({of, header("x-replay-job", "9223372036854775807")})
+        == INT64_MAX);
+  CHECK(replay_job({of}) == 0);
+  // Only with a usable x-replay-of.
+  CHECK(replay_job({header("x-replay-job", "7")}) == 0);
+  CHECK(replay_job({header("x-replay-of", "0"), header("x-replay-job", "7")})
+        == 0);
+  // Decimal, > 0, digits only; the last one counts.
+  CHECK(replay_job({of, header("x-replay-job", "0")}) == 0);
+  CHECK(replay_job({of, header("x-replay-job", "-7")}) == 0);
+  CHECK(replay_job({of, header("x-replay-job", "+7")}) == 0);
+  CHECK(replay_job({of, header("x-replay-job", "7 ")}) == 0);
+  CHECK(replay_job({of, header("x-replay-job", "0x7")}) == 0);
+  CHECK(replay_job({of, header("x-replay-job", "9223372036854775808")}) == 0);
+  CHECK(replay_job({of, header("x-replay-job", "")}) == 0);
+  CHECK(replay_job({of, null_header("x-replay-job")}) == 0);
+  CHECK(replay_job({of, header("X-Replay-Job", "7")}) == 0);
+  CHECK(replay_job({of, header("x-replay-job", "1"),
+                    header("x-replay-job", "2")}) == 2);
+  CHECK(replay_job({of, header("x-replay-job", "1"),
+                    header("x-replay-job", "x")}) == 0);
+  // Rejected records keep it too.
+  auto r = check_record(make_record("{", {of, header("x-replay-job", "5")}),
+                        lim);
+  CHECK(r.reason == reject_reason::invalid_json);
+  CHECK(r.replay_job == 5);
+}
