@@ -5,6 +5,7 @@
 #include "api/admin_json.hpp"
 #include "api/filters.hpp"
 #include "api/json.hpp"
+#include "api/replay_json.hpp"
 #include "api/server.hpp"
 #include "storage/headers_json.hpp"
 
@@ -186,6 +187,20 @@ std::string next_link(std::string_view path, const api::parsed_request& r,
   q += (q.empty() ? "?" : "&") + std::string{"limit="}
        + std::to_string(r.limit);
   q += "&cursor=" + query_escape(cursor);
+  return "<" + std::string{path} + q + ">; rel=\"next\"";
+}
+
+/// next_link() with an opaque cursor (api::encode_cursor).
+std::string next_link(std::string_view path, const api::parsed_request& r,
+                      const std::string& cursor) {
+  std::string q;
+  for (auto& [k, v] : r.params) {
+    if (k == "cursor" || k == "limit")
+      continue;
+    q += (q.empty() ? "?" : "&") + k + "=" + query_escape(v);
+  }
+  q += (q.empty() ? "?" : "&") + std::string{"limit="}
+       + std::to_string(r.limit) + "&cursor=" + query_escape(cursor);
   return "<" + std::string{path} + q + ">; rel=\"next\"";
 }
 
@@ -423,6 +438,17 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
           return;
         }
         break;
+      case api::route_kind::replays_create:
+      case api::route_kind::jobs_list:
+      case api::route_kind::job_get:
+      case api::route_kind::job_cancel:
+        if (!peers.jobs) {
+          req->respond(503, api::error_json("unavailable",
+                                            "bulk replay jobs are not "
+                                            "running"));
+          return;
+        }
+        break;
       default:
         req->respond(404, api::error_json("not_found", "no such route"));
         return;
@@ -511,6 +537,71 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
               req->respond(200, api::audit_json(xs), headers);
             },
             fail);
+        return;
+      }
+      case api::route_kind::replays_create: {
+        replay_request rr;
+        api::filter_error err;
+        api::replay_defaults defaults;
+        defaults.max_events = cfg.jobs_default_max_events;
+        if (!api::parse_replay_request(r.body, defaults, rr, err)) {
+          bad(req, err.code.c_str(), err.message);
+          return;
+        }
+        if (rr.dry_run) {
+          self
+            ->request(peers.jobs, cfg.jobs_timeout, atom::plan_v,
+                      std::move(rr), me)
+            .then(
+              [=](replay_plan& p) { req->respond(200, api::plan_json(p)); },
+              fail);
+          return;
+        }
+        self
+          ->request(peers.jobs, cfg.jobs_timeout, atom::create_v,
+                    std::move(rr), me)
+          .then(
+            [=](job_row& j) {
+              req->respond(202, api::job_created_json(j),
+                           {{"Location", "/jobs/" + std::to_string(j.id)}});
+            },
+            fail);
+        return;
+      }
+      case api::route_kind::jobs_list: {
+        job_filter f;
+        api::filter_error err;
+        int64_t before = 0;
+        if (!api::parse_job_filter(r.params, f, err)
+            || !api::parse_cursor(r.params, before, err)) {
+          bad(req, err.code.c_str(), err.message);
+          return;
+        }
+        auto limit = r.limit;
+        self
+          ->request(peers.jobs, cfg.jobs_timeout, atom::list_v, f, limit,
+                    before, me)
+          .then(
+            [=](std::vector<job_row>& xs) {
+              api::header_list headers;
+              if (!xs.empty() && static_cast<int32_t>(xs.size()) == limit)
+                headers.emplace_back(
+                  "Link",
+                  next_link("/jobs", r, api::encode_cursor(xs.back().id)));
+              req->respond(200, api::jobs_json(xs), headers);
+            },
+            fail);
+        return;
+      }
+      case api::route_kind::job_get:
+      case api::route_kind::job_cancel: {
+        auto reply = [=](job_row& j) { req->respond(200, api::job_json(j)); };
+        if (r.kind == api::route_kind::job_get)
+          self->request(peers.jobs, cfg.jobs_timeout, atom::get_v, r.id, me)
+            .then(reply, fail);
+        else
+          self->request(peers.jobs, cfg.jobs_timeout, atom::cancel_v, r.id, me)
+            .then(reply, fail);
         return;
       }
       default:

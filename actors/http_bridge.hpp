@@ -19,6 +19,11 @@ struct http_bridge_settings {
   std::chrono::milliseconds read_timeout{5000};
   /// Longest wait for a replay (keep above the producer's message timeout).
   std::chrono::milliseconds replay_timeout{15000};
+  /// Longest wait for the JOBS actor (a plan or a create counts the
+  /// matching events; a batch may be in progress).
+  std::chrono::milliseconds jobs_timeout{15000};
+  /// POST /replays without max_events (setting jobs-default-max-events).
+  int64_t jobs_default_max_events = 100000;
   /// Longest wait for each readiness probe.
   std::chrono::milliseconds ready_timeout{3000};
   /// Longest wait for the AUTH actor (a JWKS refresh may take 5 s).

@@ -5,11 +5,14 @@
 #include "actors/consumer.hpp"
 #include "actors/dlq.hpp"
 #include "actors/http_bridge.hpp"
+#include "actors/jobs.hpp"
 #include "actors/journal.hpp"
 #include "actors/kafka_source.hpp"
 #include "actors/persister.hpp"
 #include "actors/replayer.hpp"
 #include "config/settings.hpp"
+
+#include <unistd.h>
 
 namespace ces {
 
@@ -122,14 +125,38 @@ child_spec spawn_admin(const settings& s) {
     }};
 }
 
+/// JOBS, with a producer of its own. Its owner name is stable across a
+/// restart of this instance (host and HTTP port), so that a job it was
+/// running when it was killed is taken up again at once.
+child_spec spawn_jobs(const settings& s, metrics* m) {
+  jobs_settings js;
+  js.database_url = s.database_url;
+  js.producer.bootstrap_servers = s.kafka_bootstrap_servers;
+  js.producer.properties = s.kafka_properties;
+  js.producer.message_timeout_ms = s.replay_timeout_ms;
+  js.producer.client_id = "crm-events-sink-jobs";
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0)
+    host[0] = '\0';
+  js.owner = std::string{host} + ":" + std::to_string(s.http_port);
+  js.batch_size = s.jobs_batch_size;
+  js.rate_per_tenant = s.job_rate_per_tenant;
+  js.default_max_events = static_cast<int64_t>(s.jobs_default_max_events);
+  return child_spec{
+    "jobs", {}, [=](caf::local_actor* self, const peer_map&) {
+      return as_actor(self->spawn<caf::detached>(jobs, js, m));
+    }};
+}
+
 child_spec spawn_http_bridge(const settings& s, bridge_listener on_bridge) {
   http_bridge_settings hs;
   // Above the broker's own timeout, so the replayer answers first.
   hs.replay_timeout = milliseconds(s.replay_timeout_ms + 5000);
   hs.database_url = s.database_url; // for /ready's PG_PROBE
+  hs.jobs_default_max_events = static_cast<int64_t>(s.jobs_default_max_events);
   return child_spec{
     "http_bridge",
-    {"dlq", "journal", "replayer", "auth", "admin"},
+    {"dlq", "journal", "replayer", "auth", "admin", "jobs"},
     [=](caf::local_actor* self, const peer_map& peers) {
       http_bridge_peers hp{caf::actor_cast<journal_actor>(peers.at("journal")),
                            caf::actor_cast<dlq_actor>(peers.at("dlq")),
@@ -138,6 +165,7 @@ child_spec spawn_http_bridge(const settings& s, bridge_listener on_bridge) {
                            caf::actor_cast<supervisor_actor>(self)};
       hp.auth = caf::actor_cast<auth_actor>(peers.at("auth"));
       hp.admin = caf::actor_cast<admin_actor>(peers.at("admin"));
+      hp.jobs = caf::actor_cast<jobs_actor>(peers.at("jobs"));
       auto hdl = self->spawn(http_bridge, hp, hs);
       if (on_bridge)
         on_bridge(hdl);
@@ -161,6 +189,7 @@ std::vector<child_spec> child_specs(const settings& s, metrics* m,
   specs.push_back(spawn_consumer(s, m, std::move(persisters)));
   specs.push_back(spawn_auth(s, m));
   specs.push_back(spawn_admin(s));
+  specs.push_back(spawn_jobs(s, m));
   specs.push_back(spawn_http_bridge(s, std::move(on_bridge)));
   return specs;
 }

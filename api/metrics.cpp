@@ -151,6 +151,12 @@ struct metrics::impl {
         .Help("Replays refused or delayed by the per-tenant replay budget, "
               "by tenant")
         .Register(*registry);
+  prometheus::Family<prometheus::Counter>& job_events
+    = BuildCounter()
+        .Name("crm_job_events_total")
+        .Help("Events handled by bulk jobs, by job kind and outcome "
+              "(published, failed)")
+        .Register(*registry);
 
   // Only for declare_*: the data path never takes this lock.
   std::mutex declared_mtx;
@@ -299,6 +305,12 @@ void metrics::add_audit(const std::string& outcome, uint64_t n) {
 
 void metrics::add_replay_throttled(const std::string& tenant) {
   impl_->replays_throttled.Add({{"tenant", tenant}}).Increment();
+}
+
+void metrics::add_job_events(const std::string& kind,
+                             const std::string& outcome, uint64_t n) {
+  impl_->job_events.Add({{"kind", kind}, {"outcome", outcome}})
+    .Increment(static_cast<double>(n));
 }
 
 void metrics::declare_http_routes(const std::vector<std::string>& routes) {

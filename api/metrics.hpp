@@ -105,6 +105,11 @@ public:
   /// replay budget (refused with 429, or delayed for bulk jobs).
   void add_replay_throttled(const std::string& tenant);
 
+  /// crm_job_events_total{kind,outcome}: events a bulk job handled; `kind`
+  /// a job kind (replay), `outcome` published or failed.
+  void add_job_events(const std::string& kind, const std::string& outcome,
+                      uint64_t n);
+
   /// Creates the zero-valued crm_http_request_seconds{route} series.
   void declare_http_routes(const std::vector<std::string>& routes);
 
