@@ -4,6 +4,7 @@
 #include "actors/pg_probe.hpp"
 #include "api/admin_json.hpp"
 #include "api/json.hpp"
+#include "api/openapi.hpp"
 #include "api/server.hpp"
 
 namespace ces {
@@ -221,6 +222,9 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
       case api::route_kind::ready:
         ready(self, peers, cfg, req);
         return;
+      case api::route_kind::openapi:
+        req->respond(200, std::string{api::openapi_json()});
+        return;
       case api::route_kind::events_latest:
         self
           ->request(peers.journal, cfg.read_timeout, atom::latest_v, r.limit,
@@ -422,9 +426,10 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
   };
   return {
     [=](request_ptr& req, api::parsed_request& r) {
-      // Probes need no credentials.
+      // Probes and the API's description need no credentials.
       if (r.kind == api::route_kind::health
           || r.kind == api::route_kind::ready
+          || r.kind == api::route_kind::openapi
           || (!peers.auth && cfg.serve_without_auth)) {
         serve(req, std::move(r), anonymous_admin());
         return;

@@ -364,3 +364,22 @@ TEST_CASE("JWTs: HS256 and RS256 with a JWKS rotation; bad tokens refused",
     },
     5s));
 }
+
+TEST_CASE("GET /openapi.json answers the document without credentials",
+          "[e2e][security]") {
+  world w{{jobs}, 1};
+  auto sink = w.start_sink();
+  for (std::string creds : {"", "Bearer not-a-key"}) {
+    INFO("Authorization: " << creds);
+    auto r = as(w, creds, "GET", "/openapi.json");
+    REQUIRE(r.status == 200);
+    CHECK(r.header("content-type") == "application/json");
+    auto doc = json::parse(r.body);
+    CHECK(doc["openapi"] == "3.1.0");
+    CHECK(doc["paths"].contains("/replay/{id}"));
+    CHECK(doc["paths"]["/openapi.json"]["get"]["security"]
+          == json::array());
+  }
+  // Nothing else opens up without credentials.
+  CHECK(as(w, "", "GET", "/events/latest").status == 401);
+}
