@@ -3,6 +3,7 @@
 // the same method, path parameters, query parameters, least role and
 // security; the check itself is tested on documents made to disagree.
 #include "api/auth.hpp"
+#include "api/idempotency.hpp"
 #include "api/openapi.hpp"
 #include "api/routes.hpp"
 
@@ -93,6 +94,11 @@ std::vector<std::string> mismatches(const json& doc,
       out.push_back(what + ": query parameters " + joined(got_query)
                     + " in the document, " + joined(want_query)
                     + " in the router");
+    bool keyed = params_in(doc, item, op, "header").count("Idempotency-Key")
+                 != 0;
+    if (keyed != ces::api::takes_idempotency_key(spec.kind))
+      out.push_back(what + (keyed ? ": Idempotency-Key documented, not taken"
+                                  : ": Idempotency-Key taken, not documented"));
     auto role = std::string(ces::auth::to_string(spec.min_role));
     if (op.value("x-min-role", std::string{}) != role)
       out.push_back(what + ": x-min-role is not " + role);
@@ -186,6 +192,14 @@ TEST_CASE("the check finds each kind of disagreement") {
     CHECK(p[0]
           == "GET /jobs/{id}: path parameters {job} in the document, {id} "
              "in the router");
+  }
+  SECTION("Idempotency-Key on a route that does not take it") {
+    doc["paths"]["/jobs/{id}/cancel"]["post"]["parameters"].push_back(
+      {{"$ref", "#/components/parameters/Idempotency-Key"}});
+    auto p = mismatches(doc, table);
+    REQUIRE(p.size() == 1);
+    CHECK(p[0]
+          == "POST /jobs/{id}/cancel: Idempotency-Key documented, not taken");
   }
   SECTION("another least role or security") {
     doc["paths"]["/keys"]["get"]["x-min-role"] = "viewer";
