@@ -4,7 +4,9 @@
 #include "actors/pg_probe.hpp"
 #include "api/admin_json.hpp"
 #include "api/filters.hpp"
+#include "api/idempotency.hpp"
 #include "api/json.hpp"
+#include "api/openapi.hpp"
 #include "api/replay_json.hpp"
 #include "api/server.hpp"
 #include "storage/headers_json.hpp"
@@ -290,6 +292,9 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
         return;
       case api::route_kind::ready:
         ready(self, peers, cfg, req);
+        return;
+      case api::route_kind::openapi:
+        req->respond(200, std::string{api::openapi_json()});
         return;
       case api::route_kind::events_latest:
         self
@@ -608,13 +613,85 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
         break;
     }
   };
+  // Serves a request with an Idempotency-Key once per (principal, key):
+  // claims the key first; the answer that goes out settles the claim.
+  auto serve_once = [=](request_ptr req, api::parsed_request r,
+                        auth::principal who) {
+    const auto& key = req->meta().idempotency_key;
+    if (key.empty() || !api::takes_idempotency_key(r.kind)) {
+      serve(std::move(req), std::move(r), std::move(who));
+      return;
+    }
+    auto idem = peers.idempotency;
+    if (!idem) {
+      req->respond(503, api::error_json("unavailable",
+                                        "Idempotency-Key is not available"));
+      return;
+    }
+    auto fingerprint = api::request_fingerprint("POST", r);
+    self
+      ->request(idem, cfg.read_timeout, atom::claim_v, who.name, key,
+                fingerprint)
+      .then(
+        [=](idempotent_answer& a) mutable {
+          if (a.state == "done") {
+            auto headers = a.headers;
+            headers.emplace_back("Idempotent-Replayed", "true");
+            req->respond(a.status, std::move(a.body), headers);
+            return;
+          }
+          if (a.state == "pending") {
+            req->respond(409,
+                         api::error_json("idempotency_in_progress",
+                                         "a request with this "
+                                         "Idempotency-Key is in progress"),
+                         {{"Retry-After", std::to_string(std::max<int64_t>(
+                                            1, a.retry_after_s))}});
+            return;
+          }
+          if (a.state != "new") {
+            req->respond(422, api::error_json(
+                                "idempotency_key_reused",
+                                "this Idempotency-Key was used for another "
+                                "request (method, path or body)"));
+            return;
+          }
+          auto principal = who.name;
+          auto claimed = key;
+          // Runs on whichever thread answers, also when the client is gone.
+          auto settled = [idem, principal, claimed](
+                           int status, const std::string& body,
+                           const api::header_list& headers) {
+            switch (api::settle(status, body)) {
+              case api::idempotency_settlement::complete:
+                caf::anon_send(idem, atom::complete_v, principal, claimed,
+                               idempotent_answer{"done", status, body,
+                                                 headers, 0});
+                break;
+              case api::idempotency_settlement::release:
+                caf::anon_send(idem, atom::release_v, principal, claimed);
+                break;
+              case api::idempotency_settlement::keep:
+                break; // pending until the claim expires
+            }
+          };
+          if (!req->on_answer(settled)) {
+            // Answered while claiming (504): nothing was done.
+            caf::anon_send(idem, atom::release_v, principal, claimed);
+            return;
+          }
+          serve(req, std::move(r), std::move(who));
+        },
+        [=](caf::error& err) { answer_refusal(self, req, err); });
+  };
   return {
     [=](request_ptr& req, api::parsed_request& r) {
-      // Probes need no credentials.
+      // Probes and the API's description need no credentials.
       if (r.kind == api::route_kind::health
           || r.kind == api::route_kind::ready
+          || r.kind == api::route_kind::openapi
           || (!peers.auth && cfg.serve_without_auth)) {
-        serve(req, std::move(r), anonymous_admin());
+        serve_once(req, std::move(r), anonymous_admin());
         return;
       }
       if (!peers.auth) {
@@ -649,7 +726,7 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
                                     + api::to_string(r.kind)));
               return;
             }
-            serve(req, std::move(r), std::move(who));
+            serve_once(req, std::move(r), std::move(who));
           },
           [=](caf::error& err) { answer_refusal(self, req, err); });
     },

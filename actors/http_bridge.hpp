@@ -1,11 +1,21 @@
 // HTTP_BRIDGE: the actor side of the operator API. The HTTP server (api/)
 // routes and validates a request, then hands it over with anon_send and
 // returns at once; the bridge asks the AUTH actor who sent it (every route
-// but GET /health and GET /ready), checks the route's role (403), then asks
-// the JOURNAL, DLQ, REPLAYER or SUPERVISOR with the principal's tenant scope
-// and answers the request from their reply. It never blocks: every call is
-// an asynchronous request with a timeout, so a request is always answered.
-// Refusals (401, 403, 429) are audited by the AUTH actor.
+// but GET /health, GET /ready and GET /openapi.json), checks the route's role
+// (403), then asks the JOURNAL, DLQ, REPLAYER or SUPERVISOR with the
+// principal's tenant scope and answers the request from their reply. It
+// never blocks: every call is an asynchronous request with a timeout, so a
+// request is always answered. Refusals (401, 403, 429) are audited by the
+// AUTH actor.
+// Idempotency-Key (POST /replay/{id}, POST /replays; api/idempotency.hpp):
+// after the role check the bridge claims (principal, key) with the request's
+// fingerprint at the IDEMPOTENCY actor: "done" answers the stored answer
+// with `Idempotent-Replayed: true`, "pending" 409 idempotency_in_progress
+// (Retry-After), "mismatch" 422 idempotency_key_reused, "new" serves the
+// request; the answer that goes out (whoever sends it, also to a client
+// that has gone) completes the claim (final answers), releases it (429,
+// 408, 409, 5xx) or leaves it pending until it expires (503
+// upstream_timeout, 503 dropped, 504: the outcome is unknown).
 #pragma once
 
 #include "actors/interfaces.hpp"

@@ -6,6 +6,8 @@
 #include "actors/dlq.hpp"
 #include "actors/http_bridge.hpp"
 #include "actors/jobs.hpp"
+
+#include "actors/idempotency.hpp"
 #include "actors/journal.hpp"
 #include "actors/kafka_source.hpp"
 #include "actors/persister.hpp"
@@ -145,6 +147,19 @@ child_spec spawn_jobs(const settings& s, metrics* m) {
   return child_spec{
     "jobs", {}, [=](caf::local_actor* self, const peer_map&) {
       return as_actor(self->spawn<caf::detached>(jobs, js, m));
+
+child_spec spawn_idempotency(const settings& s) {
+  idempotency_settings is;
+  is.database_url = s.database_url;
+  is.ttl = std::chrono::hours(s.idempotency_ttl_h);
+  // A claim whose outcome is unknown (a replay that timed out) stays pending
+  // about twice the bridge's replay timeout: a quick retry gets 409 rather
+  // than a second replay.
+  is.pending_ttl = std::chrono::duration_cast<std::chrono::seconds>(
+    2 * milliseconds(s.replay_timeout_ms + 5000));
+  return child_spec{
+    "idempotency", {}, [=](caf::local_actor* self, const peer_map&) {
+      return as_actor(self->spawn<caf::detached>(idempotency, is));
     }};
 }
 
@@ -156,7 +171,7 @@ child_spec spawn_http_bridge(const settings& s, bridge_listener on_bridge) {
   hs.jobs_default_max_events = static_cast<int64_t>(s.jobs_default_max_events);
   return child_spec{
     "http_bridge",
-    {"dlq", "journal", "replayer", "auth", "admin", "jobs"},
+    {"dlq", "journal", "replayer", "auth", "admin", "jobs", "idempotency"},
     [=](caf::local_actor* self, const peer_map& peers) {
       http_bridge_peers hp{caf::actor_cast<journal_actor>(peers.at("journal")),
                            caf::actor_cast<dlq_actor>(peers.at("dlq")),
@@ -166,6 +181,9 @@ child_spec spawn_http_bridge(const settings& s, bridge_listener on_bridge) {
       hp.auth = caf::actor_cast<auth_actor>(peers.at("auth"));
       hp.admin = caf::actor_cast<admin_actor>(peers.at("admin"));
       hp.jobs = caf::actor_cast<jobs_actor>(peers.at("jobs"));
+
+      hp.idempotency
+        = caf::actor_cast<idempotency_actor>(peers.at("idempotency"));
       auto hdl = self->spawn(http_bridge, hp, hs);
       if (on_bridge)
         on_bridge(hdl);
@@ -190,6 +208,8 @@ std::vector<child_spec> child_specs(const settings& s, metrics* m,
   specs.push_back(spawn_auth(s, m));
   specs.push_back(spawn_admin(s));
   specs.push_back(spawn_jobs(s, m));
+
+  specs.push_back(spawn_idempotency(s));
   specs.push_back(spawn_http_bridge(s, std::move(on_bridge)));
   return specs;
 }

@@ -17,6 +17,7 @@
 // type for both, so everything else is shared.
 #include "api/server.hpp"
 
+#include "api/idempotency.hpp"
 #include "api/json.hpp"
 
 #include <restinio/all.hpp>
@@ -289,16 +290,22 @@ std::string client_address(const restinio::endpoint_t& ep) {
   return addr.to_string();
 }
 
-/// The request's meta; `authorizations` gets the number of Authorization
-/// headers.
+/// The request's meta; `authorizations` and `idempotency_keys` get the
+/// number of Authorization and Idempotency-Key headers.
 request_meta read_meta(const restinio::request_handle_t& req,
-                       int& authorizations) {
+                       int& authorizations, int& idempotency_keys) {
   request_meta m;
   const auto& h = req->header();
   authorizations = 0;
   h.for_each_value_of(restinio::http_field::authorization, [&](auto v) {
     if (authorizations++ == 0)
       m.authorization.assign(v.data(), v.size());
+    return restinio::http_header_fields_t::continue_enumeration();
+  });
+  idempotency_keys = 0;
+  h.for_each_value_of("Idempotency-Key", [&](auto v) {
+    if (idempotency_keys++ == 0)
+      m.idempotency_key.assign(v.data(), v.size());
     return restinio::http_header_fields_t::continue_enumeration();
   });
   // (The values are views of temporaries: copy, do not keep views.)
@@ -451,11 +458,26 @@ struct pending_request::state {
   /// Set for detached requests (make_detached_request): receives the answer
   /// instead of a connection.
   std::function<void(int, std::string)> sink;
+  /// pending_request::on_answer(); guarded by observer_mtx.
+  std::mutex observer_mtx;
+  answer_observer observer;
 
   /// Answers unless already answered. Thread-safe.
   bool respond(int status, std::string body, const header_list& headers) noexcept {
-    if (done.exchange(true))
-      return false;
+    answer_observer told;
+    {
+      std::lock_guard<std::mutex> guard{observer_mtx};
+      if (done.exchange(true))
+        return false;
+      told = std::move(observer);
+    }
+    if (told) {
+      try {
+        told(status, body, headers);
+      } catch (...) {
+        // An observer must not break answering.
+      }
+    }
     if (sink) {
       try {
         sink(status, std::move(body));
@@ -499,6 +521,14 @@ bool pending_request::respond(int status, std::string json_body,
 
 bool pending_request::answered() const noexcept {
   return state_->done.load();
+}
+
+bool pending_request::on_answer(answer_observer f) {
+  std::lock_guard<std::mutex> guard{state_->observer_mtx};
+  if (state_->done.load())
+    return false;
+  state_->observer = std::move(f);
+  return true;
 }
 
 const parsed_request& pending_request::request() const noexcept {
@@ -664,7 +694,8 @@ struct http_server::impl {
     auto routed = route(method, hdr.request_target(), req->body().size(),
                         c.opts.routes);
     int authorizations = 0;
-    auto meta = read_meta(req, authorizations);
+    int idempotency_keys = 0;
+    auto meta = read_meta(req, authorizations, idempotency_keys);
     if (!routed.ok()) {
       header_list extra;
       if (!routed.error.allow.empty())
@@ -682,6 +713,24 @@ struct http_server::impl {
                     meta.request_id);
       return restinio::request_accepted();
     }
+    if (method == "POST" && idempotency_keys > 1) {
+      c.observe(pr.kind, 400, start);
+      c.write_error(req, 400, "bad_header",
+                    "more than one Idempotency-Key header", head,
+                    meta.request_id);
+      return restinio::request_accepted();
+    }
+    if (method == "POST" && idempotency_keys == 1
+        && !valid_idempotency_key(meta.idempotency_key)) {
+      c.observe(pr.kind, 400, start);
+      c.write_error(req, 400, "bad_idempotency_key",
+                    "Idempotency-Key must be 1 to 255 printable ASCII "
+                    "characters",
+                    head, meta.request_id);
+      return restinio::request_accepted();
+    }
+    if (method != "POST")
+      meta.idempotency_key.clear();
     // Bodies matter to POST routes only (bounded by max_body_bytes).
     if (method == "POST")
       pr.body = req->body();

@@ -32,7 +32,9 @@
 // generated one: 32 lowercase hex characters), the client's address and the
 // raw Authorization header. Every answer the server writes carries
 // X-Request-Id. A request with more than one Authorization header is
-// answered 400 `bad_header` at once.
+// answered 400 `bad_header` at once. A POST with more than one
+// Idempotency-Key header is 400 `bad_header` too, one with an invalid value
+// (api/idempotency.hpp) 400 `bad_idempotency_key`.
 //
 // TLS: with tls_cert_file and tls_key_file the server speaks HTTPS only
 // (TLS 1.2 and 1.3, ECDHE AEAD ciphers in TLS 1.2, no compression). A client
@@ -83,6 +85,9 @@ struct request_meta {
   /// The raw Authorization header value, empty if none. A SECRET: never log
   /// it, never put it in an error or an answer.
   std::string authorization;
+  /// POST requests: the Idempotency-Key header (valid_idempotency_key(),
+  /// api/idempotency.hpp), empty if none. Not read for other methods.
+  std::string idempotency_key;
 };
 
 /// True if `id` is a valid client X-Request-Id: 1 to 128 characters of
@@ -114,6 +119,18 @@ public:
 
   /// True once answered (by anyone).
   bool answered() const noexcept;
+
+  /// Told the answer that goes out (status, JSON body, extra headers),
+  /// whoever sends it: respond(), the server's 504 `timeout` or 503
+  /// `shutting_down`, the destructor's 503 `dropped`. Called once, on the
+  /// answering thread, before the answer is written (so also when the
+  /// client has gone). Must be quick and must not throw.
+  using answer_observer = std::function<void(
+    int status, const std::string& body, const header_list& headers)>;
+
+  /// Sets the observer (at most one; a later call replaces it). False, and
+  /// `f` is never called, when the request was answered already.
+  bool on_answer(answer_observer f);
 
   /// The request as routed.
   const parsed_request& request() const noexcept;

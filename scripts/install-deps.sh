@@ -14,7 +14,13 @@ PACKAGES=(
   libjwt-dev libcurl4-openssl-dev libssl-dev openssl
   # real components used by the local run and the tests
   postgresql kcat prometheus curl procps
+  # api/openapi.yaml -> JSON at build time (api/CMakeLists.txt)
+  python3 python3-yaml
 )
+# The OpenAPI lint (scripts/lint-openapi.sh runs @redocly/cli with npm),
+# unless the machine has its own Node.js and npm (Debian's npm would replace
+# them).
+command -v npm >/dev/null || PACKAGES+=(nodejs npm)
 # Apache Kafka for the real-broker tests (scripts/kafka.sh): a JDK and Maven,
 # unless the machine has its own java/mvn.
 command -v java >/dev/null || PACKAGES+=(default-jdk-headless)

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
+
 using namespace std::chrono_literals;
 using namespace ces;
 
@@ -355,4 +357,185 @@ TEST_CASE_METHOD(ces::test::fixture,
         == errc::db_unavailable);
   // What an expired read answers over HTTP, should the bridge still wait.
   CHECK(http_error(caf::make_error(errc::expired)).first == 504);
+}
+
+namespace {
+
+/// An IDEMPOTENCY actor in memory; what the bridge told it is in `log`.
+struct idem_log {
+  std::map<std::string, idempotent_answer> rows; // key -> answer/"pending"
+  std::map<std::string, std::string> fingerprints;
+  std::vector<std::string> calls; // "complete K 200", "release K"
+  bool force_pending = false;
+};
+
+idempotency_actor::behavior_type
+fake_idempotency(idempotency_actor::pointer, std::shared_ptr<idem_log> lg) {
+  return {
+    [=](atom::claim, const std::string& principal, const std::string& key,
+        const std::string& fingerprint) {
+      auto k = principal + "/" + key;
+      idempotent_answer a;
+      if (lg->force_pending) {
+        a.state = "pending";
+        a.retry_after_s = 3;
+        return a;
+      }
+      auto i = lg->rows.find(k);
+      if (i == lg->rows.end()) {
+        lg->rows[k].state = "pending";
+        lg->fingerprints[k] = fingerprint;
+        a.state = "new";
+      } else if (lg->fingerprints[k] != fingerprint) {
+        a.state = "mismatch";
+      } else {
+        a = i->second;
+        if (a.state == "pending")
+          a.retry_after_s = 2;
+      }
+      return a;
+    },
+    [=](atom::complete, const std::string& principal, const std::string& key,
+        idempotent_answer& a) {
+      lg->calls.push_back("complete " + key + " "
+                          + std::to_string(a.status));
+      lg->rows[principal + "/" + key] = a;
+    },
+    [=](atom::release, const std::string& principal, const std::string& key) {
+      lg->calls.push_back("release " + key);
+      lg->rows.erase(principal + "/" + key);
+    },
+    [](atom::internal, atom::flush) {},
+  };
+}
+
+struct keyed_answer {
+  int status = 0;
+  std::string body;
+  api::header_list headers;
+};
+
+struct idempotent_bridge_fixture : bridge_fixture {
+  std::shared_ptr<idem_log> lg = std::make_shared<idem_log>();
+
+  void start_keyed(bool with_actor = true) {
+    http_bridge_peers peers{sys.spawn(fake_journal, sc), sys.spawn(fake_dlq),
+                            sys.spawn(fake_replayer, sc),
+                            sys.spawn(fake_supervisor, true), probe};
+    if (with_actor)
+      peers.idempotency = sys.spawn(fake_idempotency, lg);
+    http_bridge_settings cfg;
+    cfg.serve_without_auth = true;
+    cfg.replay_timeout = 2s;
+    bridge = sys.spawn(http_bridge, peers, cfg);
+    sched.run();
+  }
+
+  /// POST /replay/{id} with Idempotency-Key `key`; the answer as it went
+  /// out, headers included.
+  keyed_answer replay(int64_t id, const std::string& key,
+                      bool run_to_end = true) {
+    auto got = std::make_shared<keyed_answer>();
+    api::parsed_request r;
+    r.kind = api::route_kind::replay;
+    r.id = id;
+    api::request_meta m;
+    m.idempotency_key = key;
+    auto req = api::make_detached_request(
+      r, [](int, std::string) {}, m);
+    // Sees the answers the bridge does not observe itself (done, pending,
+    // mismatch); a "new" claim's own observer replaces it.
+    req->on_answer([got](int status, const std::string& body,
+                         const api::header_list& hs) {
+      got->status = status;
+      got->body = body;
+      got->headers = hs;
+    });
+    last = req;
+    self->send(bridge, std::move(req), r);
+    if (run_to_end)
+      sched.run();
+    return *got;
+  }
+
+  std::shared_ptr<api::pending_request> last;
+};
+
+std::string header_of(const api::header_list& hs, const std::string& name) {
+  for (auto& [k, v] : hs)
+    if (k == name)
+      return v;
+  return {};
+}
+
+} // namespace
+
+TEST_CASE_METHOD(idempotent_bridge_fixture,
+                 "Idempotency-Key: the first answer is stored and replayed") {
+  start_keyed();
+  replay(7, "k1");
+  CHECK(last->answered());
+  CHECK(sc->replayed == std::vector<int64_t>{7});
+  REQUIRE(lg->calls == std::vector<std::string>{"complete k1 200"});
+  auto first_body = lg->rows["anonymous/k1"].body;
+  CHECK(nlohmann::json::parse(first_body)["status"] == "replayed");
+  // The retry: the stored answer, marked; nothing replayed again.
+  auto again = replay(7, "k1");
+  CHECK(again.status == 200);
+  CHECK(again.body == first_body);
+  CHECK(header_of(again.headers, "Idempotent-Replayed") == "true");
+  CHECK(sc->replayed == std::vector<int64_t>{7});
+  // The same key for another event: 422.
+  auto other = replay(8, "k1");
+  CHECK(other.status == 422);
+  CHECK(nlohmann::json::parse(other.body)["error"]
+        == "idempotency_key_reused");
+  CHECK(sc->replayed == std::vector<int64_t>{7});
+  // A final error (404) is stored too.
+  sc->replay_missing = true;
+  replay(9, "k2");
+  CHECK(lg->calls.back() == "complete k2 404");
+  // While the first request runs: 409 with Retry-After.
+  lg->force_pending = true;
+  auto busy = replay(7, "k3");
+  CHECK(busy.status == 409);
+  CHECK(nlohmann::json::parse(busy.body)["error"]
+        == "idempotency_in_progress");
+  CHECK(header_of(busy.headers, "Retry-After") == "3");
+}
+
+TEST_CASE_METHOD(idempotent_bridge_fixture,
+                 "Idempotency-Key: released when nothing definite happened, "
+                 "kept when the outcome is unknown") {
+  start_keyed();
+  sc->replay_timeout = true; // 503 broker_timeout
+  replay(7, "k1");
+  CHECK(lg->calls == std::vector<std::string>{"release k1"});
+  // Free again: the retry runs.
+  sc->replay_timeout = false;
+  replay(7, "k1");
+  CHECK(lg->calls.back() == "complete k1 200");
+  CHECK(sc->replayed == std::vector<int64_t>{7});
+  // The replayer does not answer in time: 503 upstream_timeout, the claim
+  // stays pending (a retry gets 409 until it expires).
+  sc->silent_replayer = true;
+  replay(7, "k2", false);
+  sched.run();
+  advance_time(2s);
+  sched.run();
+  REQUIRE(last->answered());
+  CHECK(lg->calls.size() == 2);
+  CHECK(lg->rows["anonymous/k2"].state == "pending");
+  auto retry = replay(7, "k2");
+  CHECK(retry.status == 409);
+}
+
+TEST_CASE_METHOD(idempotent_bridge_fixture,
+                 "Idempotency-Key without an IDEMPOTENCY actor is 503") {
+  start_keyed(false);
+  auto r = replay(7, "k1");
+  CHECK(r.status == 503);
+  CHECK(sc->replayed.empty());
+  // Without the header the route works as before.
+  CHECK(ask(api::route_kind::replay, 7).status == 200);
 }

@@ -364,3 +364,93 @@ TEST_CASE("JWTs: HS256 and RS256 with a JWKS rotation; bad tokens refused",
     },
     5s));
 }
+
+TEST_CASE("GET /openapi.json answers the document without credentials",
+          "[e2e][security]") {
+  world w{{jobs}, 1};
+  auto sink = w.start_sink();
+  for (std::string creds : {"", "Bearer not-a-key"}) {
+    INFO("Authorization: " << creds);
+    auto r = as(w, creds, "GET", "/openapi.json");
+    REQUIRE(r.status == 200);
+    CHECK(r.header("content-type") == "application/json");
+    auto doc = json::parse(r.body);
+    CHECK(doc["openapi"] == "3.1.0");
+    CHECK(doc["paths"].contains("/replay/{id}"));
+    CHECK(doc["paths"]["/openapi.json"]["get"]["security"]
+          == json::array());
+  }
+  // Nothing else opens up without credentials.
+  CHECK(as(w, "", "GET", "/events/latest").status == 401);
+}
+
+TEST_CASE("Idempotency-Key: a retried replay is answered, not replayed",
+          "[e2e][security]") {
+  world w{{jobs}, 1};
+  auto sink = w.start_sink();
+  w.produce({"--topics", jobs, "--count", "2", "--tenants", "1"});
+  REQUIRE(eventually(
+    [&] { return w.count("select count(*) from event_journal") == 2; },
+    30s));
+  auto id = std::stoll(w.value("select min(id) from event_journal"));
+  auto other_id = std::stoll(w.value("select max(id) from event_journal"));
+  auto admin = bearer(w.admin_key());
+  auto op = bearer(make_key(w, "op-2", "operator", "*"));
+  auto post = [&](const std::string& creds, const std::string& target,
+                  const std::string& key) {
+    return ces::test::http_request("POST", "127.0.0.1", w.http_port(),
+                                   target, {}, "application/json", 20s,
+                                   {{"Authorization", creds},
+                                    {"Idempotency-Key", key}});
+  };
+  auto target = "/replay/" + std::to_string(id);
+  auto first = post(admin, target, "incident-42");
+  REQUIRE(first.status == 200);
+  CHECK(first.header("idempotent-replayed").empty());
+  // The answer is stored once it went out: retry until it is there.
+  ces::test::http_response second;
+  REQUIRE(eventually(
+    [&] {
+      second = post(admin, target, "incident-42");
+      return second.status != 409;
+    },
+    10s));
+  CHECK(second.status == 200);
+  CHECK(second.body == first.body);
+  CHECK(second.header("idempotent-replayed") == "true");
+  // The same key for another request: 422, nothing done.
+  auto reused = post(admin, "/replay/" + std::to_string(other_id),
+                     "incident-42");
+  CHECK(reused.status == 422);
+  CHECK(json::parse(reused.body)["error"] == "idempotency_key_reused");
+  // Another principal's key of the same name is its own.
+  auto theirs = post(op, target, "incident-42");
+  CHECK(theirs.status == 200);
+  CHECK(theirs.header("idempotent-replayed").empty());
+  CHECK(json::parse(theirs.body)["replay_id"]
+        != json::parse(first.body)["replay_id"]);
+  // A bad key is refused before anything runs.
+  auto bad = post(admin, target, std::string(256, 'k'));
+  CHECK(bad.status == 400);
+  CHECK(json::parse(bad.body)["error"] == "bad_idempotency_key");
+  // One partition: once the other principal's replay (published last) is
+  // journalled, every earlier replay is too. Two replays of the event in
+  // all: the first request's and the other principal's.
+  auto last_offset
+    = std::to_string(json::parse(theirs.body)["offset"].get<int64_t>());
+  REQUIRE(eventually(
+    [&] {
+      return w.count("select count(*) from event_journal where \"offset\" = "
+                     + last_offset + " and replay_of is not null")
+             == 1;
+    },
+    30s));
+  CHECK(w.count("select count(*) from event_journal where replay_of = "
+                + std::to_string(id))
+        == 2);
+  CHECK(w.count("select count(*) from event_journal where replay_of = "
+                + std::to_string(other_id))
+        == 0);
+  CHECK(w.count("select count(*) from idempotency_keys where state = 'done'")
+        == 2);
+}

@@ -1374,3 +1374,133 @@ TEST_CASE("HTTPS: stop() with requests pending and connections open",
   s.reset();
   d.release();
 }
+
+TEST_CASE("Idempotency-Key: in request_meta for POST, checked, one only",
+          "[http_server]") {
+  test_dispatcher d{0ms};
+  http_server s{local_options(), d.fn()};
+  auto port = s.port();
+  auto ok = get_with(port, "/replay/1", {{"Idempotency-Key", "retry-1 a"}},
+                     "POST");
+  CHECK(ok.status == 200);
+  // A GET does not read it (nor refuse it).
+  auto get = get_with(port, "/events/1",
+                      {{"Idempotency-Key", std::string(300, 'k')}});
+  CHECK(get.status == 200);
+  auto twice = get_with(port, "/replay/1",
+                        {{"Idempotency-Key", "a"}, {"idempotency-key", "b"}},
+                        "POST");
+  check_error(twice, 400, "bad_header");
+  for (std::string bad : {std::string(256, 'k'), std::string{"caf\xc3\xa9"},
+                          std::string{"tab\there"}}) {
+    INFO(bad);
+    check_error(get_with(port, "/replay/1", {{"Idempotency-Key", bad}},
+                         "POST"),
+                400, "bad_idempotency_key");
+  }
+  auto longest = get_with(port, "/replay/1",
+                          {{"Idempotency-Key", std::string(255, 'k')}},
+                          "POST");
+  CHECK(longest.status == 200);
+  auto metas = d.metas();
+  REQUIRE(metas.size() == 3);
+  CHECK(metas[0].idempotency_key == "retry-1 a");
+  CHECK(metas[1].idempotency_key.empty());
+  CHECK(metas[2].idempotency_key == std::string(255, 'k'));
+}
+
+TEST_CASE("on_answer sees the answer that goes out, whoever sends it",
+          "[http_server]") {
+  struct seen_answer {
+    int status = 0;
+    std::string body;
+    ces::api::header_list headers;
+  };
+  std::mutex mtx;
+  std::vector<seen_answer> seen;
+  std::vector<std::shared_ptr<pending_request>> held;
+  bool answer_now = true;
+  int refused_observers = 0;
+  auto o = local_options();
+  o.request_timeout = 300ms;
+  http_server s{o, [&](std::shared_ptr<pending_request> p, parsed_request) {
+                  bool set = p->on_answer(
+                    [&](int status, const std::string& body,
+                        const ces::api::header_list& hs) {
+                      std::lock_guard<std::mutex> guard{mtx};
+                      seen.push_back({status, body, hs});
+                    });
+                  std::lock_guard<std::mutex> guard{mtx};
+                  refused_observers += set ? 0 : 1;
+                  if (answer_now)
+                    p->respond(202, "{\"a\":1}", {{"Location", "/jobs/1"}});
+                  else
+                    held.push_back(std::move(p));
+                }};
+  auto r = ces::test::http_post(host, s.port(), "/replays", "{}");
+  CHECK(r.status == 202);
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0].status == 202);
+    CHECK(seen[0].body == "{\"a\":1}");
+    CHECK(seen[0].headers
+          == ces::api::header_list{{"Location", "/jobs/1"}});
+    answer_now = false;
+  }
+  // The server's own 504: the observer is told, a later answer is not.
+  check_error(ces::test::http_post(host, s.port(), "/replay/3", "{}",
+                                   "application/json", 10s),
+              504, "timeout");
+  std::shared_ptr<pending_request> late;
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    REQUIRE(seen.size() == 2);
+    CHECK(seen[1].status == 504);
+    REQUIRE(held.size() == 1);
+    late = held.front();
+    held.clear();
+  }
+  CHECK_FALSE(late->respond(200, "{}"));
+  CHECK_FALSE(late->on_answer([](int, const std::string&,
+                                 const ces::api::header_list&) {}));
+  std::lock_guard<std::mutex> guard{mtx};
+  CHECK(seen.size() == 2);
+  CHECK(refused_observers == 0);
+}
+
+TEST_CASE("on_answer is told the answer when the client has gone",
+          "[http_server]") {
+  std::mutex mtx;
+  std::vector<int> seen;
+  std::shared_ptr<pending_request> held;
+  std::atomic<bool> dispatched{false};
+  http_server s{local_options(),
+                [&](std::shared_ptr<pending_request> p, parsed_request) {
+                  p->on_answer([&](int status, const std::string&,
+                                   const ces::api::header_list&) {
+                    std::lock_guard<std::mutex> guard{mtx};
+                    seen.push_back(status);
+                  });
+                  std::lock_guard<std::mutex> guard{mtx};
+                  held = std::move(p);
+                  dispatched = true;
+                }};
+  // The client sends its request and closes before the answer.
+  raw_exchange(s.port(),
+               "POST /replay/8 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+               "\r\n",
+               200ms);
+  for (int i = 0; i < 500 && !dispatched; ++i)
+    std::this_thread::sleep_for(5ms);
+  REQUIRE(dispatched);
+  std::shared_ptr<pending_request> p;
+  {
+    std::lock_guard<std::mutex> guard{mtx};
+    p = std::move(held);
+  }
+  std::this_thread::sleep_for(50ms); // the connection is closed by now
+  CHECK(p->respond(200, "{\"replayed\":true}"));
+  std::lock_guard<std::mutex> guard{mtx};
+  CHECK(seen == std::vector<int>{200});
+}
