@@ -147,6 +147,8 @@ child_spec spawn_jobs(const settings& s, metrics* m) {
   return child_spec{
     "jobs", {}, [=](caf::local_actor* self, const peer_map&) {
       return as_actor(self->spawn<caf::detached>(jobs, js, m));
+    }};
+}
 
 child_spec spawn_idempotency(const settings& s) {
   idempotency_settings is;
