@@ -6,14 +6,11 @@
 #pragma once
 
 #include "actors/interfaces.hpp"
+#include "storage/idempotency.hpp"
 
 #include <chrono>
 #include <memory>
 #include <string>
-
-namespace ces::storage {
-class idempotency_store;
-} // namespace ces::storage
 
 namespace ces {
 

@@ -24,6 +24,9 @@
 #                             overhead distorts that run's figures
 #     --events-per-partition E  partition sizing (default 6000 = ~3.3 MB of the
 #                             mock's ~5 MiB retention per partition)
+#     --no-payload-raw        sinks do not write event_journal.payload_raw (the
+#                             original bytes; exports CES_BENCH_NO_PAYLOAD_RAW=1):
+#                             run with and without to measure its ingest cost
 #     --build-dir DIR         build directory (default <repo>/build-bench)
 #     --no-build              use the binaries in the build directory as they are
 #     --keep                  keep the work directory (logs, timelines, data)
@@ -52,6 +55,7 @@ DO_BUILD=1
 KEEP=0
 PROFILE=0
 SEED=1
+PAYLOAD_RAW=1
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit "${1:-0}"; }
 need_num() { [[ $2 =~ ^[0-9]+$ ]] || { echo "run.sh: $1 needs a number, got '$2'" >&2; exit 2; }; }
@@ -88,6 +92,7 @@ while [ $# -gt 0 ]; do
     --no-build) DO_BUILD=0 ;;
     --keep) KEEP=1 ;;
     --profile) PROFILE=1 ;;
+    --no-payload-raw) PAYLOAD_RAW=0 ;;
     -h|--help) usage 0 ;;
     *) echo "run.sh: unknown option $1" >&2; usage 2 ;;
   esac
@@ -106,8 +111,14 @@ PGWATCH=$BUILD_DIR/bench/bench-pgwatch
 BARE=$BUILD_DIR/bench/bench-bare-consumer
 PGTMP=$ROOT/scripts/pg-tmp.sh
 TOPICS=apexflow.leads.created,apexflow.jobs.created
-# The columns the sink COPYs (storage/copy_text.hpp, journal_columns).
-JOURNAL_COLUMNS='tenant_id, topic, partition, "offset", key, headers, payload, kafka_timestamp, replay_of'
+# The columns the sink COPYs (storage/copy_text.hpp, journal_columns and
+# journal_columns_no_raw).
+JOURNAL_COLUMNS='tenant_id, topic, partition, "offset", key, headers, payload, kafka_timestamp, replay_of, replay_job'
+if [ $PAYLOAD_RAW -eq 1 ]; then
+  JOURNAL_COLUMNS="$JOURNAL_COLUMNS, payload_raw"
+else
+  export CES_BENCH_NO_PAYLOAD_RAW=1 # read by storage::journal_writer
+fi
 CLK_TCK=$(getconf CLK_TCK)
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -466,6 +477,7 @@ if [ $DO_MAIN -eq 1 ]; then
   check_watermarks "$EVENTS"
   row "events preloaded" "$EVENTS" "2 topics x $PPT partitions, crm-produce ${PRELOAD_ELAPSED}s; watermarks: ${WM_SUMMARY}"
   result events "$EVENTS"
+  result payload_raw "$PAYLOAD_RAW"
 
   # -- 2. COPY ceiling ------------------------------------------------------------
   COPY_RPS=na
@@ -564,7 +576,7 @@ if [ $DO_MAIN -eq 1 ]; then
     copy_best drain "(LIKE event_journal INCLUDING ALL)" "$JOURNAL_COLUMNS" "$WORK/journal.copy" "$EVENTS"
     rm -f "$WORK/journal.copy"
     JOURNAL_COPY_RPS=$(f %.0f "$EVENTS / $COPY_BEST")
-    row "COPY into the journal schema" "$JOURNAL_COPY_RPS rows/s" "the sink's rows, 9 columns + identity + 2 indexes, best of $COPY_RUNS (${COPY_TIMES}); steady / this = $(f %.3f "$T_STEADY_RPS / $JOURNAL_COPY_RPS")"
+    row "COPY into the journal schema" "$JOURNAL_COPY_RPS rows/s" "the sink's rows, $(echo "$JOURNAL_COLUMNS" | tr ',' '\n' | wc -l) columns + identity + indexes, best of $COPY_RUNS (${COPY_TIMES}); steady / this = $(f %.3f "$T_STEADY_RPS / $JOURNAL_COPY_RPS")"
   fi
   result total_rps "$T_TOTAL_RPS"
   result steady_rps "$T_STEADY_RPS"
@@ -713,7 +725,7 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
     rev="source $ROOT (not a git checkout)"
   fi
   echo "crm-events-sink benchmark  $STARTED_AT  $rev  build $BUILD_TYPE"
-  echo "host: $(nproc) CPUs, load average before $LOAD_BEFORE, after $LOAD_AFTER; at phase starts (1 min): ${PHASE_LOADS[*]}; sink args: ${SINK_ARGS[*]:-(defaults)}"
+  echo "host: $(nproc) CPUs, load average before $LOAD_BEFORE, after $LOAD_AFTER; at phase starts (1 min): ${PHASE_LOADS[*]}; sink args: ${SINK_ARGS[*]:-(defaults)}; payload_raw: $([ $PAYLOAD_RAW -eq 1 ] && echo written || echo "not written (--no-payload-raw)")"
   printf '%s\n' "${ROWS_TXT[@]}" | awk -F'|' '{ printf "  %-38s %-24s %s\n", $1, $2, $3 }'
   if [ -n "${PROFILE_TXT:-}" ]; then
     echo
