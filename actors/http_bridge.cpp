@@ -176,23 +176,8 @@ std::string query_escape(std::string_view s) {
   return out;
 }
 
-/// The RFC 8288 Link header of the next page: the same query with
-/// `cursor` set (opaque text: api::encode_cursor(), or /audit's id).
-std::string next_link(std::string_view path, const api::parsed_request& r,
-                      const std::string& cursor) {
-  std::string q;
-  for (auto& [k, v] : r.params) {
-    if (k == "cursor")
-      continue;
-    q += (q.empty() ? "?" : "&") + k + "=" + query_escape(v);
-  }
-  q += (q.empty() ? "?" : "&") + std::string{"limit="}
-       + std::to_string(r.limit);
-  q += "&cursor=" + query_escape(cursor);
-  return "<" + std::string{path} + q + ">; rel=\"next\"";
-}
-
-/// next_link() with an opaque cursor (api::encode_cursor).
+/// The RFC 8288 Link header of the next page: the same query with `cursor`
+/// set (opaque text: api::encode_cursor(), or /audit's id).
 std::string next_link(std::string_view path, const api::parsed_request& r,
                       const std::string& cursor) {
   std::string q;
