@@ -358,3 +358,60 @@ TEST_CASE("a page cut by http-max-response-bytes says X-Truncated over HTTP",
   CHECK(whole.header("x-truncated").empty());
   CHECK(json::parse(whole.body).size() == 1);
 }
+
+TEST_CASE("a replay publishes the original bytes and timestamp", "[e2e]") {
+  world w{{jobs}, 1};
+  auto sink = w.start_sink();
+  // jsonb would reorder these keys, drop the first "a" and respell 1.0e2.
+  const std::string payload =
+    R"({"tenant_id":"t-raw","b":1,"a":1.50,"a":2,"n":1.0e2})";
+  auto file = w.temp_path("raw.txt");
+  std::ofstream{file} << payload << "\n";
+  {
+    ces::test::child_process kcat{{"kcat", "-P", "-b", w.bootstrap(), "-t",
+                                   jobs, "-p", "0", "-H", "h1=v1", "-l",
+                                   file}};
+    auto st = kcat.wait_exit(30s);
+    INFO(kcat.describe());
+    REQUIRE(st);
+    REQUIRE(st->success());
+  }
+  REQUIRE(eventually([&] { return journal_rows(w) == 1; }, 30s));
+  auto id = w.value("select id from event_journal");
+  auto ts = w.value("select floor(extract(epoch from kafka_timestamp) * 1000)"
+                    "::bigint from event_journal");
+  REQUIRE(!ts.empty());
+  CHECK(w.value("select payload_raw from event_journal") == payload);
+
+  auto replay = call(w, "POST", "/replay/" + id);
+  REQUIRE(replay.status == 200);
+  auto r = json::parse(replay.body);
+  // What a consumer of the topic reads: kcat, the replayed message only.
+  auto read = [&](const std::string& format) {
+    ces::test::child_process kcat{
+      {"kcat", "-C", "-b", w.bootstrap(), "-t", jobs, "-p",
+       std::to_string(r["partition"].get<int>()), "-o",
+       std::to_string(r["offset"].get<int64_t>()), "-c", "1", "-e", "-f",
+       format}};
+    auto st = kcat.wait_exit(30s);
+    INFO(kcat.describe());
+    REQUIRE(st);
+    REQUIRE(st->success());
+    return kcat.stdout_text();
+  };
+  CHECK(read("%s") == payload); // byte for byte
+  auto headers = read("%h");
+  CHECK_THAT(headers, Catch::StartsWith("h1=v1,"));
+  CHECK_THAT(headers, Catch::Contains("x-replay-of=" + id));
+  CHECK_THAT(headers, Catch::Contains("x-original-timestamp=" + ts));
+  CHECK_THAT(headers, !Catch::Contains("x-replay-job"));
+  // And journalled again with the same bytes, as a replay.
+  REQUIRE(eventually([&] { return journal_rows(w) == 2; }, 30s));
+  CHECK(w.value("select payload_raw from event_journal where replay_of = "
+                + id)
+        == payload);
+  CHECK(w.value("select replay_job is null from event_journal"
+                " where replay_of = " + id)
+        == "t");
+  CHECK(sink.stop().success());
+}
