@@ -57,7 +57,8 @@ persister(persister_actor::stateful_pointer<persister_state> self,
           writer_factory make_writer, persister_settings cfg, metrics* stats);
 
 /// batch_writer on storage::journal_writer (connects lazily), fencing each
-/// batch by the Kafka cluster id it carries.
-writer_factory journal_writer_factory(std::string database_url);
+/// batch by the Kafka cluster id it carries; keep_raw: write payload_raw.
+writer_factory journal_writer_factory(std::string database_url,
+                                      bool keep_raw = true);
 
 } // namespace ces

@@ -33,7 +33,8 @@ child_spec spawn_persister(const settings& s, metrics* m, int i) {
   ps.name = "persister-" + std::to_string(i);
   ps.retry_initial = milliseconds(s.db_retry_initial_ms);
   ps.retry_max = milliseconds(s.db_retry_max_ms);
-  auto make_writer = journal_writer_factory(s.database_url);
+  auto make_writer
+    = journal_writer_factory(s.database_url, s.journal_keep_raw != 0);
   return child_spec{
     ps.name, {}, [=](caf::local_actor* self, const peer_map&) {
       return as_actor(

@@ -25,7 +25,7 @@
 #     --events-per-partition E  partition sizing (default 6000 = ~3.3 MB of the
 #                             mock's ~5 MiB retention per partition)
 #     --no-payload-raw        sinks do not write event_journal.payload_raw (the
-#                             original bytes; exports CES_BENCH_NO_PAYLOAD_RAW=1):
+#                             original bytes; runs them with --journal-keep-raw=0):
 #                             run with and without to measure its ingest cost
 #     --build-dir DIR         build directory (default <repo>/build-bench)
 #     --no-build              use the binaries in the build directory as they are
@@ -117,7 +117,7 @@ JOURNAL_COLUMNS='tenant_id, topic, partition, "offset", key, headers, payload, k
 if [ $PAYLOAD_RAW -eq 1 ]; then
   JOURNAL_COLUMNS="$JOURNAL_COLUMNS, payload_raw"
 else
-  export CES_BENCH_NO_PAYLOAD_RAW=1 # read by storage::journal_writer
+  SINK_ARGS+=("--journal-keep-raw=0")
 fi
 CLK_TCK=$(getconf CLK_TCK)
 

@@ -45,6 +45,10 @@ struct settings {
   /// 1: serve POST /debug/fail/{actor} (fault-injection drills; never in
   /// production).
   int fault_injection = 0;
+  /// Keep each payload's original bytes (event_journal.payload_raw) so that
+  /// a replay publishes them exactly; 0: replays publish jsonb's rendering
+  /// (faster ingest: bench/README.md).
+  int journal_keep_raw = 1;
 
   // -- Security --------------------------------------------------------------
   /// "on" (default): every route but GET /health and GET /ready needs an API

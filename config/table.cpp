@@ -46,6 +46,9 @@ const std::vector<setting_def>& defs() {
      "BYTES",
      "GET /events/latest answers at most this many bytes of events (at "
      "least one event); a shorter page says X-Truncated: true"},
+    {"Ingestion", "journal-keep-raw", &settings::journal_keep_raw, "0|1",
+     "keep each payload's original bytes so that replays publish them "
+     "exactly (0: jsonb's rendering; ingest is faster)"},
     {"HTTP", "fault-injection", &settings::fault_injection, "0|1",
      "1 serves POST /debug/fail/{actor} (drills and tests; not for "
      "production)"},

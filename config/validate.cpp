@@ -160,6 +160,9 @@ std::string validate(const settings& s) {
        })
     if (!e.empty())
       return e;
+  if (s.journal_keep_raw != 0 && s.journal_keep_raw != 1)
+    return invalid("journal-keep-raw",
+                   std::to_string(s.journal_keep_raw) + " is not 0 or 1");
   if (s.fault_injection != 0 && s.fault_injection != 1)
     return invalid("fault-injection",
                    std::to_string(s.fault_injection) + " is not 0 or 1");

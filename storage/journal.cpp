@@ -122,8 +122,7 @@ struct journal_writer::impl {
   std::string chunk;
   std::string scratch;
   std::string dlq_rows;
-  /// Whether rows carry payload_raw (the bench's CES_BENCH_NO_PAYLOAD_RAW
-  /// turns it off to measure its cost).
+  /// Whether rows carry payload_raw (setting journal-keep-raw).
   bool keep_raw = true;
   struct replay_row {
     int64_t event = 0;
@@ -460,14 +459,13 @@ journal_writer::impl::write(const std::vector<checked_record>& batch) {
 }
 
 journal_writer::journal_writer(const std::string& database_url,
-                               std::string cluster_id)
+                               std::string cluster_id, bool keep_raw)
   : impl_(std::make_unique<impl>()) {
   if (cluster_id.empty())
     throw std::invalid_argument("journal_writer: empty Kafka cluster id");
   impl_->url = database_url;
   impl_->cluster = std::move(cluster_id);
-  auto no_raw = std::getenv("CES_BENCH_NO_PAYLOAD_RAW");
-  impl_->keep_raw = no_raw == nullptr || *no_raw == '\0' || *no_raw == '0';
+  impl_->keep_raw = keep_raw;
   impl_->db = detail::connect(impl_->url);
 }
 

@@ -56,7 +56,9 @@ bool legacy_offsets_pending(const std::string& database_url,
 class journal_writer {
 public:
   /// Connects. Throws infra_error when PostgreSQL is unreachable.
-  journal_writer(const std::string& database_url, std::string cluster_id);
+  /// keep_raw: write payload_raw (setting journal-keep-raw).
+  journal_writer(const std::string& database_url, std::string cluster_id,
+                 bool keep_raw = true);
   ~journal_writer();
   journal_writer(const journal_writer&) = delete;
   journal_writer& operator=(const journal_writer&) = delete;
@@ -65,9 +67,8 @@ public:
   /// partition whose stored next offset is already past them are skipped
   /// (another member of the group, or another group, journalled them). Rows PostgreSQL refuses
   /// are isolated and dead-lettered as db_rejected. Each row keeps the value
-  /// as received in payload_raw (unless the environment variable
-  /// CES_BENCH_NO_PAYLOAD_RAW is set to a value other than 0, read when the
-  /// writer is made: a benchmark switch). A recorded replay of a bulk job
+  /// as received in payload_raw (unless made with keep_raw false:
+  /// setting journal-keep-raw=0). A recorded replay of a bulk job
   /// (replays.job_id) is journalled with replay_job; a second record of the
   /// same (job, event), in the journal or earlier in the batch, is not
   /// journalled (persist_outcome::replay_duplicates). Throws infra_error on

@@ -782,11 +782,9 @@ TEST_CASE("payload_raw keeps the value byte for byte", "[journal][raw]") {
     CHECK_FALSE(e.has_raw);
 }
 
-TEST_CASE("the bench switch leaves payload_raw NULL", "[journal][raw]") {
+TEST_CASE("journal-keep-raw=0 leaves payload_raw NULL", "[journal][raw]") {
   auto url = migrated_db();
-  ::setenv("CES_BENCH_NO_PAYLOAD_RAW", "1", 1);
-  journal_writer off{url, cluster};
-  ::unsetenv("CES_BENCH_NO_PAYLOAD_RAW");
+  journal_writer off{url, cluster, false};
   off.write(good_batch("crm", 0, 0, 3));
   journal_writer on{url, cluster};
   on.write(good_batch("crm", 0, 3, 2));
