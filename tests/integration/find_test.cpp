@@ -59,7 +59,7 @@ void seed_dlq(const std::string& url) {
          + tenant_case
          + " END,"
            " (ARRAY['invalid_json','missing_tenant','too_large'])"
-           "  [1 + (g / 2) % 3],"
+           "  [1 + (g / 3) % 3],"
            " 'error ' || g,"
            " (ARRAY['pending','retried','resolved','discarded'])"
            "  [1 + (g / 7) % 4],"
