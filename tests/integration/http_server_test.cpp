@@ -1430,12 +1430,17 @@ TEST_CASE("on_answer sees the answer that goes out, whoever sends it",
                       std::lock_guard<std::mutex> guard{mtx};
                       seen.push_back({status, body, hs});
                     });
-                  std::lock_guard<std::mutex> guard{mtx};
-                  refused_observers += set ? 0 : 1;
-                  if (answer_now)
+                  bool now = false;
+                  {
+                    std::lock_guard<std::mutex> guard{mtx};
+                    refused_observers += set ? 0 : 1;
+                    now = answer_now;
+                    if (!now)
+                      held.push_back(p);
+                  }
+                  // Outside the lock: the observer takes it.
+                  if (now)
                     p->respond(202, "{\"a\":1}", {{"Location", "/jobs/1"}});
-                  else
-                    held.push_back(std::move(p));
                 }};
   auto r = ces::test::http_post(host, s.port(), "/replays", "{}");
   CHECK(r.status == 202);
