@@ -7,8 +7,11 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
+
+#include <unistd.h>
 
 using namespace ces::e2e;
 using json = nlohmann::json;
@@ -413,5 +416,74 @@ TEST_CASE("a replay publishes the original bytes and timestamp", "[e2e]") {
   CHECK(w.value("select replay_job is null from event_journal"
                 " where replay_of = " + id)
         == "t");
+  CHECK(sink.stop().success());
+}
+
+TEST_CASE("the incident playbook runs", "[e2e]") {
+  // README "Incident playbook": the block between <!-- playbook --> and
+  // <!-- /playbook --> is one bash script; run it as written (port swapped)
+  // against a live service with sample traffic.
+  world w{{leads, jobs}, 2};
+  auto sink = w.start_sink();
+  w.produce({"--count", "40", "--tenants", "2"});
+  REQUIRE(eventually([&] { return journal_rows(w) == 40; }, 30s));
+  auto originals = w.count("select count(*) from event_journal"
+                           " where tenant_id = 'tenant-01'");
+  REQUIRE(originals > 0);
+  std::ifstream readme{CES_SOURCE_DIR "/README.md"};
+  REQUIRE(readme);
+  std::string script;
+  bool inside = false;
+  for (std::string line; std::getline(readme, line);) {
+    if (line.find("<!-- playbook") == 0)
+      inside = true;
+    else if (line.find("<!-- /playbook") == 0)
+      inside = false;
+    else if (inside && line.rfind("```", 0) != 0)
+      script += line + "\n";
+  }
+  REQUIRE(script.find("POST \"$API/replays\"") != std::string::npos);
+  auto port = std::to_string(http_port_of(w));
+  for (size_t p; (p = script.find("localhost:9106")) != std::string::npos;)
+    script.replace(p, 14, "127.0.0.1:" + port);
+  char dir[] = "/tmp/ces-playbook-XXXXXX";
+  REQUIRE(::mkdtemp(dir) != nullptr);
+  std::string path = std::string{dir} + "/playbook.sh";
+  {
+    std::ofstream out{path};
+    out << "set -e -o pipefail\n" << script;
+  }
+  ::setenv("CES_KEY", w.admin_key().c_str(), 1);
+  std::string cmd = "cd " + std::string{dir} + " && bash " + path + " 2>&1";
+  std::string out;
+  auto pipe = popen(cmd.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof buf, pipe)) > 0;)
+    out.append(buf, n);
+  auto rc = pclose(pipe);
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(out.find("(the retry got the same job)") != std::string::npos);
+  CHECK(out.find("\"status\":\"succeeded\"") != std::string::npos);
+  // One job (the retry made none), whose replays carry the patch; plus the
+  // one hand replay of step 7.
+  CHECK(w.count("select count(*) from jobs") == 1);
+  CHECK(eventually(
+    [&] {
+      return w.count("select count(*) from event_journal where replay_job"
+                     " is not null and payload->>'replayed_for' ="
+                     " 'incident-42'")
+             == originals;
+    },
+    30s));
+  CHECK(eventually(
+    [&] {
+      return w.count("select count(*) from event_journal where replay_of"
+                     " is not null and replay_job is null")
+             == 1;
+    },
+    30s));
+  std::system(("rm -rf " + std::string{dir}).c_str());
   CHECK(sink.stop().success());
 }
