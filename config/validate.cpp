@@ -160,6 +160,12 @@ std::string validate(const settings& s) {
        })
     if (!e.empty())
       return e;
+  // A request's max_events may be at most 10 000 000 (api/replay_json.cpp).
+  if (s.jobs_default_max_events > 10000000)
+    return invalid("jobs-default-max-events",
+                   std::to_string(s.jobs_default_max_events)
+                     + " is above the largest max_events a request may ask "
+                       "for (10000000)");
   if (s.journal_keep_raw != 0 && s.journal_keep_raw != 1)
     return invalid("journal-keep-raw",
                    std::to_string(s.journal_keep_raw) + " is not 0 or 1");
