@@ -613,9 +613,17 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
                                         "Idempotency-Key is not available"));
       return;
     }
-    auto fingerprint = api::request_fingerprint("POST", r);
+    // Keys are per principal: its kind (key, jwt, ...) and name. The scope
+    // is part of the request: a later key of the same name but other
+    // tenants (a revoked key's name reused) gets 422, not the first answer.
+    auto principal = who.kind + ":" + who.name;
+    std::string scope = who.scope.all ? "*" : "";
+    for (auto& t : who.scope.tenants)
+      scope += t + '\x1f';
+    auto fingerprint = api::request_fingerprint("POST", r) + " scope:"
+                       + api::sha256_hex(scope);
     self
-      ->request(idem, cfg.read_timeout, atom::claim_v, who.name, key,
+      ->request(idem, cfg.read_timeout, atom::claim_v, principal, key,
                 fingerprint)
       .then(
         [=](idempotent_answer& a) mutable {
@@ -641,7 +649,6 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
                                 "request (method, path or body)"));
             return;
           }
-          auto principal = who.name;
           auto claimed = key;
           // Runs on whichever thread answers, also when the client is gone.
           auto settled = [idem, principal, claimed](

@@ -157,6 +157,7 @@ void publish(self_ptr self, const jobs_settings& cfg,
   st.delivered = 0;
   st.undelivered = 0;
   st.delivery_error.clear();
+  st.batch_first_token = st.next_token;
   auto retarget = !cur.req.target_topic.empty();
   for (auto& e : events) {
     const std::string* payload = &e.payload;
@@ -298,6 +299,8 @@ jobs_actor::behavior_type jobs(jobs_actor::stateful_pointer<jobs_state> self,
   st.producer = std::make_unique<replay_producer>(
     cfg.producer, [self](const delivery_report& r) {
       auto& st = self->state;
+      if (r.token < st.batch_first_token)
+        return; // an earlier batch's, counted undelivered there
       if (r.ok) {
         ++st.delivered;
       } else {
@@ -405,10 +408,26 @@ jobs_actor::behavior_type jobs(jobs_actor::stateful_pointer<jobs_state> self,
       st.run_scheduled = false;
       try {
         run(self, cfg);
+        st.db_failures = 0;
       } catch (const storage::infra_error& e) {
         log::event(spdlog::level::warn, "jobs", "job_db_error",
                    {{"job_id", st.current ? st.current->job.row.id : 0},
-                    {"reason", e.what()}});
+                    {"reason", e.what()},
+                    {"attempt", st.db_failures + 1}});
+        // A job whose batches keep failing (a statement that always times
+        // out, a deterministic error) ends failed instead of running for
+        // ever; a PostgreSQL outage ends the same way after
+        // max_db_failures, and the job can be created again.
+        if (st.current && ++st.db_failures >= cfg.max_db_failures) {
+          st.db_failures = 0;
+          try {
+            finish_current(self, "failed",
+                           std::string{"PostgreSQL kept failing: "}
+                             + e.what());
+          } catch (const storage::infra_error&) {
+            st.current.reset(); // resumed later by whoever claims it
+          }
+        }
         // Nothing committed: the batch is read and published again.
         schedule(self, cfg.retry_delay);
       }

@@ -42,10 +42,16 @@ struct jobs_settings {
   int64_t default_max_events = 100000;
   /// How often to look for a queued job while idle.
   std::chrono::milliseconds idle_poll{500};
-  /// A running job without a heartbeat for this long is claimed again.
-  std::chrono::milliseconds lease{10000};
+  /// A running job without a heartbeat for this long is claimed again. The
+  /// heartbeat is written at each batch's commit, so the lease must exceed
+  /// what one batch can take (the store's statement timeout, 30 s, plus
+  /// the delivery wait, message timeout + 5 s): see spawn_jobs.
+  std::chrono::milliseconds lease{60000};
   /// Wait after a PostgreSQL or broker failure before trying again.
   std::chrono::milliseconds retry_delay{1000};
+  /// Consecutive PostgreSQL failures after which the running job ends
+  /// failed.
+  int max_db_failures = 30;
   /// Attempts of a batch whose deliveries failed before its failures are
   /// counted and the job goes on.
   int delivery_attempts = 3;
@@ -71,6 +77,11 @@ struct jobs_state {
   int64_t undelivered = 0;
   std::string delivery_error;
   uint64_t next_token = 1;
+  /// The first token of the batch being published: a late report of an
+  /// earlier batch (already counted as undelivered) is ignored.
+  uint64_t batch_first_token = 1;
+  /// Consecutive PostgreSQL failures of the current job's batches.
+  int db_failures = 0;
   metrics* stats = nullptr;
   static inline const char* name = "jobs";
 };

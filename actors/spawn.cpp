@@ -142,6 +142,10 @@ child_spec spawn_jobs(const settings& s, metrics* m) {
   if (gethostname(host, sizeof host - 1) != 0)
     host[0] = '\0';
   js.owner = std::string{host} + ":" + std::to_string(s.http_port);
+  // Above what one batch may take (statement timeout 30 s + the delivery
+  // wait), so that a live owner never loses its job to another instance.
+  js.lease = std::max(milliseconds{60000},
+                      milliseconds{30000 + 2 * (s.replay_timeout_ms + 5000)});
   js.batch_size = s.jobs_batch_size;
   js.rate_per_tenant = s.job_rate_per_tenant;
   js.default_max_events = static_cast<int64_t>(s.jobs_default_max_events);

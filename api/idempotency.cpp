@@ -42,20 +42,26 @@ std::string request_path(const parsed_request& r) {
   return {};
 }
 
-std::string request_fingerprint(std::string_view method,
-                                const parsed_request& r) {
+std::string sha256_hex(std::string_view text) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(r.body.data()),
-         r.body.size(), digest);
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(),
+         digest);
   static const char* hex = "0123456789abcdef";
-  std::string out(method);
-  out += ' ';
-  out += request_path(r);
-  out += ' ';
+  std::string out;
   for (auto b : digest) {
     out += hex[b >> 4];
     out += hex[b & 15];
   }
+  return out;
+}
+
+std::string request_fingerprint(std::string_view method,
+                                const parsed_request& r) {
+  std::string out(method);
+  out += ' ';
+  out += request_path(r);
+  out += ' ';
+  out += sha256_hex(r.body);
   return out;
 }
 

@@ -29,6 +29,9 @@ std::string request_path(const parsed_request& r);
 std::string request_fingerprint(std::string_view method,
                                  const parsed_request& r);
 
+/// The lowercase hex SHA-256 of `text`.
+std::string sha256_hex(std::string_view text);
+
 /// What becomes of a claim once its request was answered.
 enum class idempotency_settlement {
   complete, // store the answer: a retry gets it again

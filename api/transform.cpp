@@ -81,6 +81,18 @@ bool apply_patch(const std::string& payload, const std::string& patch,
     why = std::string{"not JSON: "} + e.what();
     return false;
   }
+  // The tenant an event belongs to is not the transform's to change: ingest
+  // would journal the replay under another tenant (one the requester may not
+  // see). The top-level "tenant_id" must be the same before and after.
+  auto tenant_of = [](const json& d) -> json {
+    if (d.is_object()) {
+      auto it = d.find("tenant_id");
+      if (it != d.end())
+        return *it;
+    }
+    return json{}; // none
+  };
+  auto tenant_before = tenant_of(doc);
   // One operation at a time, so that a failure names its operation.
   for (size_t i = 0; i < ops.size(); ++i) {
     try {
@@ -91,6 +103,10 @@ bool apply_patch(const std::string& payload, const std::string& patch,
             + ops[i].value("path", std::string{"?"}) + "): " + e.what();
       return false;
     }
+  }
+  if (tenant_of(doc) != tenant_before) {
+    why = "the transform changes tenant_id: a replay stays with its tenant";
+    return false;
   }
   try {
     out = doc.dump();

@@ -17,7 +17,9 @@ bool check_patch(const std::string& patch, std::string& why);
 /// True with the result (compact JSON) in `out`; false with `why`, naming
 /// the operation that failed (index and op, e.g. "operation 1 (test):
 /// ..."), when the payload is not JSON or an operation fails (a test op that
-/// does not hold, a path that does not exist).
+/// does not hold, a path that does not exist), or when the result's
+/// top-level "tenant_id" differs from the payload's (added, removed or
+/// changed: a replay stays with its tenant).
 bool apply_patch(const std::string& payload, const std::string& patch,
                  std::string& out, std::string& why);
 

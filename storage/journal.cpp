@@ -335,6 +335,15 @@ journal_writer::impl::write(const std::vector<checked_record>& batch) {
       std::string jobs;
       for (auto j : job_ids)
         jobs += (jobs.empty() ? "" : ",") + std::to_string(j);
+      // Writers of the same job's replays are serialised until commit (a
+      // resend can land on another partition, i.e. another persister or
+      // instance): the check below then sees the other's rows. Sorted, so
+      // two writers never wait on each other in a cycle; key space 0x6a6f62
+      // ("job") keeps these locks apart from the migrations' lock.
+      for (auto j : job_ids)
+        tx.exec("SELECT pg_advisory_xact_lock(6975330, "
+                + std::to_string(static_cast<int32_t>(j % 2147483647))
+                + ")");
       auto res = tx.exec_params(
         "SELECT DISTINCT replay_job, replay_of FROM event_journal"
         " WHERE replay_job = ANY($1::bigint[])"
