@@ -477,7 +477,7 @@ TEST_CASE_METHOD(idempotent_bridge_fixture,
   CHECK(last->answered());
   CHECK(sc->replayed == std::vector<int64_t>{7});
   REQUIRE(lg->calls == std::vector<std::string>{"complete k1 200"});
-  auto first_body = lg->rows["anonymous/k1"].body;
+  auto first_body = lg->rows["none:anonymous/k1"].body;
   CHECK(nlohmann::json::parse(first_body)["status"] == "replayed");
   // The retry: the stored answer, marked; nothing replayed again.
   auto again = replay(7, "k1");
@@ -525,7 +525,7 @@ TEST_CASE_METHOD(idempotent_bridge_fixture,
   sched.run();
   REQUIRE(last->answered());
   CHECK(lg->calls.size() == 2);
-  CHECK(lg->rows["anonymous/k2"].state == "pending");
+  CHECK(lg->rows["none:anonymous/k2"].state == "pending");
   auto retry = replay(7, "k2");
   CHECK(retry.status == 409);
 }
