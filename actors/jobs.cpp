@@ -220,6 +220,7 @@ void run(self_ptr self, const jobs_settings& cfg) {
   if (cur.rate > 0)
     n = static_cast<int>(std::min<int64_t>(n, std::max<int64_t>(1, cur.rate)));
   auto batch = st.store->next_batch(cur.job, cur.req.filter, n);
+  auto t_read = std::chrono::steady_clock::now();
   if (batch.empty()) {
     auto failed = cur.job.row.failed > 0;
     finish_current(self, failed ? "failed" : "succeeded", "");
@@ -229,9 +230,11 @@ void run(self_ptr self, const jobs_settings& cfg) {
   // Recorded before publishing: the journal honours provenance headers only
   // for recorded replays.
   st.store->record_replays(cur.job.row, batch, cur.req.target_topic);
+  auto t_recorded = std::chrono::steady_clock::now();
   int64_t failed = 0;
   std::string error;
   publish(self, cfg, batch, failed, error);
+  auto t_published = std::chrono::steady_clock::now();
   if (auto fatal = st.producer->fatal_error(); !fatal.empty()) {
     // Nothing committed: the job resumes at its cursor after the restart.
     self->quit(caf::make_error(errc::kafka_fatal, fatal));
@@ -257,6 +260,17 @@ void run(self_ptr self, const jobs_settings& cfg) {
                                            st.delivered, failed, error);
   count(self, kind, "published", st.delivered);
   count(self, kind, "failed", failed);
+  auto ms = [](auto a, auto b) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(b - a).count()
+           / 1000.0;
+  };
+  log::event(spdlog::level::debug, "jobs", "job_batch",
+             {{"job_id", cur.job.row.id},
+              {"events", static_cast<int64_t>(batch.size())},
+              {"read_ms", ms(started, t_read)},
+              {"record_ms", ms(t_read, t_recorded)},
+              {"publish_ms", ms(t_recorded, t_published)},
+              {"commit_ms", ms(t_published, std::chrono::steady_clock::now())}});
   if (outcome == storage::progress_outcome::lost) {
     log::event(spdlog::level::warn, "jobs", "job_lost",
                {{"job_id", cur.job.row.id}, {"reason", "no longer ours"}});

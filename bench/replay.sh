@@ -8,6 +8,10 @@
 #     --partitions P          partitions of the topic (default 6)
 #     --sink-arg=ARG          extra flag for crm-events-sink, repeatable
 #                             (e.g. --sink-arg=--jobs-batch-size=5000)
+#     --target-topic T        publish the job (and kcat) to topic T, which the
+#                             sink does not consume: the publish rate alone,
+#                             without the sink ingesting the replays back on
+#                             the same 2 cores (step 2 is skipped)
 #     --timeout-s S           give up on the job after S seconds (default 900)
 #     --build-dir DIR         build directory (default <repo>/build-bench)
 #     --no-build              use the binaries in the build directory as they are
@@ -45,6 +49,7 @@ BUILD_DIR=$ROOT/build-bench
 DO_BUILD=1
 KEEP=0
 TOPIC=bench.replay
+TARGET=""
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit "${1:-0}"; }
 need_num() { [[ $2 =~ ^[0-9]+$ ]] || { echo "replay.sh: $1 needs a number, got '$2'" >&2; exit 2; }; }
@@ -56,7 +61,7 @@ while [ $# -gt 0 ]; do
   esac
   SHIFT2=0
   case $arg in
-    --events|--partitions|--sink-arg|--timeout-s|--build-dir)
+    --events|--partitions|--sink-arg|--timeout-s|--build-dir|--target-topic)
       if [ -z "$val" ]; then
         [ $# -ge 2 ] || { echo "replay.sh: $arg needs a value" >&2; exit 2; }
         val=$2; SHIFT2=1
@@ -67,6 +72,7 @@ while [ $# -gt 0 ]; do
     --partitions) need_num "$arg" "$val"; PARTITIONS=$val ;;
     --sink-arg) SINK_ARGS+=("$val") ;;
     --timeout-s) need_num "$arg" "$val"; TIMEOUT_S=$val ;;
+    --target-topic) TARGET=$val ;;
     --build-dir) BUILD_DIR=$val ;;
     --no-build) DO_BUILD=0 ;;
     --keep) KEEP=1 ;;
@@ -178,7 +184,7 @@ q -c "ANALYZE event_journal"
 log "seeded in $(f %.1f "$EPOCHREALTIME - $t0")s, avg payload $(q -c "SELECT round(avg(octet_length(payload_raw))) FROM event_journal") B"
 
 # -- 1. the job ---------------------------------------------------------------------
-BODY="{\"filter\":{\"topic\":\"$TOPIC\"},\"max_events\":$EVENTS}"
+BODY="{\"filter\":{\"topic\":\"$TOPIC\"},\"max_events\":$EVENTS${TARGET:+,\"target_topic\":\"$TARGET\"}}"
 T_POST=$EPOCHREALTIME
 resp=$(curl -s -w '\n%{http_code}' -X POST -H 'Content-Type: application/json' -d "$BODY" "$API/replays")
 code=${resp##*$'\n'}
@@ -207,6 +213,10 @@ REPLAY_WALL_EPS=$(f %.0f "$DONE / ($T_LAST - $T_POST)")
 log "replayed $DONE events in ${SPAN}s (started -> finished): $REPLAY_EPS events/s; $REPLAY_WALL_EPS events/s from the POST"
 
 # -- 2. journalled back, once per event ------------------------------------------
+if [ -n "$TARGET" ]; then
+  BACK_S=-1; same=-1
+  log "published to $TARGET (not consumed): nothing journalled back"
+else
 for _ in $(seq 1 $((TIMEOUT_S * 10))); do
   n=$(q -c "SELECT count(*) FROM event_journal WHERE replay_job = $JOB")
   [ "$n" -ge "$EVENTS" ] && break
@@ -219,18 +229,19 @@ read -r rows distinct <<<"$(q -F ' ' -c "SELECT count(*), count(DISTINCT replay_
   die "journal holds $rows replays of job $JOB ($distinct distinct events), expected $EVENTS"
 same=$(q -c "SELECT count(*) FROM event_journal r JOIN event_journal o ON o.id = r.replay_of WHERE r.replay_job = $JOB AND r.payload_raw = o.payload_raw")
 log "journalled back: $rows replays of job $JOB, one per event, $same byte-identical, ${BACK_S}s after the POST"
+fi
 
 # -- 3. the broker's own produce rate ----------------------------------------------
 q -c "\\copy (SELECT payload_raw FROM event_journal WHERE replay_of IS NULL AND topic = '$TOPIC' ORDER BY id) TO '$WORK/payloads.txt'"
 t0=$EPOCHREALTIME
-kcat -P -b "$BS" -t "$TOPIC" -l "$WORK/payloads.txt" 2>"$WORK/kcat.err" || die "kcat: $(tail -n 3 "$WORK/kcat.err")"
+kcat -P -b "$BS" -t "${TARGET:-$TOPIC}" -l "$WORK/payloads.txt" 2>"$WORK/kcat.err" || die "kcat: $(tail -n 3 "$WORK/kcat.err")"
 KCAT_S=$(f %.3f "$EPOCHREALTIME - $t0")
 KCAT_EPS=$(f %.0f "$EVENTS / $KCAT_S")
 log "kcat -P: $EVENTS messages in ${KCAT_S}s: $KCAT_EPS events/s"
 
 echo
 echo "bulk replay benchmark  $(date -u +%FT%TZ)  commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')  host $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '  %-34s %s\n' "events" "$EVENTS (topic $TOPIC x $PARTITIONS partitions)" \
+printf '  %-34s %s\n' "events" "$EVENTS (topic $TOPIC x $PARTITIONS partitions${TARGET:+, published to $TARGET})" \
   "job (started -> finished)" "$REPLAY_EPS events/s (${SPAN}s; target >= 50000: $(awk "BEGIN { print ($REPLAY_EPS >= 50000) ? \"PASS\" : \"FAIL\" }"))" \
   "job (POST -> seen finished)" "$REPLAY_WALL_EPS events/s" \
   "journalled back (POST -> all in)" "${BACK_S}s, one per event, $same byte-identical" \
