@@ -190,22 +190,8 @@ std::string key_hash(std::string_view key) {
 }
 
 struct auth_store::impl {
-  std::string url;
   auth_store_options opts;
-  std::unique_ptr<detail::pg_session> db;
-
-  void ensure_connected() {
-    if (db != nullptr && db->conn->is_open())
-      return;
-    db.reset();
-    std::vector<std::string> setup{
-      "SET application_name = 'crm-events-sink auth'",
-      "SET TimeZone = 'UTC'"};
-    if (opts.statement_timeout_ms > 0)
-      setup.push_back("SET statement_timeout = "
-                      + std::to_string(opts.statement_timeout_ms));
-    db = detail::connect_session(url, setup, "auth_store");
-  }
+  std::unique_ptr<detail::store_session> session;
 
   /// Runs `f(transaction)` in a read-write transaction and commits. Our own
   /// exceptions (invalid_argument, key_conflict) pass; any other libpqxx
@@ -213,29 +199,23 @@ struct auth_store::impl {
   /// SQL errors it expects itself.
   template <class F>
   auto run(const char* what, F f) {
-    ensure_connected();
-    try {
-      pqxx::work tx{*db->conn, "auth_store"};
-      auto out = f(tx);
-      tx.commit();
-      return out;
-    } catch (const pqxx::failure& e) {
-      db.reset();
-      throw detail::to_infra_error(e, what);
-    }
+    return session->run(what, std::move(f));
   }
 };
 
 auth_store::auth_store(std::string database_url, auth_store_options opts)
   : impl_(std::make_unique<impl>()) {
-  impl_->url = std::move(database_url);
   impl_->opts = opts;
+  impl_->session = std::make_unique<detail::store_session>(
+    std::move(database_url), "auth",
+    std::vector<std::string>{"SET TimeZone = 'UTC'"},
+    opts.statement_timeout_ms);
 }
 
 auth_store::~auth_store() = default;
 
 bool auth_store::connected() const {
-  return impl_->db != nullptr && impl_->db->conn->is_open();
+  return impl_->session->connected();
 }
 
 namespace {

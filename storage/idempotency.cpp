@@ -7,37 +7,14 @@
 namespace ces::storage {
 
 struct idempotency_store::impl {
-  std::string url;
   idempotency_options opts;
-  std::unique_ptr<detail::pg_session> db;
-
-  void ensure_connected() {
-    if (db != nullptr && db->conn->is_open())
-      return;
-    db.reset();
-    std::vector<std::string> setup{
-      "SET application_name = 'crm-events-sink idempotency'",
-      "SET TimeZone = 'UTC'"};
-    if (opts.statement_timeout_ms > 0)
-      setup.push_back("SET statement_timeout = "
-                      + std::to_string(opts.statement_timeout_ms));
-    db = detail::connect_session(url, setup, "idempotency_store");
-  }
+  std::unique_ptr<detail::store_session> session;
 
   /// Runs `f(transaction)` in a transaction and commits; a libpqxx failure
   /// drops the connection and becomes an infra_error.
   template <class F>
   auto run(const char* what, F f) {
-    ensure_connected();
-    try {
-      pqxx::work tx{*db->conn, "idempotency"};
-      auto out = f(tx);
-      tx.commit();
-      return out;
-    } catch (const pqxx::failure& e) {
-      db.reset();
-      throw detail::to_infra_error(e, what);
-    }
+    return session->run(what, std::move(f));
   }
 
   int64_t ttl_h() const {
@@ -52,14 +29,17 @@ struct idempotency_store::impl {
 idempotency_store::idempotency_store(std::string database_url,
                                      idempotency_options opts)
   : impl_(std::make_unique<impl>()) {
-  impl_->url = std::move(database_url);
   impl_->opts = opts;
+  impl_->session = std::make_unique<detail::store_session>(
+    std::move(database_url), "idempotency",
+    std::vector<std::string>{"SET TimeZone = 'UTC'"},
+    opts.statement_timeout_ms);
 }
 
 idempotency_store::~idempotency_store() = default;
 
 bool idempotency_store::connected() const {
-  return impl_->db != nullptr && impl_->db->conn->is_open();
+  return impl_->session->connected();
 }
 
 idempotency_claim idempotency_store::claim(const std::string& principal,

@@ -130,46 +130,26 @@ too_many_events::too_many_events(int64_t n, int64_t max)
 }
 
 struct job_store::impl {
-  std::string url;
   std::string owner;
   job_store_options opts;
-  std::unique_ptr<detail::pg_session> db;
-
-  void ensure_connected() {
-    if (db != nullptr && db->conn->is_open())
-      return;
-    db.reset();
-    std::vector<std::string> setup{
-      "SET application_name = 'crm-events-sink jobs'"};
-    if (opts.statement_timeout_ms > 0)
-      setup.push_back("SET statement_timeout = "
-                      + std::to_string(opts.statement_timeout_ms));
-    db = detail::connect_session(url, setup, "job_store");
-  }
+  std::unique_ptr<detail::store_session> session;
 
   /// Runs `f(transaction)` and commits; any libpqxx failure drops the
   /// connection and becomes an infra_error (too_many_events passes).
   template <class F>
   auto run(const char* what, F f) {
-    ensure_connected();
-    try {
-      pqxx::work tx{*db->conn, "job_store"};
-      auto out = f(tx);
-      tx.commit();
-      return out;
-    } catch (const pqxx::failure& e) {
-      db.reset();
-      throw detail::to_infra_error(e, what);
-    }
+    return session->run(what, std::move(f));
   }
 };
 
 job_store::job_store(std::string database_url, std::string owner,
                      job_store_options opts)
   : impl_(std::make_unique<impl>()) {
-  impl_->url = std::move(database_url);
   impl_->owner = std::move(owner);
   impl_->opts = opts;
+  impl_->session = std::make_unique<detail::store_session>(
+    std::move(database_url), "jobs", std::vector<std::string>{},
+    opts.statement_timeout_ms);
 }
 
 job_store::~job_store() = default;

@@ -159,4 +159,26 @@ infra_error to_infra_error(const std::exception& e,
   return infra_error(what_failed + ": " + describe(e));
 }
 
+store_session::store_session(std::string url, std::string name,
+                             std::vector<std::string> setup,
+                             int statement_timeout_ms)
+  : url_(std::move(url)), name_(std::move(name)), setup_(std::move(setup)) {
+  setup_.insert(setup_.begin(),
+                "SET application_name = 'crm-events-sink " + name_ + "'");
+  if (statement_timeout_ms > 0)
+    setup_.push_back("SET statement_timeout = "
+                     + std::to_string(statement_timeout_ms));
+}
+
+bool store_session::connected() const {
+  return db_ != nullptr && db_->conn->is_open();
+}
+
+void store_session::ensure_connected() {
+  if (connected())
+    return;
+  db_.reset();
+  db_ = connect_session(url_, setup_, name_);
+}
+
 } // namespace ces::storage::detail

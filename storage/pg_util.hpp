@@ -72,4 +72,44 @@ size_t copy_error_line(const std::exception& e, const std::string& table);
 /// An infra_error for `e`, prefixed with `what_failed`.
 infra_error to_infra_error(const std::exception& e, const std::string& what_failed);
 
+/// The connection of a store (auth_store, job_store, idempotency_store):
+/// made on first use with its session settings, made again on the next
+/// run() after a failure. Not thread-safe.
+class store_session {
+public:
+  /// `name`: the application_name suffix, the transaction name and what
+  /// failure messages name; `setup`: more session statements (SET ...);
+  /// statement_timeout_ms 0: the server's default.
+  store_session(std::string url, std::string name,
+                std::vector<std::string> setup, int statement_timeout_ms);
+
+  /// Runs `f(transaction)` in a read-write transaction and commits. The
+  /// caller's own exceptions pass; a libpqxx failure drops the connection
+  /// and becomes an infra_error naming `what`.
+  template <class F>
+  auto run(const char* what, F f) {
+    ensure_connected();
+    try {
+      pqxx::work tx{*db_->conn, name_};
+      auto out = f(tx);
+      tx.commit();
+      return out;
+    } catch (const pqxx::failure& e) {
+      db_.reset();
+      throw to_infra_error(e, what);
+    }
+  }
+
+  /// True when the connection is open.
+  bool connected() const;
+
+private:
+  void ensure_connected();
+
+  std::string url_;
+  std::string name_;
+  std::vector<std::string> setup_;
+  std::unique_ptr<pg_session> db_;
+};
+
 } // namespace ces::storage::detail
