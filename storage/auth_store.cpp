@@ -38,57 +38,37 @@ const char* const key_parameters =
 const char* const active =
   "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())";
 
-std::string opt_text(const pqxx::field& f) {
-  return f.is_null() ? std::string{} : f.as<std::string>();
-}
-
-/// A text[] field's elements; NULL gives none.
-std::vector<std::string> text_array(const pqxx::field& f) {
-  std::vector<std::string> out;
-  if (f.is_null())
-    return out;
-  auto parser = f.as_array();
-  for (;;) {
-    auto [kind, value] = parser.get_next();
-    if (kind == pqxx::array_parser::done)
-      break;
-    if (kind == pqxx::array_parser::string_value)
-      out.push_back(std::move(value));
-  }
-  return out;
-}
-
 api_key_row to_key(const pqxx::row& r) {
   api_key_row k;
   k.id = r[0].as<int64_t>();
   k.name = r[1].as<std::string>();
   k.role = r[2].as<std::string>();
   k.all_tenants = r[3].as<bool>();
-  k.tenants = text_array(r[4]);
-  k.created_at = opt_text(r[5]);
-  k.created_by = opt_text(r[6]);
-  k.expires_at = opt_text(r[7]);
-  k.revoked_at = opt_text(r[8]);
-  k.last_used_at = opt_text(r[9]);
+  k.tenants = detail::text_array_elements(r[4]);
+  k.created_at = detail::opt_text(r[5]);
+  k.created_by = detail::opt_text(r[6]);
+  k.expires_at = detail::opt_text(r[7]);
+  k.revoked_at = detail::opt_text(r[8]);
+  k.last_used_at = detail::opt_text(r[9]);
   return k;
 }
 
 audit_row to_audit(const pqxx::row& r) {
   audit_row a;
   a.id = r[0].as<int64_t>();
-  a.at = opt_text(r[1]);
-  a.request_id = opt_text(r[2]);
-  a.principal = opt_text(r[3]);
-  a.role = opt_text(r[4]);
+  a.at = detail::opt_text(r[1]);
+  a.request_id = detail::opt_text(r[2]);
+  a.principal = detail::opt_text(r[3]);
+  a.role = detail::opt_text(r[4]);
   a.all_tenants = r[5].is_null() && !a.role.empty();
-  a.tenants = text_array(r[5]);
-  a.action = opt_text(r[6]);
-  a.target = opt_text(r[7]);
-  a.parameters = opt_text(r[8]);
-  a.outcome = opt_text(r[9]);
+  a.tenants = detail::text_array_elements(r[5]);
+  a.action = detail::opt_text(r[6]);
+  a.target = detail::opt_text(r[7]);
+  a.parameters = detail::opt_text(r[8]);
+  a.outcome = detail::opt_text(r[9]);
   a.status = r[10].is_null() ? 0 : r[10].as<int>();
-  a.counts = opt_text(r[11]);
-  a.client_addr = opt_text(r[12]);
+  a.counts = detail::opt_text(r[11]);
+  a.client_addr = detail::opt_text(r[12]);
   return a;
 }
 

@@ -32,25 +32,6 @@ const char* const event_columns =
 const char* const visible =
   "($1 OR (NOT scope_all AND scope_tenants <@ $2::text[]))";
 
-std::string opt_text(const pqxx::field& f) {
-  return f.is_null() ? std::string{} : f.as<std::string>();
-}
-
-std::vector<std::string> text_array_of(const pqxx::field& f) {
-  std::vector<std::string> out;
-  if (f.is_null())
-    return out;
-  auto parser = f.as_array();
-  for (;;) {
-    auto [kind, value] = parser.get_next();
-    if (kind == pqxx::array_parser::done)
-      break;
-    if (kind == pqxx::array_parser::string_value)
-      out.push_back(std::move(value));
-  }
-  return out;
-}
-
 job_row to_job(const pqxx::row& r) {
   job_row j;
   j.id = r[0].as<int64_t>();
@@ -61,11 +42,11 @@ job_row to_job(const pqxx::row& r) {
   j.done = r[5].as<int64_t>();
   j.failed = r[6].as<int64_t>();
   j.requested_by = r[7].as<std::string>();
-  j.request_id = opt_text(r[8]);
-  j.last_error = opt_text(r[9]);
-  j.created_at = opt_text(r[10]);
-  j.started_at = opt_text(r[11]);
-  j.finished_at = opt_text(r[12]);
+  j.request_id = detail::opt_text(r[8]);
+  j.last_error = detail::opt_text(r[9]);
+  j.created_at = detail::opt_text(r[10]);
+  j.started_at = detail::opt_text(r[11]);
+  j.finished_at = detail::opt_text(r[12]);
   j.cancel_requested = r[13].as<bool>();
   return j;
 }
@@ -74,7 +55,7 @@ claimed_job to_claimed(const pqxx::row& r) {
   claimed_job c;
   c.row = to_job(r);
   c.scope.all = r[14].as<bool>();
-  c.scope.tenants = text_array_of(r[15]);
+  c.scope.tenants = detail::text_array_elements(r[15]);
   c.upto_id = r[16].as<int64_t>();
   c.cursor_id = r[17].as<int64_t>();
   return c;

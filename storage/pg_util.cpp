@@ -181,4 +181,23 @@ void store_session::ensure_connected() {
   db_ = connect_session(url_, setup_, name_);
 }
 
+std::string opt_text(const pqxx::field& f) {
+  return f.is_null() ? std::string{} : f.as<std::string>();
+}
+
+std::vector<std::string> text_array_elements(const pqxx::field& f) {
+  std::vector<std::string> out;
+  if (f.is_null())
+    return out;
+  auto parser = f.as_array();
+  for (;;) {
+    auto [kind, value] = parser.get_next();
+    if (kind == pqxx::array_parser::done)
+      break;
+    if (kind == pqxx::array_parser::string_value)
+      out.push_back(std::move(value));
+  }
+  return out;
+}
+
 } // namespace ces::storage::detail

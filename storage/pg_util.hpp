@@ -47,6 +47,12 @@ void require_utf8_database(pqxx::connection& conn);
 /// never concatenated into SQL.
 std::string text_array(const std::vector<std::string>& items);
 
+/// A text field's value; NULL gives "".
+std::string opt_text(const pqxx::field& f);
+
+/// A text[] field's elements; NULL gives none.
+std::vector<std::string> text_array_elements(const pqxx::field& f);
+
 /// True for SQLSTATE classes 22 (data exception), 23 (integrity constraint
 /// violation) and 54 (program limit exceeded): the row is at fault, not the
 /// infrastructure.
