@@ -103,6 +103,22 @@ dlq_actor::behavior_type dlq(dlq_actor::stateful_pointer<dlq_state> self,
       -> caf::result<std::vector<storage::dlq_entry_row>> {
       return read_dlq(self, [&](dlq_reader& r) { return r.get(id, scope); });
     },
+    // Groundwork of issue 11: the handlers below are implemented by the
+    // dlq-actor branch.
+    [=](atom::retry, const dlq_retry_request&,
+        const requester&) -> caf::result<dlq_retry_result> {
+      return caf::make_error(caf::sec::unexpected_message);
+    },
+    [=](atom::discard, int64_t, const std::string&, const requester&)
+      -> caf::result<std::vector<storage::dlq_entry_row>> {
+      return caf::make_error(caf::sec::unexpected_message);
+    },
+    [=](atom::purge, const std::string&, const std::string&,
+        const requester&) -> caf::result<int64_t> {
+      return caf::make_error(caf::sec::unexpected_message);
+    },
+    [=](atom::internal, atom::retry) {},
+    [=](atom::internal, atom::poll) {},
   };
 }
 

@@ -35,7 +35,15 @@ using consumer_actor = caf::typed_actor<
   caf::reacts_to<atom::internal, atom::keepalive>>;
 
 /// DLQ (detached; owns its own PostgreSQL connection for event_dlq reads and
-/// maintenance — never the PERSISTER's). Keeps crm_dlq_pending current.
+/// maintenance — never the PERSISTER's — and a librdkafka producer of its
+/// own for republishing). Keeps crm_dlq_pending current; fixes and redrives
+/// single rows; retries the rows of the auto-retried error classes with
+/// capped exponential backoff, a few per tick, never blocking ingestion.
+/// Every status change is audited. Errors: not_found (404; also a row the
+/// scope does not see), conflict (409: resolved, discarded or being
+/// republished), unprocessable (422 still_invalid), forbidden (403),
+/// bad_request (400, stable code in the context), db_unavailable (503),
+/// broker_unavailable, delivery_failed, delivery_timeout (503).
 using dlq_actor = caf::typed_actor<
   /// (self, timer) Re-read the number of pending DLQ entries.
   caf::reacts_to<atom::internal, atom::refresh>,
@@ -52,7 +60,38 @@ using dlq_actor = caf::typed_actor<
   /// GET /dlq/{id}: one element, or none (also when the scope does not see
   /// it).
   caf::replies_to<atom::get, int64_t, tenant_scope>::with<
-    std::vector<storage::dlq_entry_row>>>;
+    std::vector<storage::dlq_entry_row>>,
+  /// POST /dlq/{id}/retry: journal mode writes the journal row and resolves
+  /// the DLQ row in one transaction (still-invalid bytes: 422 still_invalid,
+  /// attempts + 1); republish mode resolves it after the broker's ack.
+  caf::replies_to<atom::retry, dlq_retry_request, requester>::with<
+    dlq_retry_result>,
+  /// POST /dlq/{id}/discard with a reason: the row after the change (one
+  /// element).
+  caf::replies_to<atom::discard, int64_t, std::string, requester>::with<
+    std::vector<storage::dlq_entry_row>>,
+  /// DELETE /dlq?status=resolved|discarded&before=T (admin): the number of
+  /// rows deleted (in small batches).
+  caf::replies_to<atom::purge, std::string, std::string, requester>::with<
+    int64_t>,
+  /// (self, timer) Retry the due rows of the auto-retried error classes.
+  caf::reacts_to<atom::internal, atom::retry>,
+  /// (self, timer) Serve the republish producer's delivery reports.
+  caf::reacts_to<atom::internal, atom::poll>>;
+
+/// DLQ_ALERTS (detached; own PostgreSQL connection; libcurl): watches the
+/// DLQ and calls the alert webhook (dlq-webhook-url) when it crosses
+/// dlq-alert-threshold or grows by dlq-alert-growth within
+/// dlq-alert-window-s (at most once per dlq-alert-cooldown-s), and once
+/// more when it recovers; signed as the Standard Webhooks spec says.
+/// Deliveries are retried with backoff on 5xx and timeouts by delayed
+/// messages from a bounded queue: a slow or dead receiver delays only this
+/// actor. Spawned only when dlq-webhook-url is set.
+using dlq_alerts_actor = caf::typed_actor<
+  /// (self, timer) Read the DLQ's figures; fire or recover an alert.
+  caf::reacts_to<atom::internal, atom::refresh>,
+  /// (self, timer) Deliver the queued webhook calls that are due.
+  caf::reacts_to<atom::internal, atom::flush>>;
 
 /// JOURNAL (detached; own PostgreSQL connection, read-only transactions):
 /// journal reads for the operator API. Never waits behind a write batch.
@@ -132,7 +171,8 @@ using admin_actor = caf::typed_actor<
                   int64_t>::with<std::vector<storage::audit_row>>>;
 
 /// JOBS (detached; own PostgreSQL connection and its own librdkafka
-/// producer): bulk replay jobs. Plans (dry runs) and creates jobs, runs them
+/// producer): bulk replay jobs and bulk DLQ actions (kinds replay,
+/// dlq_retry, dlq_discard). Plans (dry runs) and creates jobs, runs them
 /// one batch per message (so that API requests and cancels interleave),
 /// resumes running jobs after a restart. Errors: bad_request (400, with a
 /// stable code in the context: too_many_events, bad_transform, ...),
@@ -152,6 +192,12 @@ using jobs_actor = caf::typed_actor<
   /// POST /jobs/{id}/cancel: the job as it is after the request (a finished
   /// job is answered unchanged).
   caf::replies_to<atom::cancel, int64_t, requester>::with<job_row>,
+  /// POST /dlq/retry or /dlq/discard with dry_run: what the job would
+  /// cover; nothing changed.
+  caf::replies_to<atom::plan, dlq_bulk_request, requester>::with<dlq_plan>,
+  /// POST /dlq/retry or /dlq/discard: create a queued dlq_retry or
+  /// dlq_discard job (its set of rows fixed now).
+  caf::replies_to<atom::create, dlq_bulk_request, requester>::with<job_row>,
   /// (self) Run the next batch of the current job, or look for a job.
   caf::reacts_to<atom::internal, atom::run>>;
 
@@ -208,4 +254,5 @@ CAF_BEGIN_TYPE_ID_BLOCK(ces_actors, caf::id_block::ces::end)
   CAF_ADD_TYPE_ID(ces_actors, (ces::admin_actor))
   CAF_ADD_TYPE_ID(ces_actors, (ces::jobs_actor))
   CAF_ADD_TYPE_ID(ces_actors, (ces::idempotency_actor))
+  CAF_ADD_TYPE_ID(ces_actors, (ces::dlq_alerts_actor))
 CAF_END_TYPE_ID_BLOCK(ces_actors)

@@ -417,6 +417,15 @@ jobs_actor::behavior_type jobs(jobs_actor::stateful_pointer<jobs_state> self,
         return caf::make_error(errc::db_unavailable, std::string{e.what()});
       }
     },
+    // Groundwork of issue 11: implemented by the dlq-bulk branch.
+    [=](atom::plan, const dlq_bulk_request&,
+        const requester&) -> caf::result<dlq_plan> {
+      return caf::make_error(caf::sec::unexpected_message);
+    },
+    [=](atom::create, const dlq_bulk_request&,
+        const requester&) -> caf::result<job_row> {
+      return caf::make_error(caf::sec::unexpected_message);
+    },
     [=](atom::internal, atom::run) {
       auto& st = self->state;
       st.run_scheduled = false;

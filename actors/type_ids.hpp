@@ -151,6 +151,32 @@ typename Inspector::result_type inspect(Inspector& f, job_filter& x) {
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, dlq_retry_request& x) {
+  return f(caf::meta::type_name("ces.dlq_retry_request"), x.id, x.mode,
+           x.has_payload, x.payload, x.transform, x.body);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, dlq_retry_result& x) {
+  return f(caf::meta::type_name("ces.dlq_retry_result"), x.dlq_id, x.status,
+           x.mode, x.event_id, x.tenant_id, x.topic, x.partition, x.offset,
+           x.attempts);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, dlq_bulk_request& x) {
+  return f(caf::meta::type_name("ces.dlq_bulk_request"), x.action, x.filter,
+           x.ids, x.mode, x.transform, x.reason, x.max_events, x.dry_run,
+           x.body);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, dlq_plan& x) {
+  return f(caf::meta::type_name("ces.dlq_plan"), x.matched, x.by_error_class,
+           x.by_topic, x.by_tenant, x.sample_ids);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, idempotent_answer& x) {
   return f(caf::meta::type_name("ces.idempotent_answer"), x.state, x.status,
            x.body, x.headers, x.retry_after_s);
@@ -197,7 +223,7 @@ typename Inspector::result_type inspect(Inspector& f, journal_event& x) {
   return f(caf::meta::type_name("ces.journal_event"), x.id, x.tenant_id,
            x.topic, x.partition, x.offset, x.has_key, x.key, x.headers,
            x.payload_json, x.kafka_timestamp_ms, x.received_at, x.replay_of,
-           x.has_raw, x.payload_raw);
+           x.has_raw, x.payload_raw, x.dlq_id);
 }
 
 template <class Inspector>
@@ -207,7 +233,8 @@ typename Inspector::result_type inspect(Inspector& f, dlq_entry_row& x) {
            x.key, x.headers, x.has_payload, x.payload, x.payload_size,
            x.payload_truncated, x.kafka_timestamp_ms, x.tenant_id,
            x.error_class, x.error, x.attempts, x.status, x.received_at,
-           x.updated_at);
+           x.updated_at, x.next_attempt_at, x.last_attempt_at, x.resolution,
+           x.resolved_event_id, x.discard_reason, x.resolved_by);
 }
 
 template <class Inspector>
@@ -282,6 +309,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(ces, caf::first_custom_type_id)
   CAF_ADD_ATOM(ces, ces::atom, claim, "claim")
   CAF_ADD_ATOM(ces, ces::atom, complete, "complete")
   CAF_ADD_ATOM(ces, ces::atom, release, "release")
+  CAF_ADD_ATOM(ces, ces::atom, discard, "discard")
+  CAF_ADD_ATOM(ces, ces::atom, purge, "purge")
   CAF_ADD_TYPE_ID(ces, (ces::batch))
   CAF_ADD_TYPE_ID(ces, (ces::persist_outcome))
   CAF_ADD_TYPE_ID(ces, (ces::child_status))
@@ -309,4 +338,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(ces, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(ces, (std::vector<ces::job_row>))
   CAF_ADD_TYPE_ID(ces, (ces::job_filter))
   CAF_ADD_TYPE_ID(ces, (ces::idempotent_answer))
+  CAF_ADD_TYPE_ID(ces, (ces::dlq_retry_request))
+  CAF_ADD_TYPE_ID(ces, (ces::dlq_retry_result))
+  CAF_ADD_TYPE_ID(ces, (ces::dlq_bulk_request))
+  CAF_ADD_TYPE_ID(ces, (ces::dlq_plan))
 CAF_END_TYPE_ID_BLOCK(ces)

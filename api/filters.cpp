@@ -167,9 +167,10 @@ bool parse_dlq_filter(const query_params& params, dlq_filter& f,
                       filter_error& err) {
   if (auto v = find(params, "status")) {
     if (*v != "pending" && *v != "retried" && *v != "resolved"
-        && *v != "discarded")
+        && *v != "discarded" && *v != "failed")
       return fail(err, "bad_filter",
-                  "'status' must be pending, retried, resolved or discarded");
+                  "'status' must be pending, retried, resolved, discarded "
+                  "or failed");
     f.status = *v;
   }
   if (auto v = find(params, "error_class")) {

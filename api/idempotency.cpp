@@ -5,7 +5,10 @@
 namespace ces::api {
 
 bool takes_idempotency_key(route_kind k) noexcept {
-  return k == route_kind::replay || k == route_kind::replays_create;
+  return k == route_kind::replay || k == route_kind::replays_create
+         || k == route_kind::dlq_retry || k == route_kind::dlq_discard
+         || k == route_kind::dlq_bulk_retry
+         || k == route_kind::dlq_bulk_discard;
 }
 
 bool valid_idempotency_key(std::string_view key) noexcept {

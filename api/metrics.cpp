@@ -157,6 +157,30 @@ struct metrics::impl {
         .Help("Events handled by bulk jobs, by job kind and outcome "
               "(published, failed)")
         .Register(*registry);
+  prometheus::Family<prometheus::Counter>& dlq_retries
+    = BuildCounter()
+        .Name("crm_dlq_retries_total")
+        .Help("Automatic DLQ retries, by outcome (resolved, still_failing, "
+              "gave_up, error)")
+        .Register(*registry);
+  prometheus::Family<prometheus::Counter>& dlq_actions
+    = BuildCounter()
+        .Name("crm_dlq_actions_total")
+        .Help("Operator actions on DLQ rows, by action (retry, republish, "
+              "discard, purge) and outcome (ok, refused, failed)")
+        .Register(*registry);
+  prometheus::Family<prometheus::Counter>& webhook_deliveries
+    = BuildCounter()
+        .Name("crm_webhook_deliveries_total")
+        .Help("DLQ alert webhook calls, by outcome (delivered, retry, "
+              "failed, rejected, dropped)")
+        .Register(*registry);
+  prometheus::Family<prometheus::Counter>& dlq_alerts
+    = BuildCounter()
+        .Name("crm_dlq_alerts_total")
+        .Help("DLQ alerts raised, by type (dlq.threshold, dlq.growth, "
+              "dlq.recovered)")
+        .Register(*registry);
 
   // Only for declare_*: the data path never takes this lock.
   std::mutex declared_mtx;
@@ -311,6 +335,25 @@ void metrics::add_job_events(const std::string& kind,
                              const std::string& outcome, uint64_t n) {
   impl_->job_events.Add({{"kind", kind}, {"outcome", outcome}})
     .Increment(static_cast<double>(n));
+}
+
+void metrics::add_dlq_retries(const std::string& outcome, uint64_t n) {
+  impl_->dlq_retries.Add({{"outcome", outcome}})
+    .Increment(static_cast<double>(n));
+}
+
+void metrics::add_dlq_actions(const std::string& action,
+                              const std::string& outcome, uint64_t n) {
+  impl_->dlq_actions.Add({{"action", action}, {"outcome", outcome}})
+    .Increment(static_cast<double>(n));
+}
+
+void metrics::add_webhook_delivery(const std::string& outcome) {
+  impl_->webhook_deliveries.Add({{"outcome", outcome}}).Increment();
+}
+
+void metrics::add_dlq_alert(const std::string& type) {
+  impl_->dlq_alerts.Add({{"type", type}}).Increment();
 }
 
 void metrics::declare_http_routes(const std::vector<std::string>& routes) {

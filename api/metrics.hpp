@@ -110,6 +110,26 @@ public:
   void add_job_events(const std::string& kind, const std::string& outcome,
                       uint64_t n);
 
+  /// crm_dlq_retries_total{outcome}: automatic DLQ retries; `outcome`
+  /// resolved, still_failing (rescheduled), gave_up (status failed), error
+  /// (PostgreSQL trouble; tried again).
+  void add_dlq_retries(const std::string& outcome, uint64_t n);
+
+  /// crm_dlq_actions_total{action,outcome}: operator actions on DLQ rows;
+  /// `action` retry, republish, discard, purge; `outcome` ok, refused
+  /// (still invalid, conflict, ...), failed. purge counts rows.
+  void add_dlq_actions(const std::string& action, const std::string& outcome,
+                       uint64_t n);
+
+  /// crm_webhook_deliveries_total{outcome}: alert webhook calls; `outcome`
+  /// delivered (2xx), retry (5xx, timeout, refused: tried again), failed
+  /// (given up), rejected (4xx: not retried), dropped (queue full).
+  void add_webhook_delivery(const std::string& outcome);
+
+  /// crm_dlq_alerts_total{type}: DLQ alerts raised (dlq.threshold,
+  /// dlq.growth, dlq.recovered), whether delivered or not.
+  void add_dlq_alert(const std::string& type);
+
   /// Creates the zero-valued crm_http_request_seconds{route} series.
   void declare_http_routes(const std::vector<std::string>& routes);
 

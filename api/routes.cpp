@@ -174,6 +174,14 @@ const std::vector<route_spec>& route_table() {
       "cursor"},
      false, role::viewer},
     {"GET", "/dlq/{id}", rk::dlq_by_id, {}, false, role::viewer},
+    {"POST", "/dlq/{id}/retry", rk::dlq_retry, {}, false, role::operator_},
+    {"POST", "/dlq/{id}/discard", rk::dlq_discard, {}, false,
+     role::operator_},
+    {"POST", "/dlq/retry", rk::dlq_bulk_retry, {}, false, role::operator_},
+    {"POST", "/dlq/discard", rk::dlq_bulk_discard, {}, false,
+     role::operator_},
+    {"DELETE", "/dlq", rk::dlq_purge, {"status", "before"}, false,
+     role::admin},
     {"POST", "/replays", rk::replays_create, {}, false, role::operator_},
     {"GET", "/jobs", rk::jobs_list, {"status", "kind", "limit", "cursor"},
      false, role::viewer},
@@ -215,6 +223,11 @@ const char* to_string(route_kind k) noexcept {
     case route_kind::job_get: return "job_get";
     case route_kind::job_cancel: return "job_cancel";
     case route_kind::openapi: return "openapi";
+    case route_kind::dlq_retry: return "dlq_retry";
+    case route_kind::dlq_discard: return "dlq_discard";
+    case route_kind::dlq_bulk_retry: return "dlq_bulk_retry";
+    case route_kind::dlq_bulk_discard: return "dlq_bulk_discard";
+    case route_kind::dlq_purge: return "dlq_purge";
   }
   return "unmatched";
 }

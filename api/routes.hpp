@@ -29,6 +29,11 @@
 //   GET  /jobs/{id}           job_get
 //   POST /jobs/{id}/cancel    job_cancel       operator
 //   GET  /openapi.json        openapi          no authentication
+//   POST /dlq/{id}/retry      dlq_retry        operator, optional JSON body
+//   POST /dlq/{id}/discard    dlq_discard      operator, JSON body (reason)
+//   POST /dlq/retry           dlq_bulk_retry   operator, JSON body (job)
+//   POST /dlq/discard         dlq_bulk_discard operator, JSON body (job)
+//   DELETE /dlq               dlq_purge        admin, ?status&before
 // Each route names the least role that may call it (route_spec::min_role;
 // api/auth.hpp).
 // GET /events/latest answers a JSON array of at most the journal reader's
@@ -100,6 +105,11 @@ enum class route_kind : uint8_t {
   job_get,      // GET /jobs/{id}
   job_cancel,   // POST /jobs/{id}/cancel
   openapi,      // GET /openapi.json (no authentication)
+  dlq_retry,        // POST /dlq/{id}/retry
+  dlq_discard,      // POST /dlq/{id}/discard
+  dlq_bulk_retry,   // POST /dlq/retry (job or dry run)
+  dlq_bulk_discard, // POST /dlq/discard (job or dry run)
+  dlq_purge,        // DELETE /dlq (admin)
 };
 
 /// Operator roles, each including the ones below it; route_spec::min_role.

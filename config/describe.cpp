@@ -63,6 +63,10 @@ describe(const settings& s) {
       d.field);
     if (std::string_view{d.name} == "database-url")
       value = mask_database_url(value);
+    if (std::string_view{d.name} == "dlq-webhook-url")
+      value = mask_url(value);
+    if (std::string_view{d.name} == "dlq-webhook-secret" && !value.empty())
+      value = "***";
     result.emplace_back(d.name, std::move(value));
   }
   return result;

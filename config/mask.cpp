@@ -291,4 +291,25 @@ std::string database_url_problem(const std::string& url) {
   return {};
 }
 
+std::string mask_url(std::string_view url) {
+  if (url.empty())
+    return {};
+  auto scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos || scheme_end == 0)
+    return "***";
+  auto rest = url.substr(scheme_end + 3);
+  auto host_end = rest.find_first_of("/?#");
+  auto authority = rest.substr(0, host_end);
+  if (auto at = authority.rfind('@'); at != std::string_view::npos)
+    authority = authority.substr(at + 1); // user info dropped
+  std::string out(url.substr(0, scheme_end + 3));
+  out += authority;
+  bool more = host_end != std::string_view::npos
+              && rest.substr(host_end) != "/";
+  bool user_info = authority.size() != rest.substr(0, host_end).size();
+  if (more || user_info)
+    out += "/***";
+  return out;
+}
+
 } // namespace ces

@@ -50,4 +50,10 @@ std::string mask_database_url(const std::string& url);
 /// would otherwise be shown (and sent) as a host or database name.
 std::string database_url_problem(const std::string& url);
 
+/// An http(s) URL shown without what may be secret in it (user info, path,
+/// query: e.g. the token in a chat webhook's path): "scheme://host[:port]"
+/// plus "/***" when anything followed. "" stays ""; a string that is not
+/// scheme://... gives "***".
+std::string mask_url(std::string_view url);
+
 } // namespace ces

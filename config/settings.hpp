@@ -100,6 +100,39 @@ struct settings {
   /// An Idempotency-Key's first answer is kept (and repeated) this long.
   int idempotency_ttl_h = 24;
 
+  // -- Dead letters ----------------------------------------------------------
+  /// Error classes the DLQ actor retries into the journal by itself (empty:
+  /// none).
+  std::vector<std::string> dlq_auto_retry_classes = {"db_rejected"};
+  /// Attempts (the first, failed one at ingestion included) after which
+  /// automatic retry gives up: status failed.
+  int dlq_retry_max_attempts = 5;
+  /// Backoff of automatic retry: the first delay, doubled per attempt up
+  /// to the maximum, each with random jitter (50..100 %).
+  int dlq_retry_initial_ms = 30000;
+  int dlq_retry_max_ms = 3600000;
+  /// Rows retried per tick, and how often the DLQ actor looks for due rows.
+  int dlq_retry_batch = 20;
+  int dlq_retry_interval_ms = 1000;
+  /// The DLQ alert webhook (http:// or https://); empty: no alerts.
+  std::string dlq_webhook_url;
+  /// Its signing secret, "whsec_" + base64 (24..64 bytes), as the Standard
+  /// Webhooks spec says. Required with dlq_webhook_url.
+  std::string dlq_webhook_secret;
+  /// Alert when this many rows are pending ...
+  int dlq_alert_threshold = 100;
+  /// ... or this many rows arrived within dlq_alert_window_s.
+  int dlq_alert_growth = 50;
+  int dlq_alert_window_s = 300;
+  /// At most one alert per this many seconds (a recovery is always sent).
+  int dlq_alert_cooldown_s = 900;
+  /// How often the DLQ's figures are read for alerts.
+  int dlq_alert_interval_ms = 5000;
+  /// A webhook call not answered within this fails (and is retried).
+  int webhook_timeout_ms = 5000;
+  /// Calls of one alert before it is given up (5xx, timeouts, refused).
+  int webhook_max_attempts = 5;
+
   // -- Ingestion -------------------------------------------------------------
   /// A batch closes at this many records ...
   size_t batch_max_records = 5000;

@@ -157,9 +157,46 @@ std::string validate(const settings& s) {
                     s.jobs_default_max_events, 100000000))),
          positive("idempotency-ttl-h", s.idempotency_ttl_h),
          positive("persister-connections", s.persister_connections),
+         positive("dlq-retry-max-attempts", s.dlq_retry_max_attempts),
+         positive("dlq-retry-initial-ms", s.dlq_retry_initial_ms),
+         positive("dlq-retry-max-ms", s.dlq_retry_max_ms),
+         ordered("dlq-retry-initial-ms", s.dlq_retry_initial_ms,
+                 "dlq-retry-max-ms", s.dlq_retry_max_ms),
+         positive("dlq-retry-batch", s.dlq_retry_batch),
+         positive("dlq-retry-interval-ms", s.dlq_retry_interval_ms),
+         positive("dlq-alert-threshold", s.dlq_alert_threshold),
+         positive("dlq-alert-growth", s.dlq_alert_growth),
+         positive("dlq-alert-window-s", s.dlq_alert_window_s),
+         non_negative("dlq-alert-cooldown-s", s.dlq_alert_cooldown_s),
+         positive("dlq-alert-interval-ms", s.dlq_alert_interval_ms),
+         positive("webhook-timeout-ms", s.webhook_timeout_ms),
+         positive("webhook-max-attempts", s.webhook_max_attempts),
        })
     if (!e.empty())
       return e;
+  for (auto& c : s.dlq_auto_retry_classes)
+    if (c != "empty_value" && c != "too_large" && c != "invalid_json"
+        && c != "missing_tenant" && c != "db_rejected")
+      return invalid("dlq-auto-retry-classes",
+                     quoted(c) + " is not an error class (empty_value, "
+                                 "too_large, invalid_json, missing_tenant, "
+                                 "db_rejected)");
+  if (!s.dlq_webhook_url.empty()) {
+    if (!starts_with(s.dlq_webhook_url, "http://")
+        && !starts_with(s.dlq_webhook_url, "https://"))
+      // The URL may hold a token: never repeat it.
+      return invalid("dlq-webhook-url", "must start with http:// or https://");
+    if (s.dlq_webhook_secret.empty())
+      return missing("dlq-webhook-secret",
+                     "the webhook is on (dlq-webhook-url is set): its "
+                     "signing secret (whsec_<base64>) is required");
+  }
+  if (!s.dlq_webhook_secret.empty()
+      && !starts_with(s.dlq_webhook_secret, "whsec_"))
+    // Never repeat a secret in a message.
+    return invalid("dlq-webhook-secret",
+                   "must be whsec_ followed by the base64 of 24 to 64 "
+                   "random bytes (Standard Webhooks)");
   // A request's max_events may be at most 10 000 000 (api/replay_json.cpp).
   if (s.jobs_default_max_events > 10000000)
     return invalid("jobs-default-max-events",

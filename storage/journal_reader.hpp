@@ -40,6 +40,9 @@ struct journal_event {
   /// bench switch off, do not).
   bool has_raw = false;
   std::string payload_raw;
+  /// The DLQ row this journal row came from (a retry into the journal);
+  /// 0: none.
+  int64_t dlq_id = 0;
 };
 
 /// One row of event_dlq.
@@ -63,9 +66,17 @@ struct dlq_entry_row {
   std::string error_class;
   std::string error;
   int32_t attempts = 0;
-  std::string status; // pending, retried, resolved, discarded
+  std::string status; // pending, retried, resolved, discarded, failed
   std::string received_at; // RFC 3339 UTC, microseconds
   std::string updated_at;  // RFC 3339 UTC, microseconds
+  /// Automatic retry's next attempt (empty: none scheduled).
+  std::string next_attempt_at;
+  std::string last_attempt_at; // empty: never retried
+  /// journal, republish, auto, discard (empty: still open).
+  std::string resolution;
+  int64_t resolved_event_id = 0; // the journal row it became; 0: none
+  std::string discard_reason;
+  std::string resolved_by; // principal of the last status change
 };
 
 struct journal_reader_options {

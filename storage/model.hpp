@@ -167,12 +167,94 @@ struct event_filter {
 
 /// The filters of GET /dlq (empty: no condition).
 struct dlq_filter {
-  std::string status; // pending, retried, resolved, discarded
+  std::string status; // pending, retried, resolved, discarded, failed
   std::string error_class;
   std::string topic;
   std::string tenant_id;
   std::string from; // received_at >= from
   std::string to;   // received_at < to
+};
+
+/// POST /dlq/{id}/retry, as accepted by the API (api/dlq_json.hpp).
+struct dlq_retry_request {
+  int64_t id = 0;
+  /// journal: validate the bytes again and, when they pass, write the
+  /// journal row and resolve the DLQ row in one transaction. republish:
+  /// produce the bytes to the original topic; resolved once acknowledged
+  /// (ingestion sees them again).
+  std::string mode = "journal";
+  /// journal mode: these bytes instead of the stored ones.
+  bool has_payload = false;
+  std::string payload;
+  /// journal mode: RFC 6902 JSON Patch applied to the stored bytes (which
+  /// must then be JSON); empty: none. Never together with payload.
+  std::string transform;
+  /// The request body as sent (audit).
+  std::string body;
+};
+
+/// What a successful retry of one DLQ row did.
+struct dlq_retry_result {
+  int64_t dlq_id = 0;
+  std::string status; // the row's status now: resolved
+  std::string mode;   // journal, republish
+  /// journal: the journal row written (with dlq_id = dlq_id).
+  int64_t event_id = 0;
+  std::string tenant_id; // journal: the tenant journalled
+  std::string topic;
+  /// republish: where the broker stored it (-1: unknown).
+  int32_t partition = -1;
+  int64_t offset = -1;
+  /// The row's attempts after this one.
+  int32_t attempts = 0;
+};
+
+/// POST /dlq/retry and POST /dlq/discard: a bulk action over the DLQ rows a
+/// filter selects, run as a job (kind dlq_retry or dlq_discard), or its dry
+/// run.
+struct dlq_bulk_request {
+  /// retry, discard (from the route).
+  std::string action;
+  /// The rows (status: pending when not given; only pending and failed
+  /// rows are ever acted on).
+  dlq_filter filter;
+  /// Only these DLQ ids (at most 10 000; sorted, unique); empty: no id
+  /// condition.
+  std::vector<int64_t> ids;
+  /// retry: journal (default) or republish.
+  std::string mode = "journal";
+  /// retry, journal mode: JSON Patch applied to each row's bytes.
+  std::string transform;
+  /// discard: why (required).
+  std::string reason;
+  /// A larger match is refused (too_many_events).
+  int64_t max_events = 100000;
+  bool dry_run = false;
+  /// The request body as sent (stored with the job).
+  std::string body;
+};
+
+/// The answer to a bulk DLQ dry run.
+struct dlq_plan {
+  int64_t matched = 0;
+  std::vector<topic_count> by_error_class; // topic field holds the class
+  std::vector<topic_count> by_topic;
+  std::vector<topic_count> by_tenant; // topic field holds the tenant ("")
+  /// The first (lowest) ids matched, at most 10.
+  std::vector<int64_t> sample_ids;
+};
+
+/// What the DLQ looks like for its alert webhook (dlq.threshold,
+/// dlq.growth, dlq.recovered).
+struct dlq_alert {
+  std::string type;
+  int64_t pending = 0;         // rows with status pending
+  int64_t new_in_window = 0;   // rows received within window_s
+  int64_t window_s = 0;
+  std::vector<topic_count> by_error_class; // pending rows, topic = class
+  std::vector<topic_count> by_topic;       // pending rows
+  std::vector<int64_t> sample_ids;         // up to 10 newest pending ids
+  std::string at;                          // RFC 3339 UTC
 };
 
 /// POST /replays, as accepted by api::parse_replay_request.
@@ -206,7 +288,7 @@ struct replay_plan {
 /// One row of table jobs.
 struct job_row {
   int64_t id = 0;
-  std::string kind;   // replay
+  std::string kind;   // replay, dlq_retry, dlq_discard
   std::string status; // queued, running, succeeded, failed, cancelled
   std::string request; // JSON text
   int64_t matched = 0;

@@ -95,6 +95,19 @@ dlq_actor::behavior_type fake_dlq(dlq_actor::pointer) {
     [](atom::get, int64_t, const tenant_scope&) {
       return std::vector<storage::dlq_entry_row>{};
     },
+    [](atom::retry, const dlq_retry_request& r,
+       const requester&) -> caf::result<dlq_retry_result> {
+      return caf::make_error(errc::not_found,
+                             "no DLQ entry " + std::to_string(r.id));
+    },
+    [](atom::discard, int64_t, const std::string&, const requester&)
+      -> caf::result<std::vector<storage::dlq_entry_row>> {
+      return caf::make_error(errc::not_found, "no DLQ entry");
+    },
+    [](atom::purge, const std::string&, const std::string&,
+       const requester&) { return int64_t{0}; },
+    [](atom::internal, atom::retry) {},
+    [](atom::internal, atom::poll) {},
   };
 }
 

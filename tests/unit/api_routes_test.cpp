@@ -130,7 +130,8 @@ TEST_CASE("malformed requests: status and error code", "[routes]") {
      rk::events_latest, "GET, HEAD"},
     {"DELETE", "/events/7", 0, 405, "method_not_allowed", rk::event_by_id,
      "GET, HEAD"},
-    {"PUT", "/dlq", 0, 405, "method_not_allowed", rk::dlq_latest, "GET, HEAD"},
+    {"PUT", "/dlq", 0, 405, "method_not_allowed", rk::dlq_latest,
+     "GET, HEAD, DELETE"},
     {"GET", "/replay/7", 0, 405, "method_not_allowed", rk::replay, "POST"},
     {"HEAD", "/replay/7", 0, 405, "method_not_allowed", rk::replay, "POST"},
     {"PUT", "/replay/7", 0, 405, "method_not_allowed", rk::replay, "POST"},
@@ -262,8 +263,9 @@ TEST_CASE("error messages help", "[routes]") {
   // Echoed input is cut.
   auto longid = route("GET", "/events/" + std::string(5000, 'a'), 0);
   CHECK(longid.error.message.size() < 300);
+  // The answer lists the routes (about 550 bytes), never the 5000 bytes.
   auto longpath = route("GET", "/" + std::string(5000, 'a'), 0);
-  CHECK(longpath.error.message.size() < 600);
+  CHECK(longpath.error.message.size() < 900);
 }
 
 TEST_CASE("parse_positive_id and percent_decode", "[routes]") {
@@ -344,7 +346,7 @@ TEST_CASE("the route table: one entry per route_kind, and it drives routing",
   using ces::api::route_table;
   auto& table = route_table();
   // Every route_kind but `unmatched` has exactly one entry.
-  auto last = static_cast<int>(route_kind::openapi);
+  auto last = static_cast<int>(route_kind::dlq_purge);
   for (int k = 1; k <= last; ++k) {
     auto kind = static_cast<route_kind>(k);
     INFO(ces::api::to_string(kind));
@@ -387,7 +389,7 @@ TEST_CASE("the route table: one entry per route_kind, and it drives routing",
       else
         CHECK(r.request.name == "persister-0");
     }
-    if (!spec.query.empty())
+    if (std::count(spec.query.begin(), spec.query.end(), "limit") != 0)
       CHECK(r.request.limit == 7);
     // Any other method is 405 with the table's method in Allow.
     auto other = route("PATCH", target, 0, all);

@@ -560,6 +560,42 @@ TEST_CASE("semantic validation", "[config]") {
   CHECK(ok.result.proceed);
 }
 
+TEST_CASE("dead-letter settings are checked, the webhook secret never shown",
+          "[config]") {
+  auto fails_with = [](std::vector<std::string> args,
+                       const std::string& message) {
+    run r{std::move(args)};
+    CHECK_FALSE(r.result.proceed);
+    CHECK(r.result.exit_code == 2);
+    CHECK(r.err == line(message));
+    CHECK(r.err.find("s3cr3t") == std::string::npos);
+  };
+  fails_with({"--dlq-auto-retry-classes=db_rejected,typo"},
+             "invalid setting dlq-auto-retry-classes (DLQ_AUTO_RETRY_CLASSES): "
+             "\"typo\" is not an error class (empty_value, too_large, "
+             "invalid_json, missing_tenant, db_rejected)");
+  fails_with({"--dlq-webhook-url=ftp://h/s3cr3t", "--dlq-webhook-secret=x"},
+             "invalid setting dlq-webhook-url (DLQ_WEBHOOK_URL): must start "
+             "with http:// or https://");
+  fails_with({"--dlq-webhook-url=https://h/s3cr3t"},
+             "missing setting dlq-webhook-secret (DLQ_WEBHOOK_SECRET): the "
+             "webhook is on (dlq-webhook-url is set): its signing secret "
+             "(whsec_<base64>) is required");
+  fails_with({"--dlq-webhook-url=https://h/x", "--dlq-webhook-secret=s3cr3t"},
+             "invalid setting dlq-webhook-secret (DLQ_WEBHOOK_SECRET): must "
+             "be whsec_ followed by the base64 of 24 to 64 random bytes "
+             "(Standard Webhooks)");
+  fails_with({"--dlq-retry-initial-ms=5000", "--dlq-retry-max-ms=1000"},
+             "invalid setting dlq-retry-initial-ms (DLQ_RETRY_INITIAL_MS): "
+             "5000 is greater than dlq-retry-max-ms (1000)");
+  ces::settings s;
+  s.database_url = "postgresql://u@h/db";
+  s.dlq_webhook_url = "https://hooks.example/T0/s3cr3t";
+  s.dlq_webhook_secret = "whsec_czNjcjN0czNjcjN0czNjcjN0czNjcjN0";
+  for (auto& [k, v] : ces::describe(s))
+    CHECK(v.find("s3cr3t") == std::string::npos);
+}
+
 TEST_CASE("passwords never reach the output", "[config]") {
   SECTION("an unparseable URL with a password") {
     run r{{"--database-url=postgresq://u:hunter2@h/db"}};
@@ -572,6 +608,13 @@ TEST_CASE("passwords never reach the output", "[config]") {
     using ces::mask_database_url;
     CHECK(mask_database_url("postgresql://u:pw@h:5432/db")
           == "postgresql://u:***@h:5432/db");
+    CHECK(ces::mask_url("") == "");
+    CHECK(ces::mask_url("https://hooks.example/") == "https://hooks.example");
+    CHECK(ces::mask_url("https://hooks.example:8443/T0/B1/s3cr3t")
+          == "https://hooks.example:8443/***");
+    CHECK(ces::mask_url("http://u:pw@h:80") == "http://h:80/***");
+    CHECK(ces::mask_url("http://h?token=x") == "http://h/***");
+    CHECK(ces::mask_url("hooks.example/abc") == "***");
     CHECK(mask_database_url("postgres://u:p%40w@h1:1,h2:2/db?sslmode=x")
           == "postgres://u:***@h1:1,h2:2/db?sslmode=x");
     CHECK(mask_database_url("postgresql://u@h/db")
@@ -601,7 +644,7 @@ TEST_CASE("passwords never reach the output", "[config]") {
              "x=a\\,b");
     CHECK(m["kafka-topics"] == "apexflow.leads.created,apexflow.jobs.created");
     CHECK(m["http-port"] == "9106");
-    CHECK(m.size() == 54);
+    CHECK(m.size() == 69);
   }
 }
 
