@@ -3,6 +3,7 @@
 #include "actors/auth.hpp"
 #include "actors/pg_probe.hpp"
 #include "api/admin_json.hpp"
+#include "api/dlq_json.hpp"
 #include "api/filters.hpp"
 #include "api/idempotency.hpp"
 #include "api/json.hpp"
@@ -439,6 +440,10 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
           return;
         }
         break;
+      case api::route_kind::dlq_retry:
+      case api::route_kind::dlq_discard:
+      case api::route_kind::dlq_purge:
+        break;
       default:
         req->respond(404, api::error_json("not_found", "no such route"));
         return;
@@ -555,6 +560,60 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
               req->respond(202, api::job_created_json(j),
                            {{"Location", "/jobs/" + std::to_string(j.id)}});
             },
+            fail);
+        return;
+      }
+      case api::route_kind::dlq_retry: {
+        dlq_retry_request rq;
+        api::filter_error err;
+        if (!api::parse_dlq_retry_request(r.body, r.id, rq, err)) {
+          bad(req, err.code.c_str(), err.message);
+          return;
+        }
+        self
+          ->request(peers.dlq, cfg.dlq_action_timeout, atom::retry_v,
+                    std::move(rq), me)
+          .then(
+            [=](dlq_retry_result& x) {
+              req->respond(200, api::dlq_retry_result_json(x));
+            },
+            fail);
+        return;
+      }
+      case api::route_kind::dlq_discard: {
+        std::string reason;
+        api::filter_error err;
+        if (!api::parse_dlq_discard_request(r.body, reason, err)) {
+          bad(req, err.code.c_str(), err.message);
+          return;
+        }
+        self
+          ->request(peers.dlq, cfg.dlq_action_timeout, atom::discard_v, r.id,
+                    std::move(reason), me)
+          .then(
+            [=](std::vector<storage::dlq_entry_row>& xs) {
+              if (xs.empty())
+                req->respond(404, api::error_json(
+                                    "not_found", "no DLQ entry "
+                                                   + std::to_string(r.id)));
+              else
+                req->respond(200, api::dlq_entry_json(xs.front()));
+            },
+            fail);
+        return;
+      }
+      case api::route_kind::dlq_purge: {
+        std::string status, before;
+        api::filter_error err;
+        if (!api::parse_dlq_purge(r.params, status, before, err)) {
+          bad(req, err);
+          return;
+        }
+        self
+          ->request(peers.dlq, cfg.dlq_action_timeout, atom::purge_v,
+                    std::move(status), std::move(before), me)
+          .then(
+            [=](int64_t n) { req->respond(200, api::dlq_purged_json(n)); },
             fail);
         return;
       }

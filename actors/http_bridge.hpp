@@ -29,6 +29,9 @@ struct http_bridge_settings {
   std::chrono::milliseconds read_timeout{5000};
   /// Longest wait for a replay (keep above the producer's message timeout).
   std::chrono::milliseconds replay_timeout{15000};
+  /// Longest wait for a DLQ action (POST /dlq/{id}/retry may republish:
+  /// keep above the producer's message timeout; discard, purge).
+  std::chrono::milliseconds dlq_action_timeout{15000};
   /// Longest wait for the JOBS actor (a plan or a create counts the
   /// matching events; a batch may be in progress).
   std::chrono::milliseconds jobs_timeout{15000};

@@ -42,12 +42,33 @@ child_spec spawn_persister(const settings& s, metrics* m, int i) {
     }};
 }
 
+/// DLQ, with a store and a republish producer of its own.
 child_spec spawn_dlq(const settings& s, metrics* m) {
   auto url = s.database_url;
+  storage::dlq_store_options so;
+  so.keep_raw = s.journal_keep_raw != 0;
+  so.limits.max_payload_bytes = s.max_payload_bytes;
+  so.limits.max_depth = s.max_json_depth;
+  // A republish whose outcome is still unknown after its delivery wait
+  // (plus margin) may be retried again.
+  so.republish_stale = std::max(milliseconds{60000},
+                                milliseconds{2 * (s.replay_timeout_ms + 5000)});
+  dlq_settings ds;
+  ds.policy.classes = s.dlq_auto_retry_classes;
+  ds.policy.max_attempts = s.dlq_retry_max_attempts;
+  ds.policy.initial = milliseconds(s.dlq_retry_initial_ms);
+  ds.policy.max = milliseconds(s.dlq_retry_max_ms);
+  ds.retry_batch = s.dlq_retry_batch;
+  ds.retry_interval = milliseconds(s.dlq_retry_interval_ms);
+  ds.producer.bootstrap_servers = s.kafka_bootstrap_servers;
+  ds.producer.properties = s.kafka_properties;
+  ds.producer.message_timeout_ms = s.replay_timeout_ms;
+  ds.producer.client_id = "crm-events-sink-dlq";
   return child_spec{
     "dlq", {}, [=](caf::local_actor* self, const peer_map&) {
       return as_actor(self->spawn<caf::detached>(
-        dlq, dlq_reader_on_journal(url), std::chrono::seconds(5), m));
+        dlq, dlq_reader_on_journal(url), dlq_writer_on_store(url, so), ds,
+        m));
     }};
 }
 
@@ -174,6 +195,9 @@ child_spec spawn_http_bridge(const settings& s, bridge_listener on_bridge) {
   http_bridge_settings hs;
   // Above the broker's own timeout, so the replayer answers first.
   hs.replay_timeout = milliseconds(s.replay_timeout_ms + 5000);
+  // A DLQ retry may republish (the broker's timeout) or wait behind the
+  // DLQ actor's automatic retry tick.
+  hs.dlq_action_timeout = milliseconds(s.replay_timeout_ms + 5000);
   hs.database_url = s.database_url; // for /ready's PG_PROBE
   hs.jobs_default_max_events = static_cast<int64_t>(s.jobs_default_max_events);
   return child_spec{

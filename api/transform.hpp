@@ -19,8 +19,10 @@ bool check_patch(const std::string& patch, std::string& why);
 /// ..."), when the payload is not JSON or an operation fails (a test op that
 /// does not hold, a path that does not exist), or when the result's
 /// top-level "tenant_id" differs from the payload's (added, removed or
-/// changed: a replay stays with its tenant).
+/// changed: a replay stays with its tenant). `keep_tenant` false lifts that
+/// last rule: fixing a dead letter may add or correct its tenant (the DLQ
+/// store then checks the result against the requester's scope).
 bool apply_patch(const std::string& payload, const std::string& patch,
-                 std::string& out, std::string& why);
+                 std::string& out, std::string& why, bool keep_tenant = true);
 
 } // namespace ces::api

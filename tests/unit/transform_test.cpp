@@ -68,3 +68,20 @@ TEST_CASE("a transform never moves an event to another tenant",
                     R"([{"op":"replace","path":"/tenant_id","value":"tenant-a"}])",
                     out, why));
 }
+
+TEST_CASE("fixing a dead letter may add or correct its tenant",
+          "[transform]") {
+  std::string out, why;
+  REQUIRE(apply_patch(R"({"x":1})",
+                      R"([{"op":"add","path":"/tenant_id","value":"b"}])",
+                      out, why, false));
+  CHECK(out == R"({"tenant_id":"b","x":1})");
+  REQUIRE(apply_patch(R"({"tenant_id":7})",
+                      R"([{"op":"replace","path":"/tenant_id","value":"t"}])",
+                      out, why, false));
+  CHECK(out == R"({"tenant_id":"t"})");
+  // The other rules stay.
+  CHECK_FALSE(apply_patch(R"({"x":1})",
+                          R"([{"op":"test","path":"/x","value":2}])", out,
+                          why, false));
+}
