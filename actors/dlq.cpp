@@ -122,10 +122,11 @@ caf::error no_entry(int64_t id) {
 }
 
 caf::error closed_entry(int64_t id, const std::string& status) {
+  auto what = status == "retried" ? std::string{"being republished"}
+              : status.empty()    ? std::string{"closed"}
+                                  : status;
   return caf::make_error(errc::conflict,
-                         "DLQ entry " + std::to_string(id) + " is "
-                           + (status.empty() ? "closed" : status)
-                           + ": nothing to do",
+                         "DLQ entry " + std::to_string(id) + " is " + what,
                          std::string{"conflict"});
 }
 
