@@ -284,8 +284,12 @@ dlq_store::retry_journal(int64_t id, const std::optional<std::string>& bytes,
                          const dlq_retry_policy* policy) {
   return impl_->run("dlq retry", [&](pqxx::dbtransaction& tx) {
     dlq_retry_outcome out;
+    // Automatic retry is the service's: it sees every row.
+    auto sees = [&](const std::string& tenant) {
+      return policy != nullptr || who.scope.sees(tenant);
+    };
     auto locked = impl_->lock(tx, id);
-    if (!locked || !who.scope.sees(locked->row.tenant_id))
+    if (!locked || !sees(locked->row.tenant_id))
       return out; // not_found
     auto& row = locked->row;
     out.topic = row.topic;
@@ -302,7 +306,7 @@ dlq_store::retry_journal(int64_t id, const std::optional<std::string>& bytes,
                             to_string(checked.reason), checked.error, out);
       return out;
     }
-    if (!who.scope.sees(checked.tenant_id)) {
+    if (!sees(checked.tenant_id)) {
       out.outcome = dlq_outcome::out_of_scope;
       out.tenant_id = checked.tenant_id;
       return out; // nothing changed
@@ -516,6 +520,85 @@ int64_t dlq_store::discard_many(const std::vector<int64_t>& ids,
                                      static_cast<int64_t>(ids.size()))
                                 .done()));
     return n;
+  });
+}
+
+int64_t dlq_store::purge(const std::string& status, const std::string& before,
+                         const requester& who, int batch) {
+  if (status != "resolved" && status != "discarded")
+    throw std::invalid_argument("status must be resolved or discarded");
+  if (batch <= 0)
+    throw std::invalid_argument("purge batch must be positive");
+  impl_->run("dlq purge", [&](pqxx::transaction_base& tx) {
+    try {
+      tx.exec_params("SELECT $1::timestamptz", before);
+    } catch (const pqxx::sql_error& e) {
+      if (!detail::is_data_sqlstate(e.sqlstate()))
+        throw;
+      throw std::invalid_argument("invalid before: not a timestamp (RFC 3339,"
+                                  " e.g. 2024-05-01T12:00:00Z)");
+    }
+    return 0;
+  });
+  int64_t total = 0;
+  auto audit = [&](const char* outcome) {
+    impl_->run("dlq purge audit", [&](pqxx::transaction_base& tx) {
+      insert_audit(tx, audit_of(who, "dlq.purge", "dlq",
+                                json_object{}
+                                  .str("status", status)
+                                  .str("before", before)
+                                  .done(),
+                                outcome,
+                                json_object{}.num("deleted", total).done()));
+      return 0;
+    });
+  };
+  try {
+    for (;;) {
+      // The outer conditions are checked again on rows changed meanwhile.
+      auto n = impl_->run("dlq purge", [&](pqxx::transaction_base& tx) {
+        auto cond = "status = $1 AND updated_at < $2::timestamptz AND ("
+                    + scope_where(tx, who.scope) + ")";
+        return static_cast<int64_t>(
+          tx.exec_params("DELETE FROM event_dlq WHERE id IN (SELECT id FROM"
+                         " event_dlq WHERE " + cond + " LIMIT $3) AND " + cond,
+                         status, before, batch)
+            .affected_rows());
+      });
+      total += n;
+      if (n < batch)
+        break;
+    }
+  } catch (const infra_error&) {
+    // What was deleted stays deleted: say so if the database lets us.
+    try {
+      audit("failed");
+    } catch (const infra_error&) {
+    }
+    throw;
+  }
+  audit("ok");
+  return total;
+}
+
+std::vector<int64_t> dlq_store::due_for_retry(const dlq_retry_policy& policy,
+                                              int limit) {
+  if (limit <= 0 || policy.classes.empty() || policy.max_attempts <= 0)
+    return {};
+  return impl_->run("dlq due_for_retry", [&](pqxx::transaction_base& tx) {
+    // status = 'pending' implies the predicate of event_dlq_open_idx.
+    auto res = tx.exec_params(
+      "SELECT id FROM event_dlq WHERE status = 'pending'"
+      " AND error_class = ANY($1::text[]) AND attempts < $2"
+      " AND coalesce(next_attempt_at, received_at + $3 * interval '1 ms')"
+      " <= now() ORDER BY id LIMIT $4",
+      detail::text_array(policy.classes), policy.max_attempts,
+      static_cast<int64_t>(policy.initial.count()), limit);
+    std::vector<int64_t> out;
+    out.reserve(res.size());
+    for (const auto& r : res)
+      out.push_back(r[0].as<int64_t>());
+    return out;
   });
 }
 
