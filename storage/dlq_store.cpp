@@ -284,8 +284,12 @@ dlq_store::retry_journal(int64_t id, const std::optional<std::string>& bytes,
                          const dlq_retry_policy* policy) {
   return impl_->run("dlq retry", [&](pqxx::dbtransaction& tx) {
     dlq_retry_outcome out;
+    // Automatic retry is the service's: it sees every row.
+    auto sees = [&](const std::string& tenant) {
+      return policy != nullptr || who.scope.sees(tenant);
+    };
     auto locked = impl_->lock(tx, id);
-    if (!locked || !who.scope.sees(locked->row.tenant_id))
+    if (!locked || !sees(locked->row.tenant_id))
       return out; // not_found
     auto& row = locked->row;
     out.topic = row.topic;
@@ -302,7 +306,7 @@ dlq_store::retry_journal(int64_t id, const std::optional<std::string>& bytes,
                             to_string(checked.reason), checked.error, out);
       return out;
     }
-    if (!who.scope.sees(checked.tenant_id)) {
+    if (!sees(checked.tenant_id)) {
       out.outcome = dlq_outcome::out_of_scope;
       out.tenant_id = checked.tenant_id;
       return out; // nothing changed
@@ -377,6 +381,223 @@ dlq_store::retry_journal(int64_t id, const std::optional<std::string>& bytes,
     out.outcome = dlq_outcome::ok;
     out.event_id = event_id;
     out.tenant_id = checked.tenant_id;
+    return out;
+  });
+}
+
+std::optional<dlq_entry_row>
+dlq_store::begin_republish(int64_t id, const requester& who,
+                           dlq_outcome& outcome) {
+  return impl_->run("dlq begin_republish", [&](pqxx::transaction_base& tx) {
+    std::optional<dlq_entry_row> out;
+    outcome = dlq_outcome::not_found;
+    auto locked = impl_->lock(tx, id);
+    if (!locked || !who.scope.sees(locked->row.tenant_id))
+      return out;
+    if (!locked->open) {
+      outcome = dlq_outcome::closed;
+      return out;
+    }
+    // next_attempt_at stays: a failed republish leaves the schedule as it
+    // was.
+    tx.exec_params("UPDATE event_dlq SET status = 'retried',"
+                   " attempts = attempts + 1, last_attempt_at = now(),"
+                   " updated_at = now(), resolved_by = $2 WHERE id = $1",
+                   id, by_of(who, false));
+    out = impl_->reload(tx, id, "2147483647");
+    insert_audit(tx, audit_of(who, "dlq.republish", target_of(id),
+                              json_object{}
+                                .str("mode", "republish")
+                                .str("step", "begin")
+                                .str("topic", out->topic)
+                                .done(),
+                              "ok",
+                              json_object{}
+                                .num("attempts", out->attempts)
+                                .done()));
+    outcome = dlq_outcome::ok;
+    return out;
+  });
+}
+
+void dlq_store::finish_republish(int64_t id, bool delivered,
+                                 const std::string& error,
+                                 const requester& who) {
+  impl_->run("dlq finish_republish", [&](pqxx::transaction_base& tx) {
+    // Only a row still waiting for this outcome changes (one an operator
+    // took over after republish_stale keeps what they did).
+    auto res =
+      delivered
+        ? tx.exec_params("UPDATE event_dlq SET status = 'resolved',"
+                         " resolution = 'republish', next_attempt_at = NULL,"
+                         " resolved_by = $2, updated_at = now()"
+                         " WHERE id = $1 AND status = 'retried'",
+                         id, by_of(who, false))
+        : tx.exec_params("UPDATE event_dlq SET status = 'pending',"
+                         " error = $3, resolved_by = $2, updated_at = now()"
+                         " WHERE id = $1 AND status = 'retried'",
+                         id, by_of(who, false), to_pg_text(error));
+    json_object params;
+    params.str("mode", "republish").str("step", "finish");
+    if (!delivered)
+      params.str("error", error);
+    insert_audit(tx, audit_of(who, "dlq.republish", target_of(id),
+                              params.done(), delivered ? "ok" : "failed",
+                              json_object{}
+                                .num("updated", res.affected_rows())
+                                .done()));
+    return 0;
+  });
+}
+
+std::optional<dlq_entry_row> dlq_store::discard(int64_t id,
+                                                const std::string& reason,
+                                                const requester& who,
+                                                dlq_outcome& outcome) {
+  return impl_->run("dlq discard", [&](pqxx::transaction_base& tx) {
+    std::optional<dlq_entry_row> out;
+    outcome = dlq_outcome::not_found;
+    auto locked = impl_->lock(tx, id, "0");
+    if (!locked || !who.scope.sees(locked->row.tenant_id))
+      return out;
+    if (!locked->open) {
+      outcome = dlq_outcome::closed;
+      return out;
+    }
+    tx.exec_params("UPDATE event_dlq SET status = 'discarded',"
+                   " discard_reason = $2, resolution = 'discard',"
+                   " resolved_by = $3, next_attempt_at = NULL,"
+                   " updated_at = now() WHERE id = $1",
+                   id, to_pg_text(reason), by_of(who, false));
+    insert_audit(tx, audit_of(who, "dlq.discard", target_of(id),
+                              json_object{}.str("reason", reason).done(),
+                              "ok",
+                              json_object{}.num("discarded", 1).done()));
+    out = impl_->reload(tx, id, impl_->api_payload_limit());
+    outcome = dlq_outcome::ok;
+    return out;
+  });
+}
+
+int64_t dlq_store::discard_many(const std::vector<int64_t>& ids,
+                                const std::string& reason,
+                                const requester& who) {
+  if (ids.empty())
+    return 0;
+  std::string list = "{";
+  for (size_t i = 0; i < ids.size(); ++i)
+    list += (i > 0 ? "," : "") + std::to_string(ids[i]);
+  list += '}';
+  return impl_->run("dlq discard_many", [&](pqxx::transaction_base& tx) {
+    // Locked in id order first: two bulk discards never deadlock.
+    auto res = tx.exec_params(
+      "WITH locked AS (SELECT id FROM event_dlq WHERE id = ANY($1::bigint[])"
+      " AND " + impl_->open_condition() + " AND (" + scope_where(tx, who.scope)
+        + ") ORDER BY id FOR UPDATE)"
+          " UPDATE event_dlq SET status = 'discarded', discard_reason = $2,"
+          " resolution = 'discard', resolved_by = $3,"
+          " next_attempt_at = NULL, updated_at = now()"
+          " WHERE id IN (SELECT id FROM locked) RETURNING id",
+      list, to_pg_text(reason), by_of(who, false));
+    std::vector<int64_t> done;
+    for (const auto& r : res)
+      done.push_back(r[0].as<int64_t>());
+    std::sort(done.begin(), done.end());
+    auto n = static_cast<int64_t>(done.size());
+    auto truncated = done.size() > max_audited_ids;
+    if (truncated)
+      done.resize(max_audited_ids);
+    insert_audit(tx, audit_of(who, "dlq.discard", "dlq",
+                              json_object{}
+                                .str("reason", reason)
+                                .ids("ids", done)
+                                .boolean("ids_truncated", truncated)
+                                .done(),
+                              "ok",
+                              json_object{}
+                                .num("discarded", n)
+                                .num("requested",
+                                     static_cast<int64_t>(ids.size()))
+                                .done()));
+    return n;
+  });
+}
+
+int64_t dlq_store::purge(const std::string& status, const std::string& before,
+                         const requester& who, int batch) {
+  if (status != "resolved" && status != "discarded")
+    throw std::invalid_argument("status must be resolved or discarded");
+  if (batch <= 0)
+    throw std::invalid_argument("purge batch must be positive");
+  impl_->run("dlq purge", [&](pqxx::transaction_base& tx) {
+    try {
+      tx.exec_params("SELECT $1::timestamptz", before);
+    } catch (const pqxx::sql_error& e) {
+      if (!detail::is_data_sqlstate(e.sqlstate()))
+        throw;
+      throw std::invalid_argument("invalid before: not a timestamp (RFC 3339,"
+                                  " e.g. 2024-05-01T12:00:00Z)");
+    }
+    return 0;
+  });
+  int64_t total = 0;
+  auto audit = [&](const char* outcome) {
+    impl_->run("dlq purge audit", [&](pqxx::transaction_base& tx) {
+      insert_audit(tx, audit_of(who, "dlq.purge", "dlq",
+                                json_object{}
+                                  .str("status", status)
+                                  .str("before", before)
+                                  .done(),
+                                outcome,
+                                json_object{}.num("deleted", total).done()));
+      return 0;
+    });
+  };
+  try {
+    for (;;) {
+      // The outer conditions are checked again on rows changed meanwhile.
+      auto n = impl_->run("dlq purge", [&](pqxx::transaction_base& tx) {
+        auto cond = "status = $1 AND updated_at < $2::timestamptz AND ("
+                    + scope_where(tx, who.scope) + ")";
+        return static_cast<int64_t>(
+          tx.exec_params("DELETE FROM event_dlq WHERE id IN (SELECT id FROM"
+                         " event_dlq WHERE " + cond + " LIMIT $3) AND " + cond,
+                         status, before, batch)
+            .affected_rows());
+      });
+      total += n;
+      if (n < batch)
+        break;
+    }
+  } catch (const infra_error&) {
+    // What was deleted stays deleted: say so if the database lets us.
+    try {
+      audit("failed");
+    } catch (const infra_error&) {
+    }
+    throw;
+  }
+  audit("ok");
+  return total;
+}
+
+std::vector<int64_t> dlq_store::due_for_retry(const dlq_retry_policy& policy,
+                                              int limit) {
+  if (limit <= 0 || policy.classes.empty() || policy.max_attempts <= 0)
+    return {};
+  return impl_->run("dlq due_for_retry", [&](pqxx::transaction_base& tx) {
+    // status = 'pending' implies the predicate of event_dlq_open_idx.
+    auto res = tx.exec_params(
+      "SELECT id FROM event_dlq WHERE status = 'pending'"
+      " AND error_class = ANY($1::text[]) AND attempts < $2"
+      " AND coalesce(next_attempt_at, received_at + $3 * interval '1 ms')"
+      " <= now() ORDER BY id LIMIT $4",
+      detail::text_array(policy.classes), policy.max_attempts,
+      static_cast<int64_t>(policy.initial.count()), limit);
+    std::vector<int64_t> out;
+    out.reserve(res.size());
+    for (const auto& r : res)
+      out.push_back(r[0].as<int64_t>());
     return out;
   });
 }

@@ -104,7 +104,9 @@ public:
   /// replace the stored payload when given. `who` is audited (action
   /// dlq.retry, or dlq.auto_retry when `policy` is given); with `policy`
   /// (automatic retry) a failure schedules next_attempt_at by its backoff,
-  /// or marks the row failed at max_attempts.
+  /// or marks the row failed at max_attempts, resolved_by is "auto-retry"
+  /// when who.principal is empty, resolution is auto, and who.scope is not
+  /// checked (the service retries every row due_for_retry() names).
   dlq_retry_outcome retry_journal(int64_t id,
                                   const std::optional<std::string>& bytes,
                                   const requester& who,

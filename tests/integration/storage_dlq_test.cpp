@@ -389,3 +389,363 @@ TEST_CASE("load returns the whole payload", "[dlq]") {
   CHECK(d->status == "pending");
   CHECK_FALSE(s.load(id + 1, every_tenant));
 }
+
+TEST_CASE("discard closes an open row with its reason", "[dlq]") {
+  auto url = migrated_db();
+  auto id = seed_dlq(url, "convert_to(repeat('y', 100000), 'UTF8')");
+  dlq_store s{url};
+  dlq_outcome o{};
+
+  auto row = s.discard(id, "test traffic", admin(), o);
+  CHECK(o == dlq_outcome::ok);
+  REQUIRE(row);
+  CHECK(row->id == id);
+  CHECK(row->status == "discarded");
+  CHECK(row->discard_reason == "test traffic");
+  CHECK(row->resolution == "discard");
+  CHECK(row->resolved_by == "ops");
+  // The row returned to the API is cut like the reader's.
+  CHECK(row->payload.size() == 64 * 1024);
+  CHECK(row->payload_truncated);
+  CHECK(row->payload_size == 100000);
+  CHECK(dlq_col(url, id, "status") == "discarded");
+  CHECK(dlq_col(url, id, "attempts") == "1");
+  CHECK(audit_rows(url, "action = 'dlq.discard' AND outcome = 'ok'"
+                        " AND target = 'dlq/" + id_s(id) + "'"
+                        " AND parameters->>'reason' = 'test traffic'")
+        == 1);
+
+  // Closed now: neither discarded again nor retried.
+  CHECK_FALSE(s.discard(id, "again", admin(), o));
+  CHECK(o == dlq_outcome::closed);
+  CHECK(s.retry_journal(id, fixed, admin()).outcome == dlq_outcome::closed);
+  CHECK(dlq_col(url, id, "discard_reason") == "test traffic");
+
+  // Scope and missing rows.
+  auto globex = seed_dlq(url, "NULL", "'globex'");
+  CHECK_FALSE(s.discard(globex, "x", tenant_operator({"acme"}), o));
+  CHECK(o == dlq_outcome::not_found);
+  CHECK(dlq_col(url, globex, "status") == "pending");
+  CHECK_FALSE(s.discard(999999, "x", admin(), o));
+  CHECK(o == dlq_outcome::not_found);
+  CHECK(audit_rows(url, "action = 'dlq.discard'") == 1);
+}
+
+TEST_CASE("discard_many discards the open rows in scope, one audit row",
+          "[dlq]") {
+  auto url = migrated_db();
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 5; ++i)
+    ids.push_back(seed_dlq(url, "NULL"));
+  auto resolved = seed_dlq(url, "NULL", "'acme'", "invalid_json",
+                           ", status", ", 'resolved'");
+  auto failed = seed_dlq(url, "NULL", "'acme'", "db_rejected",
+                         ", status", ", 'failed'");
+  auto globex = seed_dlq(url, "NULL", "'globex'");
+  auto other = seed_dlq(url, "NULL"); // not asked for
+  dlq_store s{url};
+
+  auto asked = ids;
+  asked.insert(asked.end(), {resolved, failed, globex, 999999});
+  auto n = s.discard_many(asked, "bad deploy", tenant_operator({"acme"}));
+  CHECK(n == 6); // the five pending rows and the failed one
+  CHECK(count(url, "SELECT count(*) FROM event_dlq WHERE status ="
+                   " 'discarded' AND discard_reason = 'bad deploy'"
+                   " AND resolution = 'discard' AND resolved_by = 'acme-ops'")
+        == 6);
+  CHECK(dlq_col(url, resolved, "status") == "resolved");
+  CHECK(dlq_col(url, globex, "status") == "pending");
+  CHECK(dlq_col(url, other, "status") == "pending");
+  CHECK(audit_rows(url, "action = 'dlq.discard'") == 1);
+  CHECK(audit_rows(url, "action = 'dlq.discard' AND target = 'dlq'"
+                        " AND (counts->>'discarded')::int = 6"
+                        " AND (counts->>'requested')::int = 9"
+                        " AND jsonb_array_length(parameters->'ids') = 6"
+                        " AND parameters->'ids'->>0 = '" + id_s(ids[0]) + "'"
+                        " AND parameters->>'ids_truncated' = 'false'")
+        == 1);
+
+  // Again: nothing left to discard, still audited.
+  CHECK(s.discard_many(asked, "bad deploy", admin()) == 1); // globex
+  CHECK(s.discard_many(asked, "bad deploy", admin()) == 0);
+  CHECK(s.discard_many({}, "x", admin()) == 0);
+  CHECK(audit_rows(url, "action = 'dlq.discard'") == 3);
+}
+
+TEST_CASE("discard_many audits at most 100 ids", "[dlq]") {
+  auto url = migrated_db();
+  exec(url, "INSERT INTO event_dlq (topic, tenant_id, error_class, error)"
+            " SELECT 'crm', 'acme', 'invalid_json', 'x'"
+            " FROM generate_series(1, 150)");
+  std::vector<int64_t> ids;
+  for (int64_t i = 1; i <= 150; ++i)
+    ids.push_back(i);
+  dlq_store s{url};
+  CHECK(s.discard_many(ids, "cleanup", admin()) == 150);
+  CHECK(audit_rows(url, "jsonb_array_length(parameters->'ids') = 100"
+                        " AND parameters->>'ids_truncated' = 'true'"
+                        " AND (counts->>'discarded')::int = 150")
+        == 1);
+}
+
+TEST_CASE("republish: begin marks the row retried, finish resolves it or "
+          "opens it again",
+          "[dlq]") {
+  auto url = migrated_db();
+  auto id = seed_dlq(url, "convert_to(repeat('z', 100000), 'UTF8')");
+  dlq_store s{url};
+  dlq_outcome o{};
+
+  auto row = s.begin_republish(id, admin(), o);
+  CHECK(o == dlq_outcome::ok);
+  REQUIRE(row);
+  CHECK(row->status == "retried");
+  CHECK(row->attempts == 2);
+  CHECK(row->payload.size() == 100000); // whole, to publish
+  CHECK_FALSE(row->payload_truncated);
+  CHECK(row->key == "key");
+  CHECK(row->headers.size() == 1);
+  CHECK_FALSE(row->last_attempt_at.empty());
+  CHECK(audit_rows(url, "action = 'dlq.republish' AND outcome = 'ok'"
+                        " AND parameters->>'step' = 'begin'")
+        == 1);
+
+  // While it is being republished it is closed to other actions.
+  CHECK_FALSE(s.begin_republish(id, admin(), o));
+  CHECK(o == dlq_outcome::closed);
+  CHECK_FALSE(s.discard(id, "x", admin(), o));
+  CHECK(o == dlq_outcome::closed);
+
+  SECTION("delivered") {
+    s.finish_republish(id, true, "", admin());
+    CHECK(dlq_col(url, id, "status") == "resolved");
+    CHECK(dlq_col(url, id, "resolution") == "republish");
+    CHECK(dlq_col(url, id, "resolved_event_id IS NULL") == "t");
+    CHECK(audit_rows(url, "action = 'dlq.republish' AND outcome = 'ok'"
+                          " AND parameters->>'step' = 'finish'"
+                          " AND (counts->>'updated')::int = 1")
+          == 1);
+    CHECK_FALSE(s.begin_republish(id, admin(), o));
+    CHECK(o == dlq_outcome::closed);
+  }
+  SECTION("not delivered") {
+    s.finish_republish(id, false, "Broker: Unknown topic or partition",
+                       admin());
+    CHECK(dlq_col(url, id, "status") == "pending");
+    CHECK(dlq_col(url, id, "error") == "Broker: Unknown topic or partition");
+    CHECK(dlq_col(url, id, "error_class") == "invalid_json");
+    CHECK(dlq_col(url, id, "attempts") == "2");
+    CHECK(audit_rows(url, "action = 'dlq.republish' AND outcome = 'failed'"
+                          " AND parameters->>'step' = 'finish'")
+          == 1);
+    // Open again.
+    CHECK(s.begin_republish(id, admin(), o));
+    CHECK(o == dlq_outcome::ok);
+    CHECK(dlq_col(url, id, "attempts") == "3");
+  }
+  SECTION("a late outcome does not undo what an operator did meanwhile") {
+    exec(url, "UPDATE event_dlq SET status = 'discarded' WHERE id = "
+                + id_s(id));
+    s.finish_republish(id, true, "", admin());
+    CHECK(dlq_col(url, id, "status") == "discarded");
+    CHECK(audit_rows(url, "parameters->>'step' = 'finish'"
+                          " AND (counts->>'updated')::int = 0")
+          == 1);
+  }
+}
+
+TEST_CASE("republish follows the scope", "[dlq]") {
+  auto url = migrated_db();
+  auto globex = seed_dlq(url, "NULL", "'globex'");
+  dlq_store s{url};
+  dlq_outcome o{};
+  CHECK_FALSE(s.begin_republish(globex, tenant_operator({"acme"}), o));
+  CHECK(o == dlq_outcome::not_found);
+  CHECK_FALSE(s.begin_republish(12345, admin(), o));
+  CHECK(o == dlq_outcome::not_found);
+  CHECK(dlq_col(url, globex, "status") == "pending");
+  CHECK(audit_rows(url, "true") == 0);
+}
+
+TEST_CASE("automatic retry: backoff, then failed at max_attempts", "[dlq]") {
+  auto url = migrated_db();
+  auto id = seed_dlq(url, "convert_to('{\"tenant_id\": \"acme\"}', 'UTF8')",
+                     "'acme'", "db_rejected");
+  exec(url, R"(
+    CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN RAISE EXCEPTION 'not yet'; END $$;
+    CREATE TRIGGER refuse BEFORE INSERT ON event_journal
+      FOR EACH ROW EXECUTE FUNCTION refuse();)");
+  dlq_store s{url};
+  storage::dlq_retry_policy p;
+  p.max_attempts = 4;
+  p.initial = std::chrono::milliseconds{10000};
+  p.max = std::chrono::milliseconds{25000};
+  requester service; // the sweep's: no scope of its own
+  service.principal = "auto-retry";
+
+  // Delay in ms between last_attempt_at and next_attempt_at.
+  auto delay = [&] {
+    return std::stol(dlq_col(
+      url, id,
+      "(extract(epoch FROM next_attempt_at - last_attempt_at) * 1000)"
+      "::bigint"));
+  };
+
+  // Attempt 2 (ingestion's was 1): next after initial * 2 = 20 s, jittered
+  // to [10 s, 20 s].
+  auto out = s.retry_journal(id, std::nullopt, service, &p);
+  CHECK(out.outcome == dlq_outcome::still_invalid);
+  CHECK(out.error_class == "db_rejected");
+  CHECK(out.attempts == 2);
+  CHECK_FALSE(out.gave_up);
+  CHECK(dlq_col(url, id, "status") == "pending");
+  CHECK(dlq_col(url, id, "resolved_by") == "auto-retry");
+  auto d2 = delay();
+  CHECK(d2 >= 10000);
+  CHECK(d2 <= 20000);
+  CHECK(audit_rows(url, "action = 'dlq.auto_retry' AND outcome = 'failed'")
+        == 1);
+  // Not due before next_attempt_at.
+  CHECK(s.due_for_retry(p, 10).empty());
+
+  // Attempt 3: initial * 4 = 40 s capped at 25 s, jittered to [12.5, 25].
+  out = s.retry_journal(id, std::nullopt, service, &p);
+  CHECK(out.attempts == 3);
+  auto d3 = delay();
+  CHECK(d3 >= 12500);
+  CHECK(d3 <= 25000);
+
+  // Attempt 4 = max_attempts: failed, nothing scheduled, not due any more.
+  out = s.retry_journal(id, std::nullopt, service, &p);
+  CHECK(out.attempts == 4);
+  CHECK(out.gave_up);
+  CHECK(dlq_col(url, id, "status") == "failed");
+  CHECK(dlq_col(url, id, "next_attempt_at IS NULL") == "t");
+  exec(url, "UPDATE event_dlq SET next_attempt_at = now() - interval '1 s'");
+  CHECK(s.due_for_retry(p, 10).empty());
+  CHECK(audit_rows(url, "action = 'dlq.auto_retry'") == 3);
+
+  // An operator retries the failed row once the trigger is gone.
+  exec(url, "DROP TRIGGER refuse ON event_journal");
+  out = s.retry_journal(id, std::nullopt, admin());
+  CHECK(out.outcome == dlq_outcome::ok);
+  CHECK(dlq_col(url, id, "resolution") == "journal");
+}
+
+TEST_CASE("automatic retry resolves a row once it is accepted", "[dlq]") {
+  auto url = migrated_db();
+  auto id = seed_dlq(url, "convert_to('{\"tenant_id\": \"acme\"}', 'UTF8')",
+                     "'acme'", "db_rejected");
+  dlq_store s{url};
+  storage::dlq_retry_policy p;
+  requester service; // no principal: recorded as auto-retry
+  auto out = s.retry_journal(id, std::nullopt, service, &p);
+  CHECK(out.outcome == dlq_outcome::ok);
+  CHECK(dlq_col(url, id, "status") == "resolved");
+  CHECK(dlq_col(url, id, "resolution") == "auto");
+  CHECK(dlq_col(url, id, "resolved_by") == "auto-retry");
+  CHECK(dlq_col(url, id, "next_attempt_at IS NULL") == "t");
+  CHECK(audit_rows(url, "action = 'dlq.auto_retry' AND outcome = 'ok'")
+        == 1);
+}
+
+TEST_CASE("due_for_retry picks only due pending rows of the classes",
+          "[dlq]") {
+  auto url = migrated_db();
+  storage::dlq_retry_policy p;
+  p.classes = {"db_rejected", "too_large"};
+  p.max_attempts = 3;
+  p.initial = std::chrono::milliseconds{60000};
+
+  auto seed = [&](const std::string& cls, const std::string& cols,
+                  const std::string& vals) {
+    return seed_dlq(url, "NULL", "'acme'", cls, cols, vals);
+  };
+  // Due: received long ago, nothing scheduled (received_at + initial).
+  auto due1 = seed("db_rejected", ", received_at",
+                   ", now() - interval '10 minutes'");
+  // Due: scheduled in the past; another class of the policy.
+  auto due2 = seed("too_large", ", next_attempt_at, attempts",
+                   ", now() - interval '1 second', 2");
+  // Not due: received just now (received_at + 60 s is ahead).
+  seed("db_rejected", "", "");
+  // Not due: scheduled ahead.
+  seed("db_rejected", ", received_at, next_attempt_at",
+       ", now() - interval '10 minutes', now() + interval '1 minute'");
+  // Not a class of the policy.
+  seed("invalid_json", ", received_at", ", now() - interval '10 minutes'");
+  // Attempts used up.
+  seed("db_rejected", ", received_at, attempts",
+       ", now() - interval '10 minutes', 3");
+  // Not pending.
+  for (auto st : {"failed", "retried", "resolved", "discarded"})
+    seed("db_rejected", ", received_at, status",
+         ", now() - interval '10 minutes', '" + std::string(st) + "'");
+  // No tenant: still retried (the service sees every row).
+  auto due3 = seed_dlq(url, "NULL", "NULL", "db_rejected", ", received_at",
+                       ", now() - interval '10 minutes'");
+
+  dlq_store s{url};
+  CHECK(s.due_for_retry(p, 10) == std::vector<int64_t>{due1, due2, due3});
+  CHECK(s.due_for_retry(p, 2) == std::vector<int64_t>{due1, due2});
+  CHECK(s.due_for_retry(p, 0).empty());
+  auto none = p;
+  none.classes.clear();
+  CHECK(s.due_for_retry(none, 10).empty());
+
+  // The sweep's query can use the partial index of open rows.
+  exec(url, "ANALYZE event_dlq");
+  auto plan = scalar(url,
+    "SET enable_seqscan = off; EXPLAIN (FORMAT JSON) SELECT id FROM"
+    " event_dlq WHERE status = 'pending' AND error_class ="
+    " ANY('{db_rejected}'::text[]) AND attempts < 3 AND"
+    " coalesce(next_attempt_at, received_at + 60000 * interval '1 ms')"
+    " <= now() ORDER BY id LIMIT 10");
+  CHECK_THAT(plan, Catch::Contains("event_dlq_open_idx"));
+}
+
+TEST_CASE("purge deletes closed rows older than before, in batches",
+          "[dlq]") {
+  auto url = migrated_db();
+  // 7 resolved and 3 discarded rows last changed 2 days ago; 2 resolved
+  // just now; 2 pending and 1 failed ones 2 days ago.
+  exec(url, "INSERT INTO event_dlq (topic, tenant_id, error_class, error,"
+            " status, updated_at)"
+            " SELECT 'crm', 'acme', 'invalid_json', 'x',"
+            " CASE WHEN i <= 7 THEN 'resolved' WHEN i <= 10 THEN 'discarded'"
+            " WHEN i <= 12 THEN 'pending' ELSE 'failed' END,"
+            " now() - interval '2 days' FROM generate_series(1, 13) AS i");
+  exec(url, "INSERT INTO event_dlq (topic, tenant_id, error_class, error,"
+            " status) SELECT 'crm', 'acme', 'invalid_json', 'x', 'resolved'"
+            " FROM generate_series(1, 2)");
+  dlq_store s{url};
+  auto before = scalar(url, "SELECT to_char((now() - interval '1 day') AT"
+                            " TIME ZONE 'UTC',"
+                            " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')");
+
+  CHECK(s.purge("resolved", before, admin(), 3) == 7); // batches 3, 3, 1
+  CHECK(count(url, "SELECT count(*) FROM event_dlq WHERE status ="
+                   " 'resolved'") == 2);
+  CHECK(s.purge("discarded", before, admin()) == 3);
+  CHECK(s.purge("discarded", before, admin()) == 0);
+  CHECK(count(url, "SELECT count(*) FROM event_dlq") == 5);
+  CHECK(count(url, "SELECT count(*) FROM event_dlq WHERE status IN"
+                   " ('pending', 'failed')") == 3);
+  CHECK(audit_rows(url, "action = 'dlq.purge' AND outcome = 'ok'") == 3);
+  CHECK(audit_rows(url, "action = 'dlq.purge'"
+                        " AND parameters->>'status' = 'resolved'"
+                        " AND parameters->>'before' = '" + before + "'"
+                        " AND (counts->>'deleted')::int = 7")
+        == 1);
+
+  CHECK_THROWS_AS(s.purge("pending", before, admin()),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(s.purge("failed", before, admin()), std::invalid_argument);
+  CHECK_THROWS_AS(s.purge("resolved", "not a time", admin()),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(s.purge("resolved", before, admin(), 0),
+                  std::invalid_argument);
+  CHECK(s.connected());
+  CHECK(audit_rows(url, "action = 'dlq.purge'") == 3);
+}
