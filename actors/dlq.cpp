@@ -618,8 +618,12 @@ dlq_actor::behavior_type dlq(dlq_actor::stateful_pointer<dlq_state> self,
                     {"request_id", who.request_id}});
         return n;
       } catch (const std::invalid_argument& e) {
-        return caf::make_error(errc::bad_request, std::string{e.what()},
-                               std::string{"bad_filter"});
+        std::string why = e.what();
+        return caf::make_error(errc::bad_request, why,
+                               std::string{why.find("before")
+                                               != std::string::npos
+                                             ? "bad_time"
+                                             : "bad_filter"});
       } catch (const storage::infra_error& e) {
         count_action(self, "purge", "failed");
         return caf::make_error(errc::db_unavailable, std::string{e.what()});
