@@ -19,8 +19,10 @@ bool check_patch(const std::string& patch, std::string& why);
 /// ..."), when the payload is not JSON or an operation fails (a test op that
 /// does not hold, a path that does not exist), or when the result's
 /// top-level "tenant_id" differs from the payload's (added, removed or
-/// changed: a replay stays with its tenant).
+/// changed: a replay stays with its tenant). `same_tenant` false lifts
+/// that rule: a dead letter's fix may give it its tenant (the DLQ store
+/// then checks the result against the requester's scope).
 bool apply_patch(const std::string& payload, const std::string& patch,
-                 std::string& out, std::string& why);
+                 std::string& out, std::string& why, bool same_tenant = true);
 
 } // namespace ces::api

@@ -68,3 +68,16 @@ TEST_CASE("a transform never moves an event to another tenant",
                     R"([{"op":"replace","path":"/tenant_id","value":"tenant-a"}])",
                     out, why));
 }
+
+TEST_CASE("a dead letter's fix may give it a tenant (same_tenant false)",
+          "[transform]") {
+  std::string out, why;
+  REQUIRE(apply_patch(R"({"x":1})",
+                      R"([{"op":"add","path":"/tenant_id","value":"b"}])",
+                      out, why, false));
+  CHECK(out == R"({"tenant_id":"b","x":1})");
+  // Operations still fail as usual.
+  CHECK_FALSE(apply_patch(R"({"x":1})",
+                          R"([{"op":"remove","path":"/y"}])", out, why,
+                          false));
+}
