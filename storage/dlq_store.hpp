@@ -81,6 +81,9 @@ struct dlq_store_options {
   std::chrono::milliseconds republish_stale{60000};
   /// How ingestion validates (settings max-payload-bytes, max-json-depth).
   validation_limits limits;
+  /// discard() returns the row with its payload cut to this many bytes, as
+  /// journal_reader_options::max_dlq_payload_bytes (0: no limit).
+  size_t max_dlq_payload_bytes = 64 * 1024;
 };
 
 /// event_dlq changes over one connection of its own. Connects lazily, and

@@ -1,8 +1,8 @@
 #include "storage/journal_reader.hpp"
 
 #include "storage/audit_write.hpp"
+#include "storage/dlq_row.hpp"
 #include "storage/event_query.hpp"
-#include "storage/headers_json.hpp"
 #include "storage/pg_util.hpp"
 
 #include <climits>
@@ -20,33 +20,10 @@ namespace {
 const char* const event_columns =
   "id, tenant_id, topic, partition, \"offset\", key, headers::text,"
   " payload::text, " CES_EPOCH_MS("kafka_timestamp") ", "
-  CES_RFC3339("received_at") ", replay_of";
-
-const char* const dlq_columns =
-  "id, topic, partition, \"offset\", key, headers::text,"
-  " substring(payload FROM 1 FOR $2), octet_length(payload), "
-  CES_EPOCH_MS("kafka_timestamp") ", tenant_id, error_class, error, attempts,"
-  " status, " CES_RFC3339("received_at") ", " CES_RFC3339("updated_at");
+  CES_RFC3339("received_at") ", replay_of, dlq_id";
 
 #undef CES_RFC3339
 #undef CES_EPOCH_MS
-
-std::string bytes_of(const pqxx::field& f) {
-  pqxx::binarystring b{f};
-  return b.str();
-}
-
-std::vector<kafka_header> headers_of(const pqxx::field& f) {
-  if (f.is_null())
-    return {};
-  try {
-    return headers_from_json(f.c_str());
-  } catch (const std::invalid_argument&) {
-    // Not written by journal_writer (edited by hand): show no headers rather
-    // than failing the whole read.
-    return {};
-  }
-}
 
 /// One event from `event_columns` (+ payload_raw when `with_raw`).
 journal_event to_event(const pqxx::row& r, bool with_raw = false) {
@@ -58,49 +35,18 @@ journal_event to_event(const pqxx::row& r, bool with_raw = false) {
   e.offset = r[4].as<int64_t>();
   e.has_key = !r[5].is_null();
   if (e.has_key)
-    e.key = bytes_of(r[5]);
-  e.headers = headers_of(r[6]);
+    e.key = detail::bytes_of(r[5]);
+  e.headers = detail::headers_of(r[6]);
   e.payload_json = r[7].as<std::string>();
   e.kafka_timestamp_ms = r[8].is_null() ? -1 : r[8].as<int64_t>();
   e.received_at = r[9].as<std::string>();
   e.replay_of = r[10].is_null() ? 0 : r[10].as<int64_t>();
-  if (with_raw && !r[11].is_null()) {
+  e.dlq_id = r[11].is_null() ? 0 : r[11].as<int64_t>();
+  if (with_raw && !r[12].is_null()) {
     e.has_raw = true;
-    e.payload_raw = r[11].as<std::string>();
+    e.payload_raw = r[12].as<std::string>();
   }
   return e;
-}
-
-dlq_entry_row to_dlq(const pqxx::row& r) {
-  dlq_entry_row d;
-  d.id = r[0].as<int64_t>();
-  d.topic = r[1].as<std::string>();
-  d.has_partition = !r[2].is_null();
-  if (d.has_partition)
-    d.partition = r[2].as<int32_t>();
-  d.has_offset = !r[3].is_null();
-  if (d.has_offset)
-    d.offset = r[3].as<int64_t>();
-  d.has_key = !r[4].is_null();
-  if (d.has_key)
-    d.key = bytes_of(r[4]);
-  d.headers = headers_of(r[5]);
-  d.has_payload = !r[6].is_null();
-  if (d.has_payload) {
-    d.payload = bytes_of(r[6]);
-    d.payload_size = r[7].as<size_t>();
-    d.payload_truncated = d.payload.size() < d.payload_size;
-  }
-  d.kafka_timestamp_ms = r[8].is_null() ? -1 : r[8].as<int64_t>();
-  if (!r[9].is_null())
-    d.tenant_id = r[9].as<std::string>();
-  d.error_class = r[10].as<std::string>();
-  d.error = r[11].as<std::string>();
-  d.attempts = r[12].as<int32_t>();
-  d.status = r[13].as<std::string>();
-  d.received_at = r[14].as<std::string>();
-  d.updated_at = r[15].as<std::string>();
-  return d;
 }
 
 /// A scope that sees no tenant's rows (nor rows without a tenant when
@@ -254,7 +200,7 @@ event_page journal_reader::find_page(const event_filter& f,
     int64_t measured = 0;
     for (const auto& row : res) {
       page.events.push_back(to_event(row));
-      measured = row[11].as<int64_t>();
+      measured = row[12].as<int64_t>();
     }
     page.truncated = static_cast<int64_t>(page.events.size()) < measured;
     return page;
@@ -287,14 +233,14 @@ journal_reader::find_dlq(const dlq_filter& f, const tenant_scope& scope,
   auto max_payload = impl_->dlq_payload_limit();
   return impl_->run("dlq find", [&](pqxx::transaction_base& tx) {
     auto where = before(dlq_where(f, scope, quoter(tx)), before_id);
-    auto res = tx.exec_params(std::string("SELECT ") + dlq_columns
+    auto res = tx.exec_params("SELECT " + detail::dlq_row_columns("$2")
                                 + " FROM event_dlq WHERE " + where
                                 + " ORDER BY id DESC LIMIT $1",
                               limit, max_payload);
     std::vector<dlq_entry_row> out;
     out.reserve(res.size());
     for (const auto& row : res)
-      out.push_back(to_dlq(row));
+      out.push_back(detail::to_dlq_row(row));
     return out;
   });
 }
@@ -307,12 +253,12 @@ journal_reader::dlq_by_id(int64_t id, const tenant_scope& scope) {
   auto max_payload = impl_->dlq_payload_limit();
   return impl_->run("dlq by_id", [&](pqxx::transaction_base& tx) {
     auto where = dlq_where(dlq_filter{}, scope, quoter(tx));
-    auto res = tx.exec_params(std::string("SELECT ") + dlq_columns
+    auto res = tx.exec_params("SELECT " + detail::dlq_row_columns("$2")
                                 + " FROM event_dlq WHERE id = $1 AND ("
                                 + where + ")",
                               id, max_payload);
     if (!res.empty())
-      out = to_dlq(res[0]);
+      out = detail::to_dlq_row(res[0]);
     return out;
   });
 }

@@ -98,7 +98,7 @@ bool is_data_sqlstate(const std::string& st) noexcept {
   if (st.size() != 5)
     return false;
   return (st[0] == '2' && (st[1] == '2' || st[1] == '3'))
-         || (st[0] == '5' && st[1] == '4');
+         || (st[0] == '5' && st[1] == '4') || (st[0] == 'P' && st[1] == '0');
 }
 
 bool is_infra_sqlstate(const std::string& st) noexcept {

@@ -54,7 +54,8 @@ std::string opt_text(const pqxx::field& f);
 std::vector<std::string> text_array_elements(const pqxx::field& f);
 
 /// True for SQLSTATE classes 22 (data exception), 23 (integrity constraint
-/// violation) and 54 (program limit exceeded): the row is at fault, not the
+/// violation), 54 (program limit exceeded) and P0 (PL/pgSQL: a trigger's
+/// RAISE EXCEPTION, P0001 by default): the row is at fault, not the
 /// infrastructure.
 bool is_data_sqlstate(const std::string& sqlstate) noexcept;
 

@@ -1,0 +1,391 @@
+// storage::dlq_store against a throwaway PostgreSQL: retry into the journal
+// (fixed bytes, stored bytes, still invalid, refused by a trigger, closed
+// rows, scope), each change with its audit row; load.
+#include "storage/dlq_store.hpp"
+#include "tests/integration/storage_test_util.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace ces;
+using namespace ces::test;
+using storage::dlq_outcome;
+using storage::dlq_store;
+
+namespace {
+
+/// Inserts one event_dlq row and returns its id. `payload` is SQL (a bytea
+/// expression or NULL), `tenant` SQL too (NULL: unknown).
+int64_t seed_dlq(const std::string& url, const std::string& payload,
+                 const std::string& tenant = "'acme'",
+                 const std::string& error_class = "invalid_json",
+                 const std::string& extra_cols = "",
+                 const std::string& extra_vals = "") {
+  return std::stoll(scalar(
+    url,
+    "INSERT INTO event_dlq (topic, partition, \"offset\", key, headers,"
+    " payload, kafka_timestamp, tenant_id, error_class, error" + extra_cols
+      + ") VALUES ('crm', 3, 42, '\\x6b6579'::bytea,"
+        " '[{\"key\": \"h\", \"value\": \"v\"}]', " + payload
+      + ", timestamptz '2024-05-01T12:00:00.250Z', " + tenant + ", '"
+      + error_class + "', 'bad'" + extra_vals + ") RETURNING id"));
+}
+
+std::string id_s(int64_t id) {
+  return std::to_string(id);
+}
+
+/// A column of DLQ row `id`.
+std::string dlq_col(const std::string& url, int64_t id,
+                    const std::string& col) {
+  return scalar(url, "SELECT " + col + " FROM event_dlq WHERE id = "
+                       + id_s(id));
+}
+
+long audit_rows(const std::string& url, const std::string& where) {
+  return count(url, "SELECT count(*) FROM audit_log WHERE " + where);
+}
+
+requester admin() {
+  requester r;
+  r.principal = "ops";
+  r.role = "admin";
+  r.scope = every_tenant;
+  r.request_id = "req-1";
+  return r;
+}
+
+requester tenant_operator(std::vector<std::string> tenants) {
+  requester r;
+  r.principal = "acme-ops";
+  r.role = "operator";
+  r.scope.tenants = std::move(tenants);
+  return r;
+}
+
+const std::string fixed = R"({"tenant_id": "acme", "n": 1})";
+
+} // namespace
+
+TEST_CASE("a poison row fixed with given bytes is journalled and resolved",
+          "[dlq]") {
+  auto url = migrated_db();
+  auto id = seed_dlq(url, "convert_to('{not json', 'UTF8')");
+  dlq_store s{url};
+
+  auto out = s.retry_journal(id, fixed, admin());
+  REQUIRE(out.outcome == dlq_outcome::ok);
+  CHECK(std::string(to_string(out.outcome)) == "ok");
+  CHECK(out.event_id > 0);
+  CHECK(out.tenant_id == "acme");
+  CHECK(out.topic == "crm");
+  CHECK(out.attempts == 2);
+
+  // The journal row: the DLQ row's coordinates, key, headers and timestamp,
+  // the fixed bytes (jsonb and raw), and the DLQ row it came from.
+  auto ev = "SELECT %s FROM event_journal WHERE id = " + id_s(out.event_id);
+  auto col = [&](const std::string& c) {
+    auto q = ev;
+    q.replace(q.find("%s"), 2, c);
+    return scalar(url, q);
+  };
+  CHECK(col("dlq_id") == id_s(id));
+  CHECK(col("tenant_id") == "acme");
+  CHECK(col("topic") == "crm");
+  CHECK(col("partition") == "3");
+  CHECK(col("\"offset\"") == "42");
+  CHECK(col("encode(key, 'escape')") == "key");
+  CHECK(col("headers::text") == R"([{"key": "h", "value": "v"}])");
+  CHECK(col("payload::text") == R"({"n": 1, "tenant_id": "acme"})");
+  CHECK(col("payload_raw") == fixed);
+  CHECK(col("kafka_timestamp = timestamptz '2024-05-01T12:00:00.250Z'")
+        == "t");
+  CHECK(count(url, "SELECT count(*) FROM event_journal") == 1);
+
+  // The DLQ row: resolved into that journal row, by whom, when.
+  CHECK(dlq_col(url, id, "status") == "resolved");
+  CHECK(dlq_col(url, id, "resolution") == "journal");
+  CHECK(dlq_col(url, id, "resolved_event_id") == id_s(out.event_id));
+  CHECK(dlq_col(url, id, "resolved_by") == "ops");
+  CHECK(dlq_col(url, id, "attempts") == "2");
+  CHECK(dlq_col(url, id, "last_attempt_at IS NOT NULL") == "t");
+  CHECK(dlq_col(url, id, "next_attempt_at IS NULL") == "t");
+  CHECK(dlq_col(url, id, "updated_at > received_at") == "t");
+
+  // Its audit row, committed with it.
+  CHECK(audit_rows(url, "action = 'dlq.retry' AND outcome = 'ok'"
+                        " AND target = 'dlq/" + id_s(id) + "'"
+                        " AND principal = 'ops' AND request_id = 'req-1'"
+                        " AND parameters->>'bytes' = 'given'"
+                        " AND (parameters->>'event_id')::bigint = "
+                        + id_s(out.event_id))
+        == 1);
+
+  // The reader sees the new columns.
+  storage::journal_reader r{url};
+  auto d = r.dlq_by_id(id, every_tenant);
+  REQUIRE(d);
+  CHECK(d->status == "resolved");
+  CHECK(d->resolution == "journal");
+  CHECK(d->resolved_event_id == out.event_id);
+  CHECK(d->resolved_by == "ops");
+  CHECK_FALSE(d->last_attempt_at.empty());
+  CHECK(d->next_attempt_at.empty());
+  CHECK(d->discard_reason.empty());
+  auto e = r.event_by_id(out.event_id);
+  REQUIRE(e);
+  CHECK(e->dlq_id == id);
+  CHECK(e->payload_raw == fixed);
+  auto page = r.latest_page(10, every_tenant);
+  REQUIRE(page.events.size() == 1);
+  CHECK(page.events[0].dlq_id == id);
+  CHECK_FALSE(page.truncated);
+}
+
+TEST_CASE("a row whose stored bytes pass now is journalled from them",
+          "[dlq]") {
+  auto url = migrated_db();
+  auto id = seed_dlq(url, "convert_to('{\"tenant_id\": \"acme\"}', 'UTF8')",
+                     "'acme'", "db_rejected");
+  dlq_store s{url, storage::dlq_store_options{}};
+  SECTION("with payload_raw") {
+    auto out = s.retry_journal(id, std::nullopt, admin());
+    REQUIRE(out.outcome == dlq_outcome::ok);
+    CHECK(scalar(url, "SELECT payload_raw FROM event_journal")
+          == R"({"tenant_id": "acme"})");
+    CHECK(audit_rows(url, "parameters->>'bytes' = 'stored'") == 1);
+  }
+  SECTION("without payload_raw (journal-keep-raw off)") {
+    storage::dlq_store_options o;
+    o.keep_raw = false;
+    dlq_store s2{url, o};
+    auto out = s2.retry_journal(id, std::nullopt, admin());
+    REQUIRE(out.outcome == dlq_outcome::ok);
+    CHECK(scalar(url, "SELECT payload_raw IS NULL FROM event_journal") == "t");
+  }
+  CHECK(dlq_col(url, id, "status") == "resolved");
+}
+
+TEST_CASE("still-invalid bytes count an attempt and journal nothing",
+          "[dlq]") {
+  auto url = migrated_db();
+  auto id = seed_dlq(url, "NULL");
+  dlq_store s{url};
+
+  auto out = s.retry_journal(id, std::string{"{\"tenant_id\": "}, admin());
+  CHECK(out.outcome == dlq_outcome::still_invalid);
+  CHECK(out.error_class == "invalid_json");
+  CHECK_FALSE(out.error.empty());
+  CHECK(out.attempts == 2);
+  CHECK_FALSE(out.gave_up);
+  CHECK(dlq_col(url, id, "status") == "pending");
+  CHECK(dlq_col(url, id, "attempts") == "2");
+  CHECK(dlq_col(url, id, "error_class") == "invalid_json");
+  CHECK(dlq_col(url, id, "error") == out.error);
+  CHECK(dlq_col(url, id, "last_attempt_at IS NOT NULL") == "t");
+  CHECK(dlq_col(url, id, "resolved_by") == "ops");
+  // Manual retries do not schedule automatic ones.
+  CHECK(dlq_col(url, id, "next_attempt_at IS NULL") == "t");
+
+  // The stored NULL value: empty_value. A payload without a tenant:
+  // missing_tenant.
+  out = s.retry_journal(id, std::nullopt, admin());
+  CHECK(out.outcome == dlq_outcome::still_invalid);
+  CHECK(out.error_class == "empty_value");
+  CHECK(out.attempts == 3);
+  out = s.retry_journal(id, std::string{R"({"n": 1})"}, admin());
+  CHECK(out.error_class == "missing_tenant");
+  CHECK(dlq_col(url, id, "attempts") == "4");
+
+  // The size limit is ingestion's.
+  storage::dlq_store_options o;
+  o.limits.max_payload_bytes = 10;
+  dlq_store small{url, o};
+  out = small.retry_journal(id, fixed, admin());
+  CHECK(out.error_class == "too_large");
+
+  CHECK(count(url, "SELECT count(*) FROM event_journal") == 0);
+  CHECK(audit_rows(url, "action = 'dlq.retry' AND outcome = 'failed'"
+                        " AND target = 'dlq/" + id_s(id) + "'")
+        == 4);
+  CHECK(audit_rows(url, "(counts->>'attempts')::int = 2"
+                        " AND parameters->>'error_class' = 'invalid_json'")
+        == 1);
+}
+
+TEST_CASE("a row PostgreSQL refuses is db_rejected until it is accepted",
+          "[dlq]") {
+  auto url = migrated_db();
+  auto id = seed_dlq(url, "convert_to('{\"tenant_id\": \"acme\"}', 'UTF8')",
+                     "'acme'", "db_rejected");
+  dlq_store s{url};
+
+  SECTION("a trigger's RAISE") {
+    exec(url, R"(
+      CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'acme is refused today'; END $$;
+      CREATE TRIGGER refuse BEFORE INSERT ON event_journal
+        FOR EACH ROW EXECUTE FUNCTION refuse();)");
+    auto out = s.retry_journal(id, std::nullopt, admin());
+    CHECK(out.outcome == dlq_outcome::still_invalid);
+    CHECK(out.error_class == "db_rejected");
+    CHECK_THAT(out.error, Catch::Contains("acme is refused today")
+                            && Catch::Contains("P0001"));
+    CHECK(s.connected()); // a refused row is not a connection problem
+    exec(url, "DROP TRIGGER refuse ON event_journal");
+  }
+  SECTION("a check constraint") {
+    exec(url, "ALTER TABLE event_journal ADD CONSTRAINT no_acme"
+              " CHECK (tenant_id <> 'acme')");
+    auto out = s.retry_journal(id, std::nullopt, admin());
+    CHECK(out.outcome == dlq_outcome::still_invalid);
+    CHECK(out.error_class == "db_rejected");
+    CHECK_THAT(out.error, Catch::Contains("no_acme"));
+    exec(url, "ALTER TABLE event_journal DROP CONSTRAINT no_acme");
+  }
+  CHECK(count(url, "SELECT count(*) FROM event_journal") == 0);
+  CHECK(dlq_col(url, id, "attempts") == "2");
+  CHECK(dlq_col(url, id, "status") == "pending");
+  CHECK(audit_rows(url, "outcome = 'failed'"
+                        " AND parameters->>'error_class' = 'db_rejected'")
+        == 1);
+
+  auto out = s.retry_journal(id, std::nullopt, admin());
+  CHECK(out.outcome == dlq_outcome::ok);
+  CHECK(out.attempts == 3);
+  CHECK(count(url, "SELECT count(*) FROM event_journal WHERE dlq_id = "
+                     + id_s(id))
+        == 1);
+  CHECK(dlq_col(url, id, "status") == "resolved");
+}
+
+TEST_CASE("a lost connection is an infra error and changes nothing",
+          "[dlq]") {
+  auto url = migrated_db();
+  auto id = seed_dlq(url, "convert_to('{\"tenant_id\": \"acme\"}', 'UTF8')");
+  dlq_store s{url};
+  exec(url, R"(
+    CREATE FUNCTION kill_me() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM pg_terminate_backend(pg_backend_pid());
+          PERFORM pg_sleep(5); RETURN NEW; END $$;
+    CREATE TRIGGER kill_me BEFORE INSERT ON event_journal
+      FOR EACH ROW EXECUTE FUNCTION kill_me();)");
+  CHECK_THROWS_AS(s.retry_journal(id, std::nullopt, admin()),
+                  storage::infra_error);
+  CHECK_FALSE(s.connected());
+  CHECK(dlq_col(url, id, "attempts") == "1");
+  CHECK(dlq_col(url, id, "status") == "pending");
+  CHECK(audit_rows(url, "true") == 0);
+  exec(url, "DROP TRIGGER kill_me ON event_journal");
+  // Reconnects on the next call.
+  CHECK(s.retry_journal(id, std::nullopt, admin()).outcome
+        == dlq_outcome::ok);
+}
+
+TEST_CASE("closed rows are not retried", "[dlq]") {
+  auto url = migrated_db();
+  dlq_store s{url};
+
+  SECTION("resolved: retried again, and the journal takes one row per DLQ "
+          "row") {
+    auto id = seed_dlq(url, "NULL");
+    REQUIRE(s.retry_journal(id, fixed, admin()).outcome == dlq_outcome::ok);
+    auto again = s.retry_journal(id, fixed, admin());
+    CHECK(again.outcome == dlq_outcome::closed);
+    CHECK(again.error_class == "resolved");
+    CHECK(again.attempts == 2);
+    CHECK(count(url, "SELECT count(*) FROM event_journal") == 1);
+    CHECK(dlq_col(url, id, "attempts") == "2");
+    // UNIQUE (dlq_id): a second journal row for the same DLQ row fails.
+    CHECK_THROWS(exec(url, "INSERT INTO event_journal (tenant_id, topic,"
+                           " partition, \"offset\", payload, dlq_id) VALUES"
+                           " ('acme', 'crm', 0, 0, '{}', " + id_s(id) + ")"));
+  }
+  SECTION("discarded") {
+    auto id = seed_dlq(url, "NULL", "'acme'", "invalid_json",
+                       ", status", ", 'discarded'");
+    auto out = s.retry_journal(id, fixed, admin());
+    CHECK(out.outcome == dlq_outcome::closed);
+    CHECK(out.error_class == "discarded");
+  }
+  SECTION("being republished (retried recently)") {
+    auto id = seed_dlq(url, "NULL", "'acme'", "invalid_json",
+                       ", status", ", 'retried'");
+    CHECK(s.retry_journal(id, fixed, admin()).outcome
+          == dlq_outcome::closed);
+  }
+  SECTION("a republish whose outcome is unknown for too long is open") {
+    auto id = seed_dlq(url, "NULL", "'acme'", "invalid_json",
+                       ", status, updated_at",
+                       ", 'retried', now() - interval '2 minutes'");
+    auto out = s.retry_journal(id, fixed, admin());
+    CHECK(out.outcome == dlq_outcome::ok);
+  }
+  SECTION("failed (automatic retry gave up): an operator may retry") {
+    auto id = seed_dlq(url, "NULL", "'acme'", "db_rejected",
+                       ", status", ", 'failed'");
+    CHECK(s.retry_journal(id, fixed, admin()).outcome == dlq_outcome::ok);
+  }
+  SECTION("no such row") {
+    auto out = s.retry_journal(999999, fixed, admin());
+    CHECK(out.outcome == dlq_outcome::not_found);
+    CHECK(out.attempts == 0);
+  }
+  CHECK(audit_rows(url, "outcome <> 'ok'") == 0);
+}
+
+TEST_CASE("retry and load follow the requester's tenant scope", "[dlq]") {
+  auto url = migrated_db();
+  auto acme = seed_dlq(url, "NULL");
+  auto globex = seed_dlq(url, "NULL", "'globex'");
+  auto unknown = seed_dlq(url, "NULL", "NULL", "missing_tenant");
+  dlq_store s{url};
+  auto op = tenant_operator({"acme"});
+
+  CHECK(s.retry_journal(globex, fixed, op).outcome
+        == dlq_outcome::not_found);
+  CHECK(s.retry_journal(unknown, fixed, op).outcome
+        == dlq_outcome::not_found);
+  CHECK_FALSE(s.load(globex, op.scope));
+  CHECK_FALSE(s.load(unknown, op.scope));
+  REQUIRE(s.load(acme, op.scope));
+  CHECK(s.load(unknown, every_tenant));
+
+  // The fixed bytes move the row to a tenant the scope does not see.
+  auto out = s.retry_journal(acme, std::string{R"({"tenant_id": "globex"})"},
+                             op);
+  CHECK(out.outcome == dlq_outcome::out_of_scope);
+  CHECK(out.tenant_id == "globex");
+  CHECK(dlq_col(url, acme, "attempts") == "1");
+  CHECK(dlq_col(url, acme, "updated_at = received_at") == "t");
+  CHECK(count(url, "SELECT count(*) FROM event_journal") == 0);
+  CHECK(audit_rows(url, "true") == 0);
+
+  // An admin (unknown tenants too) fixes the row without a tenant.
+  out = s.retry_journal(unknown, fixed, admin());
+  CHECK(out.outcome == dlq_outcome::ok);
+  CHECK(out.tenant_id == "acme");
+  // The tenant operator fixes its own.
+  CHECK(s.retry_journal(acme, fixed, op).outcome == dlq_outcome::ok);
+  CHECK(audit_rows(url, "principal = 'acme-ops' AND tenants = '{acme}'")
+        == 1);
+}
+
+TEST_CASE("load returns the whole payload", "[dlq]") {
+  auto url = migrated_db();
+  auto id = seed_dlq(url, "convert_to(repeat('x', 200000), 'UTF8')");
+  dlq_store s{url};
+  auto d = s.load(id, every_tenant);
+  REQUIRE(d);
+  CHECK(d->payload.size() == 200000);
+  CHECK(d->payload_size == 200000);
+  CHECK_FALSE(d->payload_truncated);
+  CHECK(d->topic == "crm");
+  CHECK(d->partition == 3);
+  CHECK(d->offset == 42);
+  CHECK(d->key == "key");
+  REQUIRE(d->headers.size() == 1);
+  CHECK(d->headers[0].key == "h");
+  CHECK(d->kafka_timestamp_ms == 1714564800250);
+  CHECK(d->status == "pending");
+  CHECK_FALSE(s.load(id + 1, every_tenant));
+}
