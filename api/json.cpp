@@ -69,6 +69,22 @@ void null_field(std::string& out, const char* name) {
   out += "null";
 }
 
+/// `"name":v`, or null for 0 (no such row).
+void id_field(std::string& out, const char* name, int64_t v) {
+  if (v > 0)
+    field(out, name, v);
+  else
+    null_field(out, name);
+}
+
+/// `"name":"text"`, or null for an empty (NULL) text.
+void text_or_null(std::string& out, const char* name, std::string_view text) {
+  if (text.empty())
+    null_field(out, name);
+  else
+    field(out, name, text);
+}
+
 void append_bytes_value(std::string& out, std::string_view bytes) {
   if (storage::is_valid_utf8(bytes)) {
     storage::append_json_string(out, bytes);
@@ -128,10 +144,8 @@ void append_event(std::string& out, const storage::journal_event& e) {
     out += e.payload_json; // jsonb's own output: valid JSON
   timestamp_field(out, "kafka_timestamp", e.kafka_timestamp_ms);
   field(out, "received_at", e.received_at);
-  if (e.replay_of > 0)
-    field(out, "replay_of", e.replay_of);
-  else
-    null_field(out, "replay_of");
+  id_field(out, "replay_of", e.replay_of);
+  id_field(out, "dlq_id", e.dlq_id);
   out += '}';
 }
 
@@ -183,16 +197,19 @@ void append_dlq(std::string& out, const storage::dlq_entry_row& d) {
   headers_field(out, d.headers);
   append_dlq_payload(out, d);
   timestamp_field(out, "kafka_timestamp", d.kafka_timestamp_ms);
-  if (d.tenant_id.empty())
-    null_field(out, "tenant_id");
-  else
-    field(out, "tenant_id", d.tenant_id);
+  text_or_null(out, "tenant_id", d.tenant_id);
   field(out, "error_class", d.error_class);
   field(out, "error", d.error);
   field(out, "attempts", d.attempts);
   field(out, "status", d.status);
   field(out, "received_at", d.received_at);
   field(out, "updated_at", d.updated_at);
+  text_or_null(out, "next_attempt_at", d.next_attempt_at);
+  text_or_null(out, "last_attempt_at", d.last_attempt_at);
+  text_or_null(out, "resolution", d.resolution);
+  id_field(out, "resolved_event_id", d.resolved_event_id);
+  text_or_null(out, "discard_reason", d.discard_reason);
+  text_or_null(out, "resolved_by", d.resolved_by);
   out += '}';
 }
 

@@ -381,4 +381,142 @@ dlq_store::retry_journal(int64_t id, const std::optional<std::string>& bytes,
   });
 }
 
+std::optional<dlq_entry_row>
+dlq_store::begin_republish(int64_t id, const requester& who,
+                           dlq_outcome& outcome) {
+  return impl_->run("dlq begin_republish", [&](pqxx::transaction_base& tx) {
+    std::optional<dlq_entry_row> out;
+    outcome = dlq_outcome::not_found;
+    auto locked = impl_->lock(tx, id);
+    if (!locked || !who.scope.sees(locked->row.tenant_id))
+      return out;
+    if (!locked->open) {
+      outcome = dlq_outcome::closed;
+      return out;
+    }
+    // next_attempt_at stays: a failed republish leaves the schedule as it
+    // was.
+    tx.exec_params("UPDATE event_dlq SET status = 'retried',"
+                   " attempts = attempts + 1, last_attempt_at = now(),"
+                   " updated_at = now(), resolved_by = $2 WHERE id = $1",
+                   id, by_of(who, false));
+    out = impl_->reload(tx, id, "2147483647");
+    insert_audit(tx, audit_of(who, "dlq.republish", target_of(id),
+                              json_object{}
+                                .str("mode", "republish")
+                                .str("step", "begin")
+                                .str("topic", out->topic)
+                                .done(),
+                              "ok",
+                              json_object{}
+                                .num("attempts", out->attempts)
+                                .done()));
+    outcome = dlq_outcome::ok;
+    return out;
+  });
+}
+
+void dlq_store::finish_republish(int64_t id, bool delivered,
+                                 const std::string& error,
+                                 const requester& who) {
+  impl_->run("dlq finish_republish", [&](pqxx::transaction_base& tx) {
+    // Only a row still waiting for this outcome changes (one an operator
+    // took over after republish_stale keeps what they did).
+    auto res =
+      delivered
+        ? tx.exec_params("UPDATE event_dlq SET status = 'resolved',"
+                         " resolution = 'republish', next_attempt_at = NULL,"
+                         " resolved_by = $2, updated_at = now()"
+                         " WHERE id = $1 AND status = 'retried'",
+                         id, by_of(who, false))
+        : tx.exec_params("UPDATE event_dlq SET status = 'pending',"
+                         " error = $3, resolved_by = $2, updated_at = now()"
+                         " WHERE id = $1 AND status = 'retried'",
+                         id, by_of(who, false), to_pg_text(error));
+    json_object params;
+    params.str("mode", "republish").str("step", "finish");
+    if (!delivered)
+      params.str("error", error);
+    insert_audit(tx, audit_of(who, "dlq.republish", target_of(id),
+                              params.done(), delivered ? "ok" : "failed",
+                              json_object{}
+                                .num("updated", res.affected_rows())
+                                .done()));
+    return 0;
+  });
+}
+
+std::optional<dlq_entry_row> dlq_store::discard(int64_t id,
+                                                const std::string& reason,
+                                                const requester& who,
+                                                dlq_outcome& outcome) {
+  return impl_->run("dlq discard", [&](pqxx::transaction_base& tx) {
+    std::optional<dlq_entry_row> out;
+    outcome = dlq_outcome::not_found;
+    auto locked = impl_->lock(tx, id, "0");
+    if (!locked || !who.scope.sees(locked->row.tenant_id))
+      return out;
+    if (!locked->open) {
+      outcome = dlq_outcome::closed;
+      return out;
+    }
+    tx.exec_params("UPDATE event_dlq SET status = 'discarded',"
+                   " discard_reason = $2, resolution = 'discard',"
+                   " resolved_by = $3, next_attempt_at = NULL,"
+                   " updated_at = now() WHERE id = $1",
+                   id, to_pg_text(reason), by_of(who, false));
+    insert_audit(tx, audit_of(who, "dlq.discard", target_of(id),
+                              json_object{}.str("reason", reason).done(),
+                              "ok",
+                              json_object{}.num("discarded", 1).done()));
+    out = impl_->reload(tx, id, impl_->api_payload_limit());
+    outcome = dlq_outcome::ok;
+    return out;
+  });
+}
+
+int64_t dlq_store::discard_many(const std::vector<int64_t>& ids,
+                                const std::string& reason,
+                                const requester& who) {
+  if (ids.empty())
+    return 0;
+  std::string list = "{";
+  for (size_t i = 0; i < ids.size(); ++i)
+    list += (i > 0 ? "," : "") + std::to_string(ids[i]);
+  list += '}';
+  return impl_->run("dlq discard_many", [&](pqxx::transaction_base& tx) {
+    // Locked in id order first: two bulk discards never deadlock.
+    auto res = tx.exec_params(
+      "WITH locked AS (SELECT id FROM event_dlq WHERE id = ANY($1::bigint[])"
+      " AND " + impl_->open_condition() + " AND (" + scope_where(tx, who.scope)
+        + ") ORDER BY id FOR UPDATE)"
+          " UPDATE event_dlq SET status = 'discarded', discard_reason = $2,"
+          " resolution = 'discard', resolved_by = $3,"
+          " next_attempt_at = NULL, updated_at = now()"
+          " WHERE id IN (SELECT id FROM locked) RETURNING id",
+      list, to_pg_text(reason), by_of(who, false));
+    std::vector<int64_t> done;
+    for (const auto& r : res)
+      done.push_back(r[0].as<int64_t>());
+    std::sort(done.begin(), done.end());
+    auto n = static_cast<int64_t>(done.size());
+    auto truncated = done.size() > max_audited_ids;
+    if (truncated)
+      done.resize(max_audited_ids);
+    insert_audit(tx, audit_of(who, "dlq.discard", "dlq",
+                              json_object{}
+                                .str("reason", reason)
+                                .ids("ids", done)
+                                .boolean("ids_truncated", truncated)
+                                .done(),
+                              "ok",
+                              json_object{}
+                                .num("discarded", n)
+                                .num("requested",
+                                     static_cast<int64_t>(ids.size()))
+                                .done()));
+    return n;
+  });
+}
+
 } // namespace ces::storage

@@ -389,3 +389,180 @@ TEST_CASE("load returns the whole payload", "[dlq]") {
   CHECK(d->status == "pending");
   CHECK_FALSE(s.load(id + 1, every_tenant));
 }
+
+TEST_CASE("discard closes an open row with its reason", "[dlq]") {
+  auto url = migrated_db();
+  auto id = seed_dlq(url, "convert_to(repeat('y', 100000), 'UTF8')");
+  dlq_store s{url};
+  dlq_outcome o{};
+
+  auto row = s.discard(id, "test traffic", admin(), o);
+  CHECK(o == dlq_outcome::ok);
+  REQUIRE(row);
+  CHECK(row->id == id);
+  CHECK(row->status == "discarded");
+  CHECK(row->discard_reason == "test traffic");
+  CHECK(row->resolution == "discard");
+  CHECK(row->resolved_by == "ops");
+  // The row returned to the API is cut like the reader's.
+  CHECK(row->payload.size() == 64 * 1024);
+  CHECK(row->payload_truncated);
+  CHECK(row->payload_size == 100000);
+  CHECK(dlq_col(url, id, "status") == "discarded");
+  CHECK(dlq_col(url, id, "attempts") == "1");
+  CHECK(audit_rows(url, "action = 'dlq.discard' AND outcome = 'ok'"
+                        " AND target = 'dlq/" + id_s(id) + "'"
+                        " AND parameters->>'reason' = 'test traffic'")
+        == 1);
+
+  // Closed now: neither discarded again nor retried.
+  CHECK_FALSE(s.discard(id, "again", admin(), o));
+  CHECK(o == dlq_outcome::closed);
+  CHECK(s.retry_journal(id, fixed, admin()).outcome == dlq_outcome::closed);
+  CHECK(dlq_col(url, id, "discard_reason") == "test traffic");
+
+  // Scope and missing rows.
+  auto globex = seed_dlq(url, "NULL", "'globex'");
+  CHECK_FALSE(s.discard(globex, "x", tenant_operator({"acme"}), o));
+  CHECK(o == dlq_outcome::not_found);
+  CHECK(dlq_col(url, globex, "status") == "pending");
+  CHECK_FALSE(s.discard(999999, "x", admin(), o));
+  CHECK(o == dlq_outcome::not_found);
+  CHECK(audit_rows(url, "action = 'dlq.discard'") == 1);
+}
+
+TEST_CASE("discard_many discards the open rows in scope, one audit row",
+          "[dlq]") {
+  auto url = migrated_db();
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 5; ++i)
+    ids.push_back(seed_dlq(url, "NULL"));
+  auto resolved = seed_dlq(url, "NULL", "'acme'", "invalid_json",
+                           ", status", ", 'resolved'");
+  auto failed = seed_dlq(url, "NULL", "'acme'", "db_rejected",
+                         ", status", ", 'failed'");
+  auto globex = seed_dlq(url, "NULL", "'globex'");
+  auto other = seed_dlq(url, "NULL"); // not asked for
+  dlq_store s{url};
+
+  auto asked = ids;
+  asked.insert(asked.end(), {resolved, failed, globex, 999999});
+  auto n = s.discard_many(asked, "bad deploy", tenant_operator({"acme"}));
+  CHECK(n == 6); // the five pending rows and the failed one
+  CHECK(count(url, "SELECT count(*) FROM event_dlq WHERE status ="
+                   " 'discarded' AND discard_reason = 'bad deploy'"
+                   " AND resolution = 'discard' AND resolved_by = 'acme-ops'")
+        == 6);
+  CHECK(dlq_col(url, resolved, "status") == "resolved");
+  CHECK(dlq_col(url, globex, "status") == "pending");
+  CHECK(dlq_col(url, other, "status") == "pending");
+  CHECK(audit_rows(url, "action = 'dlq.discard'") == 1);
+  CHECK(audit_rows(url, "action = 'dlq.discard' AND target = 'dlq'"
+                        " AND (counts->>'discarded')::int = 6"
+                        " AND (counts->>'requested')::int = 9"
+                        " AND jsonb_array_length(parameters->'ids') = 6"
+                        " AND parameters->'ids'->>0 = '" + id_s(ids[0]) + "'"
+                        " AND parameters->>'ids_truncated' = 'false'")
+        == 1);
+
+  // Again: nothing left to discard, still audited.
+  CHECK(s.discard_many(asked, "bad deploy", admin()) == 1); // globex
+  CHECK(s.discard_many(asked, "bad deploy", admin()) == 0);
+  CHECK(s.discard_many({}, "x", admin()) == 0);
+  CHECK(audit_rows(url, "action = 'dlq.discard'") == 3);
+}
+
+TEST_CASE("discard_many audits at most 100 ids", "[dlq]") {
+  auto url = migrated_db();
+  exec(url, "INSERT INTO event_dlq (topic, tenant_id, error_class, error)"
+            " SELECT 'crm', 'acme', 'invalid_json', 'x'"
+            " FROM generate_series(1, 150)");
+  std::vector<int64_t> ids;
+  for (int64_t i = 1; i <= 150; ++i)
+    ids.push_back(i);
+  dlq_store s{url};
+  CHECK(s.discard_many(ids, "cleanup", admin()) == 150);
+  CHECK(audit_rows(url, "jsonb_array_length(parameters->'ids') = 100"
+                        " AND parameters->>'ids_truncated' = 'true'"
+                        " AND (counts->>'discarded')::int = 150")
+        == 1);
+}
+
+TEST_CASE("republish: begin marks the row retried, finish resolves it or "
+          "opens it again",
+          "[dlq]") {
+  auto url = migrated_db();
+  auto id = seed_dlq(url, "convert_to(repeat('z', 100000), 'UTF8')");
+  dlq_store s{url};
+  dlq_outcome o{};
+
+  auto row = s.begin_republish(id, admin(), o);
+  CHECK(o == dlq_outcome::ok);
+  REQUIRE(row);
+  CHECK(row->status == "retried");
+  CHECK(row->attempts == 2);
+  CHECK(row->payload.size() == 100000); // whole, to publish
+  CHECK_FALSE(row->payload_truncated);
+  CHECK(row->key == "key");
+  CHECK(row->headers.size() == 1);
+  CHECK_FALSE(row->last_attempt_at.empty());
+  CHECK(audit_rows(url, "action = 'dlq.republish' AND outcome = 'ok'"
+                        " AND parameters->>'step' = 'begin'")
+        == 1);
+
+  // While it is being republished it is closed to other actions.
+  CHECK_FALSE(s.begin_republish(id, admin(), o));
+  CHECK(o == dlq_outcome::closed);
+  CHECK_FALSE(s.discard(id, "x", admin(), o));
+  CHECK(o == dlq_outcome::closed);
+
+  SECTION("delivered") {
+    s.finish_republish(id, true, "", admin());
+    CHECK(dlq_col(url, id, "status") == "resolved");
+    CHECK(dlq_col(url, id, "resolution") == "republish");
+    CHECK(dlq_col(url, id, "resolved_event_id IS NULL") == "t");
+    CHECK(audit_rows(url, "action = 'dlq.republish' AND outcome = 'ok'"
+                          " AND parameters->>'step' = 'finish'"
+                          " AND (counts->>'updated')::int = 1")
+          == 1);
+    CHECK_FALSE(s.begin_republish(id, admin(), o));
+    CHECK(o == dlq_outcome::closed);
+  }
+  SECTION("not delivered") {
+    s.finish_republish(id, false, "Broker: Unknown topic or partition",
+                       admin());
+    CHECK(dlq_col(url, id, "status") == "pending");
+    CHECK(dlq_col(url, id, "error") == "Broker: Unknown topic or partition");
+    CHECK(dlq_col(url, id, "error_class") == "invalid_json");
+    CHECK(dlq_col(url, id, "attempts") == "2");
+    CHECK(audit_rows(url, "action = 'dlq.republish' AND outcome = 'failed'"
+                          " AND parameters->>'step' = 'finish'")
+          == 1);
+    // Open again.
+    CHECK(s.begin_republish(id, admin(), o));
+    CHECK(o == dlq_outcome::ok);
+    CHECK(dlq_col(url, id, "attempts") == "3");
+  }
+  SECTION("a late outcome does not undo what an operator did meanwhile") {
+    exec(url, "UPDATE event_dlq SET status = 'discarded' WHERE id = "
+                + id_s(id));
+    s.finish_republish(id, true, "", admin());
+    CHECK(dlq_col(url, id, "status") == "discarded");
+    CHECK(audit_rows(url, "parameters->>'step' = 'finish'"
+                          " AND (counts->>'updated')::int = 0")
+          == 1);
+  }
+}
+
+TEST_CASE("republish follows the scope", "[dlq]") {
+  auto url = migrated_db();
+  auto globex = seed_dlq(url, "NULL", "'globex'");
+  dlq_store s{url};
+  dlq_outcome o{};
+  CHECK_FALSE(s.begin_republish(globex, tenant_operator({"acme"}), o));
+  CHECK(o == dlq_outcome::not_found);
+  CHECK_FALSE(s.begin_republish(12345, admin(), o));
+  CHECK(o == dlq_outcome::not_found);
+  CHECK(dlq_col(url, globex, "status") == "pending");
+  CHECK(audit_rows(url, "true") == 0);
+}

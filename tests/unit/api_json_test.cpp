@@ -77,10 +77,12 @@ TEST_CASE("an event", "[json]") {
   CHECK(j["kafka_timestamp"] == "2024-05-01T12:00:00.123Z");
   CHECK(j["received_at"] == "2024-05-01T12:00:01.654321Z");
   CHECK(j["replay_of"].is_null());
+  CHECK(j["dlq_id"].is_null());
   // Members in the documented order, compact.
   auto text = api::event_json(e);
   CHECK(text.rfind(R"({"id":42,"tenant_id":"t1","topic":)", 0) == 0);
-  CHECK(text.find("\"replay_of\":null}") == text.size() - 17);
+  CHECK(text.find("\"replay_of\":null,\"dlq_id\":null}")
+        == text.size() - 31);
 }
 
 TEST_CASE("event keys, headers and replay_of", "[json]") {
@@ -123,6 +125,12 @@ TEST_CASE("event keys, headers and replay_of", "[json]") {
   SECTION("replay_of") {
     e.replay_of = 5;
     CHECK(parse(api::event_json(e))["replay_of"] == 5);
+  }
+  SECTION("dlq_id: the DLQ entry it was retried from") {
+    e.dlq_id = 12;
+    auto j = parse(api::event_json(e));
+    CHECK(j["dlq_id"] == 12);
+    CHECK(j["replay_of"].is_null());
   }
   SECTION("no Kafka timestamp") {
     e.kafka_timestamp_ms = -1;
@@ -255,6 +263,13 @@ TEST_CASE("DLQ entry fields", "[json]") {
   CHECK(j["status"] == "pending");
   CHECK(j["received_at"] == "2024-05-01T12:00:01.000001Z");
   CHECK(j["updated_at"] == "2024-05-01T12:00:02.000002Z");
+  // Still open, never retried: the resolution fields are null.
+  for (auto name : {"next_attempt_at", "last_attempt_at", "resolution",
+                    "resolved_event_id", "discard_reason", "resolved_by"}) {
+    INFO(name);
+    REQUIRE(j.contains(name));
+    CHECK(j[name].is_null());
+  }
   d.has_partition = false;
   d.has_offset = false;
   d.tenant_id = "t9";
@@ -267,6 +282,28 @@ TEST_CASE("DLQ entry fields", "[json]") {
   CHECK(j["tenant_id"] == "t9");
   CHECK(j["key"] == "k");
   CHECK(j["kafka_timestamp"] == "1970-01-01T00:00:00.000Z");
+  // Retried automatically, then fixed into the journal.
+  d.status = "resolved";
+  d.next_attempt_at = "2024-05-01T12:05:00.000000Z";
+  d.last_attempt_at = "2024-05-01T12:10:00.000000Z";
+  d.resolution = "journal";
+  d.resolved_event_id = 314;
+  d.resolved_by = "ops";
+  j = parse(api::dlq_entry_json(d));
+  CHECK(j["status"] == "resolved");
+  CHECK(j["next_attempt_at"] == "2024-05-01T12:05:00.000000Z");
+  CHECK(j["last_attempt_at"] == "2024-05-01T12:10:00.000000Z");
+  CHECK(j["resolution"] == "journal");
+  CHECK(j["resolved_event_id"] == 314);
+  CHECK(j["resolved_by"] == "ops");
+  CHECK(j["discard_reason"].is_null());
+  d.resolution = "discard";
+  d.resolved_event_id = 0;
+  d.discard_reason = "test traffic";
+  j = parse(api::dlq_entry_json(d));
+  CHECK(j["discard_reason"] == "test traffic");
+  CHECK(j["resolution"] == "discard");
+  CHECK(j["resolved_event_id"].is_null());
   CHECK(api::dlq_json({}) == "[]");
   auto list = parse(api::dlq_json({d, sample_dlq()}));
   CHECK(list.size() == 2);
