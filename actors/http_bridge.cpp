@@ -430,6 +430,8 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
         }
         break;
       case api::route_kind::replays_create:
+      case api::route_kind::dlq_bulk_retry:
+      case api::route_kind::dlq_bulk_discard:
       case api::route_kind::jobs_list:
       case api::route_kind::job_get:
       case api::route_kind::job_cancel:
@@ -614,6 +616,38 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
                     std::move(status), std::move(before), me)
           .then(
             [=](int64_t n) { req->respond(200, api::dlq_purged_json(n)); },
+            fail);
+        return;
+      }
+      case api::route_kind::dlq_bulk_retry:
+      case api::route_kind::dlq_bulk_discard: {
+        dlq_bulk_request dr;
+        api::filter_error err;
+        api::replay_defaults defaults;
+        defaults.max_events = cfg.jobs_default_max_events;
+        auto action = r.kind == api::route_kind::dlq_bulk_retry ? "retry"
+                                                                : "discard";
+        if (!api::parse_dlq_bulk_request(r.body, action, defaults, dr, err)) {
+          bad(req, err.code.c_str(), err.message);
+          return;
+        }
+        if (dr.dry_run) {
+          self
+            ->request(peers.jobs, cfg.jobs_timeout, atom::plan_v,
+                      std::move(dr), me)
+            .then(
+              [=](dlq_plan& p) { req->respond(200, api::dlq_plan_json(p)); },
+              fail);
+          return;
+        }
+        self
+          ->request(peers.jobs, cfg.jobs_timeout, atom::create_v,
+                    std::move(dr), me)
+          .then(
+            [=](job_row& j) {
+              req->respond(202, api::job_created_json(j),
+                           {{"Location", "/jobs/" + std::to_string(j.id)}});
+            },
             fail);
         return;
       }

@@ -30,12 +30,17 @@ caf::error bad(std::string msg, const char* code) {
 }
 
 /// Forbidden when the filter names a tenant outside the scope.
-std::optional<caf::error> out_of_scope(const replay_request& req,
+std::optional<caf::error> out_of_scope(const std::string& tenant_id,
                                        const requester& who) {
   std::string why;
-  if (api::filter_in_scope(req.filter.tenant_id, who.scope, why))
+  if (api::filter_in_scope(tenant_id, who.scope, why))
     return std::nullopt;
   return caf::make_error(errc::forbidden, why);
+}
+
+std::optional<caf::error> out_of_scope(const replay_request& req,
+                                       const requester& who) {
+  return out_of_scope(req.filter.tenant_id, who);
 }
 
 /// bad_transform when the patch fails on one of `samples`; else the
@@ -119,8 +124,15 @@ bool claim(self_ptr self, const jobs_settings& cfg) {
   defaults.max_events = cfg.default_max_events;
   st.current = std::move(r);
   auto& cur = *st.current;
-  if (!api::parse_replay_request(cur.job.row.request, defaults, cur.req,
-                                 err)) {
+  auto& kind = cur.job.row.kind;
+  cur.is_dlq = kind == "dlq_retry" || kind == "dlq_discard";
+  auto parsed = cur.is_dlq
+                  ? api::parse_dlq_bulk_request(cur.job.row.request,
+                                                kind.substr(4), defaults,
+                                                cur.dlq, err)
+                  : api::parse_replay_request(cur.job.row.request, defaults,
+                                              cur.req, err);
+  if (!parsed) {
     finish_current(self, "failed",
                    "stored request unreadable: " + err.message);
     return true;
@@ -130,7 +142,7 @@ bool claim(self_ptr self, const jobs_settings& cfg) {
     return true;
   }
   int64_t budget = cfg.rate_per_tenant;
-  int64_t asked = cur.req.rate_per_s;
+  int64_t asked = cur.is_dlq ? 0 : cur.req.rate_per_s;
   cur.rate = asked > 0 && (budget <= 0 || asked < budget) ? asked : budget;
   log::event(spdlog::level::info, "jobs", "job_started",
              {{"job_id", cur.job.row.id},
@@ -200,6 +212,189 @@ void publish(self_ptr self, const jobs_settings& cfg,
   }
 }
 
+/// The requester a bulk DLQ job acts as: its creator, scope and role.
+requester job_requester(const jobs_state::running& cur) {
+  requester who;
+  who.principal = cur.job.row.requested_by;
+  who.role = cur.job.role;
+  who.scope = cur.job.scope;
+  who.request_id = cur.job.row.request_id;
+  return who;
+}
+
+/// Retries `ids` into the journal (journal mode), the transform applied to
+/// each row's stored bytes first; counts in `done`, `failed`, `error`.
+void retry_journal(self_ptr self, const std::vector<int64_t>& ids,
+                   const requester& who, int64_t& done, int64_t& failed,
+                   std::string& error) {
+  auto& st = self->state;
+  auto& req = st.current->dlq;
+  for (auto id : ids) {
+    std::optional<std::string> bytes;
+    if (!req.transform.empty()) {
+      auto row = st.dlq_store->load(id, who.scope);
+      if (!row)
+        continue; // gone (purged) or out of scope: nothing to count
+      std::string patched, why;
+      if (!row->has_payload
+          || !api::apply_patch(row->payload, req.transform, patched, why,
+                               false)) {
+        ++failed;
+        error = "dlq " + std::to_string(id) + ": the transform fails: "
+                + (row->has_payload ? why : std::string{"no payload"});
+        continue;
+      }
+      bytes = std::move(patched);
+    }
+    auto r = st.dlq_store->retry_journal(id, bytes, who);
+    if (r.outcome == storage::dlq_outcome::ok) {
+      ++done;
+      continue;
+    }
+    if (r.outcome == storage::dlq_outcome::not_found)
+      continue; // purged meanwhile
+    ++failed;
+    error = "dlq " + std::to_string(id) + ": " + to_string(r.outcome);
+    if (!r.error_class.empty())
+      error += " (" + r.error_class + ")";
+    if (!r.error.empty())
+      error += ": " + r.error;
+  }
+}
+
+/// Republishes `ids` to their topics with the JOBS producer (stored bytes,
+/// key and headers plus x-dlq-id), waits for the delivery reports and
+/// resolves each delivered row (finish_republish); counts in `done`,
+/// `failed`, `error`.
+void republish(self_ptr self, const jobs_settings& cfg,
+               const std::vector<int64_t>& ids, const requester& who,
+               int64_t& done, int64_t& failed, std::string& error) {
+  auto& st = self->state;
+  st.report_errors.clear();
+  st.delivered = 0;
+  st.undelivered = 0;
+  st.batch_first_token = st.next_token;
+  std::vector<std::pair<uint64_t, int64_t>> sent; // token, DLQ id
+  for (auto id : ids) {
+    auto outcome = storage::dlq_outcome::ok;
+    auto row = st.dlq_store->begin_republish(id, who, outcome);
+    if (!row) {
+      if (outcome != storage::dlq_outcome::not_found) {
+        ++failed;
+        error = "dlq " + std::to_string(id) + ": " + to_string(outcome);
+      }
+      continue;
+    }
+    auto headers = row->headers;
+    headers.push_back({"x-dlq-id", std::to_string(id), true});
+    auto token = st.next_token++;
+    for (;;) {
+      auto r = st.producer->produce(
+        row->topic, row->has_key, row->key, headers,
+        row->has_payload ? row->payload : std::string{}, token,
+        row->has_partition ? row->partition : -1);
+      if (r.ok) {
+        sent.emplace_back(token, id);
+        break;
+      }
+      if (r.queue_full) {
+        st.producer->poll(100);
+        continue;
+      }
+      st.report_errors[token] = r.error_name + ": " + r.error;
+      sent.emplace_back(token, id);
+      break;
+    }
+  }
+  auto deadline = std::chrono::steady_clock::now()
+                  + milliseconds(cfg.producer.message_timeout_ms + 5000);
+  while (st.producer->in_flight() > 0
+         && std::chrono::steady_clock::now() < deadline)
+    st.producer->flush(200);
+  // A report may still come for a message counted here as undelivered: the
+  // row goes back to pending and may then be journalled twice by ingestion
+  // (at least once, as POST /dlq/{id}/retry with republish).
+  for (auto& [token, id] : sent) {
+    auto e = st.report_errors.find(token);
+    bool ok = e != st.report_errors.end() && e->second.empty();
+    std::string why = e == st.report_errors.end() ? "no delivery report"
+                                                  : e->second;
+    st.dlq_store->finish_republish(id, ok, ok ? std::string{} : why, who);
+    if (ok) {
+      ++done;
+    } else {
+      ++failed;
+      error = "dlq " + std::to_string(id) + ": " + why;
+    }
+  }
+}
+
+/// One batch of a bulk DLQ job: discard, retry into the journal, or
+/// republish the next open entries; then commit the cursor and counts.
+void run_dlq(self_ptr self, const jobs_settings& cfg) {
+  auto& st = self->state;
+  auto& cur = *st.current;
+  auto ids = st.store->next_dlq_batch(cur.job, cur.dlq, cfg.batch_size);
+  if (ids.empty()) {
+    auto failed = cur.job.row.failed > 0;
+    finish_current(self, failed ? "failed" : "succeeded", "");
+    schedule(self, milliseconds{0});
+    return;
+  }
+  auto who = job_requester(cur);
+  int64_t done = 0;
+  int64_t failed = 0;
+  std::string error;
+  const char* action = "discard";
+  if (cur.dlq.action == "discard") {
+    done = st.dlq_store->discard_many(ids, cur.dlq.reason, who);
+  } else if (cur.dlq.mode == "republish") {
+    action = "republish";
+    republish(self, cfg, ids, who, done, failed, error);
+    if (auto fatal = st.producer->fatal_error(); !fatal.empty()) {
+      self->quit(caf::make_error(errc::kafka_fatal, fatal));
+      return;
+    }
+  } else {
+    action = "retry";
+    retry_journal(self, ids, who, done, failed, error);
+  }
+  auto& kind = cur.job.row.kind;
+  auto outcome = st.store->commit_progress(cur.job.row.id, ids.back(), done,
+                                           failed, error);
+  count(self, kind, "done", done);
+  count(self, kind, "failed", failed);
+  if (st.stats != nullptr) {
+    if (done > 0)
+      st.stats->add_dlq_actions(action, "ok", static_cast<uint64_t>(done));
+    if (failed > 0)
+      st.stats->add_dlq_actions(action, "refused",
+                                static_cast<uint64_t>(failed));
+  }
+  log::event(spdlog::level::debug, "jobs", "job_batch",
+             {{"job_id", cur.job.row.id},
+              {"kind", kind},
+              {"entries", static_cast<int64_t>(ids.size())},
+              {"done", done},
+              {"failed", failed}});
+  if (outcome == storage::progress_outcome::lost) {
+    log::event(spdlog::level::warn, "jobs", "job_lost",
+               {{"job_id", cur.job.row.id}, {"reason", "no longer ours"}});
+    st.current.reset();
+    schedule(self, milliseconds{0});
+    return;
+  }
+  cur.job.cursor_id = ids.back();
+  cur.job.row.done += done;
+  cur.job.row.failed += failed;
+  if (outcome == storage::progress_outcome::cancelled) {
+    finish_current(self, "cancelled", "");
+    schedule(self, milliseconds{0});
+    return;
+  }
+  schedule(self, milliseconds{0});
+}
+
 /// One step of the job loop: claim a job when there is none, else run its
 /// next batch.
 void run(self_ptr self, const jobs_settings& cfg) {
@@ -213,6 +408,10 @@ void run(self_ptr self, const jobs_settings& cfg) {
       schedule(self, milliseconds{0});
       return;
     }
+  }
+  if (st.current->is_dlq) {
+    run_dlq(self, cfg);
+    return;
   }
   auto& cur = *st.current;
   auto started = std::chrono::steady_clock::now();
@@ -309,6 +508,8 @@ jobs_actor::behavior_type jobs(jobs_actor::stateful_pointer<jobs_state> self,
   so.lease = cfg.lease;
   st.store = std::make_unique<storage::job_store>(cfg.database_url, cfg.owner,
                                                   so);
+  st.dlq_store = std::make_unique<storage::dlq_store>(cfg.database_url,
+                                                      cfg.dlq);
   // Throws on a bad property: a failed start, restarted with backoff.
   st.producer = std::make_unique<replay_producer>(
     cfg.producer, [self](const delivery_report& r) {
@@ -321,6 +522,8 @@ jobs_actor::behavior_type jobs(jobs_actor::stateful_pointer<jobs_state> self,
         ++st.undelivered;
         st.delivery_error = r.error_name + ": " + r.error;
       }
+      if (st.current && st.current->is_dlq)
+        st.report_errors[r.token] = r.ok ? std::string{} : st.delivery_error;
     });
   schedule(self, milliseconds{0});
   return {
@@ -417,14 +620,40 @@ jobs_actor::behavior_type jobs(jobs_actor::stateful_pointer<jobs_state> self,
         return caf::make_error(errc::db_unavailable, std::string{e.what()});
       }
     },
-    // Groundwork of issue 11: implemented by the dlq-bulk branch.
-    [=](atom::plan, const dlq_bulk_request&,
-        const requester&) -> caf::result<dlq_plan> {
-      return caf::make_error(caf::sec::unexpected_message);
+    [=](atom::plan, const dlq_bulk_request& req,
+        const requester& who) -> caf::result<dlq_plan> {
+      if (auto err = out_of_scope(req.filter.tenant_id, who))
+        return std::move(*err);
+      return guarded(
+        [&] { return self->state.store->plan_dlq(req, who.scope); });
     },
-    [=](atom::create, const dlq_bulk_request&,
-        const requester&) -> caf::result<job_row> {
-      return caf::make_error(caf::sec::unexpected_message);
+    [=](atom::create, const dlq_bulk_request& req,
+        const requester& who) -> caf::result<job_row> {
+      if (auto err = out_of_scope(req.filter.tenant_id, who))
+        return std::move(*err);
+      auto& st = self->state;
+      try {
+        audit_entry a;
+        a.who = who;
+        a.action = "dlq." + req.action + ".job";
+        a.parameters = req.body;
+        a.outcome = "ok";
+        a.status = 202;
+        auto job = st.store->create_dlq(req, who, a);
+        log::event(spdlog::level::info, "jobs", "job_created",
+                   {{"job_id", job.id},
+                    {"kind", job.kind},
+                    {"matched", job.matched},
+                    {"principal", job.requested_by},
+                    {"request_id", job.request_id}});
+        if (!st.current)
+          schedule(self, milliseconds{0});
+        return job;
+      } catch (const storage::too_many_events& e) {
+        return bad(e.what(), "too_many_events");
+      } catch (const storage::infra_error& e) {
+        return caf::make_error(errc::db_unavailable, std::string{e.what()});
+      }
     },
     [=](atom::internal, atom::run) {
       auto& st = self->state;

@@ -8,6 +8,13 @@
 //   publish each with provenance headers (x-replay-of, x-replay-id,
 //   x-replay-job, x-original-timestamp), wait for every delivery report,
 //   then commit the cursor and counts with a heartbeat.
+// Bulk DLQ jobs (kinds dlq_discard, dlq_retry; POST /dlq/discard and
+// /dlq/retry) run the same way over event_dlq ids (open entries only):
+// discard_many per batch; retry in journal mode row by row
+// (dlq_store::retry_journal, the transform applied first); retry in
+// republish mode with this producer (stored bytes, key, headers plus
+// x-dlq-id; each row resolved once its delivery is acknowledged). They act
+// as their creator (principal, role, scope including unknown_tenant).
 // A job is paced to its rate (rate_per_s, never above the setting
 // job-rate-per-tenant; 0: unlimited) with delayed messages, never by
 // sleeping; a paced batch holds at most one second of events, so a cancel
@@ -17,9 +24,11 @@
 
 #include "actors/interfaces.hpp"
 #include "actors/kafka/replay_producer.hpp"
+#include "storage/dlq_store.hpp"
 #include "storage/jobs.hpp"
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -55,6 +64,8 @@ struct jobs_settings {
   /// Attempts of a batch whose deliveries failed before its failures are
   /// counted and the job goes on.
   int delivery_attempts = 3;
+  /// The DLQ store of bulk DLQ jobs (journal-keep-raw, validation limits).
+  storage::dlq_store_options dlq;
 };
 
 struct jobs_state {
@@ -62,6 +73,9 @@ struct jobs_state {
   struct running {
     storage::claimed_job job;
     replay_request req;
+    /// Kinds dlq_retry and dlq_discard: the stored request (req unused).
+    bool is_dlq = false;
+    dlq_bulk_request dlq;
     /// Events per second; 0: unlimited.
     int64_t rate = 0;
     /// Delivery attempts of the current batch so far.
@@ -69,6 +83,8 @@ struct jobs_state {
   };
   std::unique_ptr<storage::job_store> store;
   std::unique_ptr<replay_producer> producer;
+  /// Bulk DLQ jobs' changes to event_dlq (its own connection).
+  std::unique_ptr<storage::dlq_store> dlq_store;
   std::optional<running> current;
   /// A (internal, run) message is on its way: do not send another.
   bool run_scheduled = false;
@@ -80,6 +96,9 @@ struct jobs_state {
   /// The first token of the batch being published: a late report of an
   /// earlier batch (already counted as undelivered) is ignored.
   uint64_t batch_first_token = 1;
+  /// Republish batches of dlq_retry jobs: the batch's reports by token
+  /// (empty: delivered; else the error).
+  std::map<uint64_t, std::string> report_errors;
   /// Consecutive PostgreSQL failures of the current job's batches.
   int db_failures = 0;
   metrics* stats = nullptr;

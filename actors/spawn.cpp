@@ -170,6 +170,9 @@ child_spec spawn_jobs(const settings& s, metrics* m) {
   js.batch_size = s.jobs_batch_size;
   js.rate_per_tenant = s.job_rate_per_tenant;
   js.default_max_events = static_cast<int64_t>(s.jobs_default_max_events);
+  js.dlq.keep_raw = s.journal_keep_raw != 0;
+  js.dlq.limits.max_payload_bytes = s.max_payload_bytes;
+  js.dlq.limits.max_depth = s.max_json_depth;
   return child_spec{
     "jobs", {}, [=](caf::local_actor* self, const peer_map&) {
       return as_actor(self->spawn<caf::detached>(jobs, js, m));

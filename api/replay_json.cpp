@@ -50,6 +50,26 @@ bool topic_name(const std::string& s) {
   });
 }
 
+/// 1..max_replay_ids positive ids (of `what` rows), sorted and unique.
+bool parse_ids(const json& v, const std::string& what,
+               std::vector<int64_t>& out, filter_error& err) {
+  if (!v.is_array() || v.empty() || v.size() > max_replay_ids)
+    return fail(err, "bad_filter",
+                "'ids' must be an array of 1 to "
+                  + std::to_string(max_replay_ids) + " " + what + " ids");
+  out.reserve(v.size());
+  for (auto& x : v) {
+    int64_t id = 0;
+    if (!positive(x, INT64_MAX, id))
+      return fail(err, "bad_filter",
+                  "'ids' must hold " + what + " ids (positive integers)");
+    out.push_back(id);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return true;
+}
+
 bool parse_filter(const json& f, event_filter& out, filter_error& err) {
   if (!f.is_object())
     return fail(err, "bad_request",
@@ -74,22 +94,42 @@ bool parse_filter(const json& f, event_filter& out, filter_error& err) {
   }
   if (!parse_event_filter(params, out, err))
     return false;
-  if (auto i = f.find("ids"); i != f.end()) {
-    if (!i->is_array() || i->empty() || i->size() > max_replay_ids)
-      return fail(err, "bad_filter",
-                  "'ids' must be an array of 1 to "
-                    + std::to_string(max_replay_ids) + " journal ids");
-    out.ids.reserve(i->size());
-    for (auto& v : *i) {
-      int64_t id = 0;
-      if (!positive(v, INT64_MAX, id))
-        return fail(err, "bad_filter",
-                    "'ids' must hold journal ids (positive integers)");
-      out.ids.push_back(id);
-    }
-    std::sort(out.ids.begin(), out.ids.end());
-    out.ids.erase(std::unique(out.ids.begin(), out.ids.end()), out.ids.end());
+  if (auto i = f.find("ids"); i != f.end())
+    return parse_ids(*i, "journal", out.ids, err);
+  return true;
+}
+
+bool parse_dlq_filter_object(const json& f, dlq_bulk_request& out,
+                             filter_error& err) {
+  if (!f.is_object())
+    return fail(err, "bad_request",
+                "'filter' must be an object of /dlq filters or 'ids'");
+  static const char* names[] = {"status", "error_class", "topic",
+                                "tenant_id", "from", "to"};
+  query_params params;
+  for (auto& [k, v] : f.items()) {
+    if (k == "ids")
+      continue;
+    if (std::find(std::begin(names), std::end(names), k) == std::end(names))
+      return fail(err, "bad_request",
+                  "unknown filter '" + k
+                    + "': use status, error_class, topic, tenant_id, from, "
+                      "to or ids");
+    if (!v.is_string())
+      return fail(err, "bad_filter", "filter '" + k + "' must be a string");
+    params.emplace_back(k, v.get<std::string>());
   }
+  if (!parse_dlq_filter(params, out.filter, err))
+    return false;
+  // Only open entries are acted on.
+  if (out.filter.status.empty())
+    out.filter.status = "pending";
+  else if (out.filter.status != "pending" && out.filter.status != "failed")
+    return fail(err, "bad_filter",
+                "'status' must be pending or failed (only open entries are "
+                "retried or discarded)");
+  if (auto i = f.find("ids"); i != f.end())
+    return parse_ids(*i, "DLQ", out.ids, err);
   return true;
 }
 
@@ -181,6 +221,103 @@ bool parse_replay_request(const std::string& body,
                 "tenants, up to max_events)");
   out.body = dump(doc);
   return true;
+}
+
+bool parse_dlq_bulk_request(const std::string& body, const std::string& action,
+                            const replay_defaults& defaults,
+                            dlq_bulk_request& out, filter_error& err) {
+  json doc;
+  try {
+    doc = json::parse(body);
+  } catch (const json::exception&) {
+    return fail(err, "bad_request", "the body must be a JSON object");
+  }
+  if (!doc.is_object())
+    return fail(err, "bad_request", "the body must be a JSON object");
+  out = dlq_bulk_request{};
+  out.action = action;
+  out.max_events = defaults.max_events;
+  auto retry = action == "retry";
+  auto only = [&](const std::string& k, const char* where) {
+    return fail(err, "bad_request",
+                "'" + k + "' belongs to POST /dlq/" + where + " only");
+  };
+  bool has_filter = false;
+  bool has_reason = false;
+  for (auto& [k, v] : doc.items()) {
+    if (k == "filter") {
+      has_filter = true;
+      if (!parse_dlq_filter_object(v, out, err))
+        return false;
+    } else if (k == "mode") {
+      if (!retry)
+        return only(k, "retry");
+      if (!v.is_string()
+          || (v.get<std::string>() != "journal"
+              && v.get<std::string>() != "republish"))
+        return fail(err, "bad_request",
+                    "'mode' must be journal or republish");
+      out.mode = v.get<std::string>();
+    } else if (k == "transform") {
+      if (!retry)
+        return only(k, "retry");
+      if (v.is_null())
+        continue;
+      out.transform = dump(v);
+      std::string why;
+      if (!check_patch(out.transform, why))
+        return fail(err, "bad_transform", why);
+    } else if (k == "reason") {
+      if (retry)
+        return only(k, "discard");
+      if (!v.is_string() || v.get<std::string>().empty()
+          || v.get<std::string>().size() > 1000)
+        return fail(err, "bad_request",
+                    "'reason' must be a string of 1 to 1000 bytes");
+      out.reason = v.get<std::string>();
+      has_reason = true;
+    } else if (k == "max_events") {
+      if (!positive(v, 10000000, out.max_events))
+        return fail(err, "bad_request",
+                    "'max_events' must be an integer from 1 to 10000000");
+    } else if (k == "dry_run") {
+      if (!v.is_boolean())
+        return fail(err, "bad_request", "'dry_run' must be true or false");
+      out.dry_run = v.get<bool>();
+    } else {
+      return fail(err, "bad_request",
+                  "unknown field '" + k + "': use filter, "
+                    + (retry ? "mode, transform" : "reason")
+                    + ", max_events or dry_run");
+    }
+  }
+  if (!has_filter)
+    return fail(err, "bad_request",
+                "'filter' is required ({} selects every pending entry of "
+                "your tenants, up to max_events)");
+  if (!retry && !has_reason)
+    return fail(err, "bad_request", "'reason' is required (1 to 1000 bytes)");
+  if (out.mode == "republish" && !out.transform.empty())
+    return fail(err, "bad_request",
+                "'transform' applies to journal mode only: republish "
+                "produces the stored bytes");
+  out.body = dump(doc);
+  return true;
+}
+
+std::string dlq_plan_json(const dlq_plan& p) {
+  auto counts = [](const std::vector<topic_count>& xs) {
+    json out = json::object();
+    for (auto& c : xs)
+      out[c.topic] = c.count;
+    return out;
+  };
+  return dump(json{{"dry_run", true},
+                   {"matched", p.matched},
+                   {"by_error_class", counts(p.by_error_class)},
+                   {"by_topic", counts(p.by_topic)},
+                   {"by_tenant", counts(p.by_tenant)},
+                   {"sample_ids", p.sample_ids}});
 }
 
 std::string plan_json(const replay_plan& p) {

@@ -38,6 +38,29 @@ bool parse_replay_request(const std::string& body,
                           const replay_defaults& defaults,
                           replay_request& out, filter_error& err);
 
+/// Parses a POST /dlq/retry (`action` "retry") or POST /dlq/discard
+/// ("discard") body into `out` (out.body: the body as sent):
+///   filter      object: the GET /dlq filters (status pending (default) or
+///               failed, error_class, topic, tenant_id, from, to; strings)
+///               and/or ids (1..10 000 positive DLQ ids)
+///   mode        retry only: journal (default) or republish
+///   transform   retry, journal mode only: RFC 6902 JSON Patch (array)
+///   reason      discard only, required: 1..1000 bytes
+///   max_events  optional guard (1..10 000 000; default: the setting
+///               jobs-default-max-events)
+///   dry_run     optional boolean
+/// A member of the other action (reason on retry, mode or transform on
+/// discard) or an unknown one is 400 bad_request. False and `err` (code
+/// bad_request, bad_filter, bad_time or bad_transform) when it is invalid.
+bool parse_dlq_bulk_request(const std::string& body, const std::string& action,
+                            const replay_defaults& defaults,
+                            dlq_bulk_request& out, filter_error& err);
+
+/// The bulk DLQ dry-run answer: {"dry_run":true,"matched":N,
+/// "by_error_class":{...},"by_topic":{...},"by_tenant":{...},
+/// "sample_ids":[...]}.
+std::string dlq_plan_json(const dlq_plan& p);
+
 /// The dry-run answer: {"dry_run":true,"matched":N,"by_topic":{...},
 /// "by_tenant":{...},"first_received_at":...|null,"last_received_at":...,
 /// "samples":[{"event_id":..,"payload":<JSON>},...]}.

@@ -24,6 +24,16 @@ void add_times(std::string& out, const std::string& from,
     add(out, "received_at < " + quote(to) + "::timestamptz");
 }
 
+std::string ids_in(const std::vector<int64_t>& ids) {
+  std::string list = "'{";
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0)
+      list += ',';
+    list += std::to_string(ids[i]);
+  }
+  return "id = ANY(" + list + "}'::bigint[])";
+}
+
 } // namespace
 
 std::string event_where(const event_filter& f, const tenant_scope& scope,
@@ -47,21 +57,14 @@ std::string event_where(const event_filter& f, const tenant_scope& scope,
     add(out, "replay_of IS NOT NULL");
   if (f.replay_of != 0)
     add(out, "replay_of = " + std::to_string(f.replay_of));
-  if (!f.ids.empty()) {
-    std::string list = "'{";
-    for (size_t i = 0; i < f.ids.size(); ++i) {
-      if (i > 0)
-        list += ',';
-      list += std::to_string(f.ids[i]);
-    }
-    list += "}'::bigint[]";
-    add(out, "id = ANY(" + list + ")");
-  }
+  if (!f.ids.empty())
+    add(out, ids_in(f.ids));
   return out.empty() ? "true" : out;
 }
 
 std::string dlq_where(const dlq_filter& f, const tenant_scope& scope,
-                      const sql_quote& quote) {
+                      const sql_quote& quote,
+                      const std::vector<int64_t>& ids) {
   std::string out;
   if (!scope.all) {
     if (scope.tenants.empty())
@@ -81,6 +84,8 @@ std::string dlq_where(const dlq_filter& f, const tenant_scope& scope,
   if (!f.tenant_id.empty())
     add(out, "tenant_id = " + quote(f.tenant_id));
   add_times(out, f.from, f.to, quote);
+  if (!ids.empty())
+    add(out, ids_in(ids));
   return out.empty() ? "true" : out;
 }
 

@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace ces::storage {
 
@@ -24,8 +25,9 @@ std::string event_where(const event_filter& f, const tenant_scope& scope,
                         const sql_quote& quote);
 
 /// The same for event_dlq: rows without a tenant only with
-/// scope.unknown_tenant.
+/// scope.unknown_tenant; `ids` (when not empty) as id = ANY(...).
 std::string dlq_where(const dlq_filter& f, const tenant_scope& scope,
-                      const sql_quote& quote);
+                      const sql_quote& quote,
+                      const std::vector<int64_t>& ids = {});
 
 } // namespace ces::storage

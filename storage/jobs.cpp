@@ -21,7 +21,8 @@ const char* const job_columns =
   "id, kind, status, request::text, matched, done, failed, requested_by,"
   " request_id, last_error, " CES_RFC3339("created_at") ", "
   CES_RFC3339("started_at") ", " CES_RFC3339("finished_at")
-  ", cancel_requested, scope_all, scope_tenants, upto_id, cursor_id";
+  ", cancel_requested, scope_all, scope_tenants, upto_id, cursor_id,"
+  " scope_unknown_tenant, requested_role";
 
 const char* const event_columns =
   "id, tenant_id, topic, partition, key, headers::text,"
@@ -58,6 +59,8 @@ claimed_job to_claimed(const pqxx::row& r) {
   c.scope.tenants = detail::text_array_elements(r[15]);
   c.upto_id = r[16].as<int64_t>();
   c.cursor_id = r[17].as<int64_t>();
+  c.scope.unknown_tenant = r[18].as<bool>();
+  c.role = detail::opt_text(r[19]);
   return c;
 }
 
@@ -100,6 +103,23 @@ std::string where_of(pqxx::transaction_base& tx, const event_filter& f,
                      const tenant_scope& scope) {
   return event_where(f, scope,
                      [&tx](const std::string& v) { return tx.quote(v); });
+}
+
+/// The open DLQ entries a bulk DLQ request covers within `scope`.
+std::string dlq_where_of(pqxx::transaction_base& tx,
+                         const dlq_bulk_request& req,
+                         const tenant_scope& scope) {
+  return dlq_where(req.filter, scope,
+                   [&tx](const std::string& v) { return tx.quote(v); },
+                   req.ids)
+         + " AND status IN ('pending', 'failed')";
+}
+
+std::optional<std::string> opt_string(const std::string& s) {
+  std::optional<std::string> out;
+  if (!s.empty())
+    out = s;
+  return out;
 }
 
 } // namespace
@@ -215,6 +235,84 @@ job_row job_store::create(const std::string& kind, const replay_request& req,
     audit.counts = "{\"events\":" + std::to_string(matched) + "}";
     insert_audit(tx, audit);
     return job;
+  });
+}
+
+dlq_plan job_store::plan_dlq(const dlq_bulk_request& req,
+                             const tenant_scope& scope) {
+  return impl_->run("jobs plan_dlq", [&](pqxx::transaction_base& tx) {
+    dlq_plan p;
+    auto where = dlq_where_of(tx, req, scope);
+    auto res = tx.exec("SELECT error_class, topic, coalesce(tenant_id, ''),"
+                       " count(*) FROM event_dlq WHERE "
+                       + where + " GROUP BY 1, 2, 3");
+    std::map<std::string, uint64_t> classes, topics, tenants;
+    for (const auto& r : res) {
+      auto n = r[3].as<uint64_t>();
+      p.matched += static_cast<int64_t>(n);
+      classes[r[0].as<std::string>()] += n;
+      topics[r[1].as<std::string>()] += n;
+      tenants[r[2].as<std::string>()] += n;
+    }
+    for (auto& [k, n] : classes)
+      p.by_error_class.push_back({k, "", n});
+    for (auto& [k, n] : topics)
+      p.by_topic.push_back({k, "", n});
+    for (auto& [k, n] : tenants)
+      p.by_tenant.push_back({k, "", n});
+    if (p.matched > 0)
+      for (const auto& r : tx.exec("SELECT id FROM event_dlq WHERE " + where
+                                   + " ORDER BY id LIMIT 10"))
+        p.sample_ids.push_back(r[0].as<int64_t>());
+    return p;
+  });
+}
+
+job_row job_store::create_dlq(const dlq_bulk_request& req,
+                              const requester& who, audit_entry audit) {
+  return impl_->run("jobs create_dlq", [&](pqxx::transaction_base& tx) {
+    auto upto = tx.exec1("SELECT coalesce(max(id), 0) FROM event_dlq")[0]
+                  .as<int64_t>();
+    auto matched = tx.exec1("SELECT count(*) FROM event_dlq WHERE id <= "
+                            + std::to_string(upto) + " AND "
+                            + dlq_where_of(tx, req, who.scope))[0]
+                     .as<int64_t>();
+    if (matched > req.max_events)
+      throw too_many_events(matched, req.max_events);
+    auto r = tx.exec_params1(
+      std::string{"INSERT INTO jobs (kind, request, scope_all, scope_tenants,"
+                  " upto_id, matched, requested_by, request_id,"
+                  " scope_unknown_tenant, requested_role)"
+                  " VALUES ($1, $2::jsonb, $3, $4::text[], $5, $6, $7, $8,"
+                  " $9, $10) RETURNING "}
+        + job_columns,
+      "dlq_" + req.action, req.body, who.scope.all, tenants_param(who.scope),
+      upto, matched,
+      who.principal.empty() ? std::string{"anonymous"} : who.principal,
+      opt_string(who.request_id), who.scope.unknown_tenant,
+      opt_string(who.role));
+    auto job = to_job(r);
+    audit.target = "job/" + std::to_string(job.id);
+    audit.counts = "{\"entries\":" + std::to_string(matched) + "}";
+    insert_audit(tx, audit);
+    return job;
+  });
+}
+
+std::vector<int64_t> job_store::next_dlq_batch(const claimed_job& job,
+                                               const dlq_bulk_request& req,
+                                               int n) {
+  return impl_->run("jobs next_dlq_batch", [&](pqxx::transaction_base& tx) {
+    auto res = tx.exec_params("SELECT id FROM event_dlq WHERE id > $1 AND"
+                              " id <= $2 AND "
+                                + dlq_where_of(tx, req, job.scope)
+                                + " ORDER BY id LIMIT $3",
+                              job.cursor_id, job.upto_id, n);
+    std::vector<int64_t> out;
+    out.reserve(res.size());
+    for (const auto& r : res)
+      out.push_back(r[0].as<int64_t>());
+    return out;
   });
 }
 

@@ -53,7 +53,9 @@ struct job_event {
 /// A job claimed for running: its row and what selects its events.
 struct claimed_job {
   job_row row;
+  /// The requester's scope (unknown_tenant included) and role.
   tenant_scope scope;
+  std::string role;
   int64_t upto_id = 0;
   int64_t cursor_id = 0;
 };
@@ -101,6 +103,24 @@ public:
   /// events (throws too_many_events above req.max_events), fixes upto_id.
   job_row create(const std::string& kind, const replay_request& req,
                  const requester& who, audit_entry audit);
+
+  /// What a bulk DLQ action `req` within `scope` would cover now (open
+  /// entries only): matched, counts by error class, topic and tenant ("":
+  /// unknown), the first 10 ids.
+  dlq_plan plan_dlq(const dlq_bulk_request& req, const tenant_scope& scope);
+
+  /// Creates a queued job of kind dlq_<req.action> (dlq_retry,
+  /// dlq_discard) like create(): counts the open entries it covers (throws
+  /// too_many_events above req.max_events); upto_id is the highest DLQ id
+  /// now.
+  job_row create_dlq(const dlq_bulk_request& req, const requester& who,
+                     audit_entry audit);
+
+  /// The next at most `n` DLQ ids of a dlq_* job: id > cursor_id, id <=
+  /// upto_id, matching `req` within the job's scope and still open
+  /// (pending or failed), by id.
+  std::vector<int64_t> next_dlq_batch(const claimed_job& job,
+                                      const dlq_bulk_request& req, int n);
 
   /// The job, when `scope` sees it.
   std::optional<job_row> get(int64_t id, const tenant_scope& scope);

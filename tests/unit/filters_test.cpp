@@ -317,3 +317,15 @@ TEST_CASE("dlq_where: rows without a tenant only for unknown_tenant",
            " AND received_at >= <2024-05-01T00:00:00Z>::timestamptz"
            " AND received_at < <2024-06-01T00:00:00Z>::timestamptz");
 }
+
+TEST_CASE("dlq_where: ids of a bulk DLQ request", "[filters]") {
+  using storage::dlq_where;
+  dlq_filter f;
+  f.status = "failed";
+  CHECK(dlq_where(f, every(true), fake_quote, {3, 7})
+        == "status = <failed> AND id = ANY('{3,7}'::bigint[])");
+  CHECK(dlq_where({}, scope_of({"a"}), fake_quote, {5})
+        == R"((tenant_id = ANY(<{"a"}>::text[])) AND )"
+           R"(id = ANY('{5}'::bigint[]))");
+  CHECK(dlq_where(f, every(true), fake_quote, {}) == "status = <failed>");
+}

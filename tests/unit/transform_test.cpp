@@ -84,4 +84,8 @@ TEST_CASE("fixing a dead letter may add or correct its tenant",
   CHECK_FALSE(apply_patch(R"({"x":1})",
                           R"([{"op":"test","path":"/x","value":2}])", out,
                           why, false));
+  // Operations still fail as usual.
+  CHECK_FALSE(apply_patch(R"({"x":1})",
+                          R"([{"op":"remove","path":"/y"}])", out, why,
+                          false));
 }
