@@ -11,6 +11,7 @@
 #include "api/server.hpp"
 #include "config/config.hpp"
 #include "config/logging.hpp"
+#include "config/mask.hpp"
 #include "storage/auth_store.hpp"
 #include "storage/backoff.hpp"
 #include "storage/journal.hpp"
@@ -296,6 +297,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   stats.declare_actors(ces::child_names(specs));
+  ces::log::event(spdlog::level::info, "main", "dlq_alerts",
+                  {{"enabled", !s.dlq_webhook_url.empty()},
+                   {"url", ces::mask_url(s.dlq_webhook_url)},
+                   {"threshold", static_cast<int64_t>(s.dlq_alert_threshold)},
+                   {"growth", static_cast<int64_t>(s.dlq_alert_growth)},
+                   {"window_s", static_cast<int64_t>(s.dlq_alert_window_s)},
+                   {"cooldown_s",
+                    static_cast<int64_t>(s.dlq_alert_cooldown_s)}});
   try {
     stats.expose(s.metrics_address, s.metrics_port);
   } catch (const std::exception& e) {

@@ -4,6 +4,7 @@
 #include "actors/auth.hpp"
 #include "actors/consumer.hpp"
 #include "actors/dlq.hpp"
+#include "actors/dlq_alerts.hpp"
 #include "actors/http_bridge.hpp"
 #include "actors/jobs.hpp"
 
@@ -194,6 +195,28 @@ child_spec spawn_idempotency(const settings& s) {
     }};
 }
 
+/// DLQ_ALERTS (only when dlq-webhook-url is set), with a PostgreSQL
+/// connection of its own, made again at each restart.
+child_spec spawn_dlq_alerts(const settings& s, metrics* m) {
+  dlq_alerts_settings as;
+  as.url = s.dlq_webhook_url;
+  // Checked by the configuration (config/validate.cpp).
+  api::webhook_secret_key(s.dlq_webhook_secret, as.key);
+  as.threshold = s.dlq_alert_threshold;
+  as.growth = s.dlq_alert_growth;
+  as.window_s = s.dlq_alert_window_s;
+  as.cooldown = std::chrono::seconds(s.dlq_alert_cooldown_s);
+  as.interval = milliseconds(s.dlq_alert_interval_ms);
+  as.timeout = milliseconds(s.webhook_timeout_ms);
+  as.max_attempts = s.webhook_max_attempts;
+  auto url = s.database_url;
+  return child_spec{
+    "dlq_alerts", {}, [=](caf::local_actor* self, const peer_map&) {
+      return as_actor(self->spawn<caf::detached>(
+        dlq_alerts, as, dlq_figures_on_store(url), curl_webhook_poster(), m));
+    }};
+}
+
 child_spec spawn_http_bridge(const settings& s, bridge_listener on_bridge) {
   http_bridge_settings hs;
   // Above the broker's own timeout, so the replayer answers first.
@@ -244,6 +267,8 @@ std::vector<child_spec> child_specs(const settings& s, metrics* m,
   specs.push_back(spawn_jobs(s, m));
 
   specs.push_back(spawn_idempotency(s));
+  if (!s.dlq_webhook_url.empty())
+    specs.push_back(spawn_dlq_alerts(s, m));
   specs.push_back(spawn_http_bridge(s, std::move(on_bridge)));
   return specs;
 }

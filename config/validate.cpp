@@ -1,3 +1,4 @@
+#include "api/webhook.hpp"
 #include "config/config.hpp"
 #include "config/mask.hpp"
 #include "config/table.hpp"
@@ -191,8 +192,9 @@ std::string validate(const settings& s) {
                      "the webhook is on (dlq-webhook-url is set): its "
                      "signing secret (whsec_<base64>) is required");
   }
+  std::string webhook_key;
   if (!s.dlq_webhook_secret.empty()
-      && !starts_with(s.dlq_webhook_secret, "whsec_"))
+      && !api::webhook_secret_key(s.dlq_webhook_secret, webhook_key))
     // Never repeat a secret in a message.
     return invalid("dlq-webhook-secret",
                    "must be whsec_ followed by the base64 of 24 to 64 "

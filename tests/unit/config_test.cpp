@@ -585,6 +585,25 @@ TEST_CASE("dead-letter settings are checked, the webhook secret never shown",
              "invalid setting dlq-webhook-secret (DLQ_WEBHOOK_SECRET): must "
              "be whsec_ followed by the base64 of 24 to 64 random bytes "
              "(Standard Webhooks)");
+  // whsec_ but not base64, or too few / too many bytes.
+  for (auto bad : {"whsec_s3cr3t!!s3cr3t!!s3cr3t!!s3cr3t!!",
+                   "whsec_czNjcjN0czNjcjN0czNjcjN0", // 18 bytes
+                   "whsec_czNjcjN0czNjcjN0czNjcjN0czNjcjN0czNjcjN0czNjcjN0"
+                   "czNjcjN0czNjcjN0czNjcjN0czNjcjN0czNjcjM="}) // 65 bytes
+    fails_with({"--dlq-webhook-url=https://h/x",
+                std::string{"--dlq-webhook-secret="} + bad},
+               "invalid setting dlq-webhook-secret (DLQ_WEBHOOK_SECRET): must "
+               "be whsec_ followed by the base64 of 24 to 64 random bytes "
+               "(Standard Webhooks)");
+  // 24 bytes (the spec's test secret) and 64 bytes are fine.
+  for (auto good : {"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                    "whsec_czNjcjN0czNjcjN0czNjcjN0czNjcjN0czNjcjN0czNjcjN0"
+                    "czNjcjN0czNjcjN0czNjcjN0czNjcjN0czNjcg=="}) { // 64 bytes
+    run r{{"--dlq-webhook-url=https://h/x",
+           std::string{"--dlq-webhook-secret="} + good}};
+    CHECK(r.err.empty());
+    CHECK(r.result.proceed);
+  }
   fails_with({"--dlq-retry-initial-ms=5000", "--dlq-retry-max-ms=1000"},
              "invalid setting dlq-retry-initial-ms (DLQ_RETRY_INITIAL_MS): "
              "5000 is greater than dlq-retry-max-ms (1000)");
