@@ -13,8 +13,13 @@
 // journal row is inserted with dlq_id = the DLQ row's id (unique: a DLQ
 // row becomes at most one journal row) and the DLQ row is marked resolved;
 // a kill -9 between the two cannot be observed. Bytes that fail (or a row
-// PostgreSQL refuses: a trigger, a constraint) leave the journal untouched
-// and count one more attempt on the DLQ row, in a transaction of its own.
+// PostgreSQL refuses: a trigger, a constraint, SQLSTATE classes 22, 23, 54,
+// P0; the INSERT is rolled back to a savepoint) leave the journal untouched
+// and count one more attempt on the DLQ row instead (error_class of the
+// validation, or db_rejected with PostgreSQL's message). The journal row
+// copies the DLQ row's topic, coordinates (-1 for coordinates a DLQ row
+// never had: the journal's are NOT NULL), key, headers and Kafka timestamp;
+// replay_of and replay_job stay NULL.
 #pragma once
 
 #include "storage/journal_reader.hpp"

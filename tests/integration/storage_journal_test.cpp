@@ -213,6 +213,34 @@ TEST_CASE("numbers numeric refuses are invalid_json, without isolation",
   CHECK(stored_offset(url, "crm", 0) == 5002);
 }
 
+TEST_CASE("a row a trigger refuses is dead-lettered as db_rejected",
+          "[journal]") {
+  // PL/pgSQL's RAISE EXCEPTION (SQLSTATE P0001) in a trigger on the journal
+  // blames the row, not the infrastructure: the row is isolated like one
+  // jsonb refuses, the rest of the batch is journalled.
+  auto url = migrated_db();
+  exec(url, R"(
+    CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.payload ? 'bad' THEN RAISE EXCEPTION 'bad row refused'; END IF;
+      RETURN NEW;
+    END $$;
+    CREATE TRIGGER refuse_bad BEFORE INSERT ON event_journal
+      FOR EACH ROW EXECUTE FUNCTION refuse_bad();)");
+  journal_writer w{url, cluster};
+  auto batch = good_batch("crm", 0, 0, 3);
+  batch.push_back(accepted("crm", 0, 3, R"({"tenant_id":"t1","bad":1})"));
+  batch.push_back(accepted("crm", 0, 4, R"({"tenant_id":"t1","n":4})"));
+  auto out = w.write(batch);
+  CHECK(find_count(out.journalled, "crm") == 4);
+  CHECK(find_count(out.dead_lettered, "crm", "db_rejected") == 1);
+  CHECK(scalar(url, "SELECT \"offset\" FROM event_dlq") == "3");
+  CHECK_THAT(scalar(url, "SELECT error FROM event_dlq"),
+             Catch::Contains("bad row refused")
+               && Catch::Contains("SQLSTATE P0001"));
+  CHECK(w.connected());
+}
+
 TEST_CASE("a batch is one transaction", "[journal]") {
   auto url = migrated_db();
   std::vector<checked_record> batch = good_batch("crm", 0, 0, 5);
