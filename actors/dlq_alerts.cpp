@@ -212,7 +212,10 @@ void flush(self_ptr self, const dlq_alerts_settings& cfg) {
                 {"status", status},
                 {"elapsed_ms", static_cast<int64_t>(took.count())}});
     st.queue.pop_front();
-  } else if (res.status > 0 && res.status < 500) {
+  } else if (res.status > 0 && res.status < 500 && res.status != 408
+             && res.status != 429) {
+    // A client error will not change by asking again; 408 (request
+    // timeout) and 429 (too many requests) will: retried like 5xx.
     count(self, "rejected");
     log::event(spdlog::level::err, "dlq_alerts", "webhook_rejected",
                {{"type", c.type},
@@ -228,7 +231,7 @@ void flush(self_ptr self, const dlq_alerts_settings& cfg) {
                 {"webhook_id", c.id},
                 {"attempt", attempt},
                 {"status", status},
-                {"reason", res.status > 0 ? "server error" : res.error},
+                {"reason", res.status > 0 ? "error status" : res.error},
                 {"url", mask_url(cfg.url)}});
     st.queue.pop_front();
   } else {
@@ -240,7 +243,7 @@ void flush(self_ptr self, const dlq_alerts_settings& cfg) {
                 {"webhook_id", c.id},
                 {"attempt", attempt},
                 {"status", status},
-                {"reason", res.status > 0 ? "server error" : res.error},
+                {"reason", res.status > 0 ? "error status" : res.error},
                 {"backoff_ms", static_cast<int64_t>(delay.count())}});
     c.due = now + delay;
   }

@@ -2,6 +2,9 @@
 
 #include "storage/pg_util.hpp"
 
+// The rows event_dlq_open_idx (sql/0006) covers.
+#define OPEN_ROWS "status IN ('pending', 'retried', 'failed')"
+
 namespace ces::storage {
 
 namespace {
@@ -37,10 +40,11 @@ dlq_figures dlq_stats::read(int64_t window_s) {
     // Every figure from one snapshot.
     tx.exec0("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
     dlq_figures f;
-    // The partial index event_dlq_open_idx covers the pending rows, and
-    // event_dlq_received_at_idx the window.
+    // "Pending" for alerts is every open row (pending, retried, failed:
+    // automatic retry giving up is no recovery). The partial index
+    // event_dlq_open_idx covers them, event_dlq_received_at_idx the window.
     auto head = tx.exec_params1(
-      "SELECT (SELECT count(*) FROM event_dlq WHERE status = 'pending'),"
+      "SELECT (SELECT count(*) FROM event_dlq WHERE " OPEN_ROWS "),"
       " (SELECT count(*) FROM event_dlq"
       "   WHERE received_at > now() - $1 * interval '1 second'),"
       " to_char(now() AT TIME ZONE 'UTC',"
@@ -53,13 +57,13 @@ dlq_figures dlq_stats::read(int64_t window_s) {
       return f;
     f.by_error_class = counts(
       tx, "SELECT error_class, count(*) FROM event_dlq"
-          " WHERE status = 'pending' GROUP BY error_class"
+          " WHERE " OPEN_ROWS " GROUP BY error_class"
           " ORDER BY count(*) DESC, error_class");
     f.by_topic = counts(tx, "SELECT topic, count(*) FROM event_dlq"
-                            " WHERE status = 'pending' GROUP BY topic"
+                            " WHERE " OPEN_ROWS " GROUP BY topic"
                             " ORDER BY count(*) DESC, topic LIMIT 50");
     for (const auto& row :
-         tx.exec("SELECT id FROM event_dlq WHERE status = 'pending'"
+         tx.exec("SELECT id FROM event_dlq WHERE " OPEN_ROWS
                  " ORDER BY id DESC LIMIT 10"))
       f.sample_ids.push_back(row[0].as<int64_t>());
     return f;

@@ -17,7 +17,8 @@ class store_session;
 
 /// One reading of event_dlq.
 struct dlq_figures {
-  /// Rows with status pending.
+  /// Open rows (status pending, retried or failed: not yet resolved or
+  /// discarded).
   int64_t pending = 0;
   /// Rows received within the window (whatever their status now).
   int64_t new_in_window = 0;

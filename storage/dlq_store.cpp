@@ -295,7 +295,11 @@ dlq_store::retry_journal(int64_t id, const std::optional<std::string>& bytes,
     out.topic = row.topic;
     out.tenant_id = row.tenant_id;
     out.attempts = row.attempts;
-    if (!locked->open) {
+    // A row left 'retried' may be in Kafka already (its republish outcome
+    // is unknown): ingestion journals that copy, so journalling it here too
+    // could make it two journal rows. It can be republished again or
+    // discarded, never journalled.
+    if (!locked->open || row.status == "retried") {
       out.outcome = dlq_outcome::closed;
       out.error_class = row.status;
       return out;
@@ -341,7 +345,12 @@ dlq_store::retry_journal(int64_t id, const std::optional<std::string>& bytes,
                    + " RETURNING id")[0]
             .as<int64_t>();
       } catch (const pqxx::sql_error& e) {
-        if (!detail::is_data_error(e))
+        // Whatever is not the infrastructure's fault blames the row (a
+        // trigger's own error class too, e.g. 42xxx): it counts as a failed
+        // attempt with backoff instead of stopping every later retry.
+        auto& st = e.sqlstate();
+        if (!detail::is_data_error(e)
+            && (st.size() != 5 || detail::is_infra_sqlstate(st)))
           throw;
         db_error = detail::describe(e);
       }
