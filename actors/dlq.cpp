@@ -266,7 +266,11 @@ void on_delivery(self_ptr self, const delivery_report& r) {
   st.in_flight.erase(i);
   if (!r.ok) {
     auto why = r.error_name + ": " + r.error;
-    finish(self, p.id, false, "republish failed: " + why, p.who);
+    // A timed-out message may be on the broker all the same: the row stays
+    // `retried` (republished again or discarded later, never journalled,
+    // so that it cannot become two journal rows). A refusal is definite.
+    if (r.error_name != "_MSG_TIMED_OUT")
+      finish(self, p.id, false, "republish failed: " + why, p.who);
     count_action(self, "republish", "failed");
     log::event(spdlog::level::warn, "dlq", "dlq_republish_failed",
                {{"dlq_id", p.id},

@@ -251,8 +251,9 @@ void retry_journal(self_ptr self, const std::vector<int64_t>& ids,
       ++done;
       continue;
     }
-    if (r.outcome == storage::dlq_outcome::not_found)
-      continue; // purged meanwhile
+    if (r.outcome == storage::dlq_outcome::not_found
+        || r.outcome == storage::dlq_outcome::closed)
+      continue; // purged, resolved or discarded meanwhile: not this job's
     ++failed;
     error = "dlq " + std::to_string(id) + ": " + to_string(r.outcome);
     if (!r.error_class.empty())
@@ -311,15 +312,19 @@ void republish(self_ptr self, const jobs_settings& cfg,
   while (st.producer->in_flight() > 0
          && std::chrono::steady_clock::now() < deadline)
     st.producer->flush(200);
-  // A report may still come for a message counted here as undelivered: the
-  // row goes back to pending and may then be journalled twice by ingestion
-  // (at least once, as POST /dlq/{id}/retry with republish).
+  // A message without a report, or timed out, may be on the broker all the
+  // same: its row stays `retried` (republished again or discarded later,
+  // never journalled: it cannot become two journal rows). A refusal is
+  // definite: the row is pending again.
   for (auto& [token, id] : sent) {
     auto e = st.report_errors.find(token);
     bool ok = e != st.report_errors.end() && e->second.empty();
     std::string why = e == st.report_errors.end() ? "no delivery report"
                                                   : e->second;
-    st.dlq_store->finish_republish(id, ok, ok ? std::string{} : why, who);
+    bool unknown = e == st.report_errors.end()
+                   || why.rfind("_MSG_TIMED_OUT", 0) == 0;
+    if (ok || !unknown)
+      st.dlq_store->finish_republish(id, ok, ok ? std::string{} : why, who);
     if (ok) {
       ++done;
     } else {

@@ -550,43 +550,35 @@ int64_t dlq_store::purge(const std::string& status, const std::string& before,
     return 0;
   });
   int64_t total = 0;
-  auto audit = [&](const char* outcome) {
-    impl_->run("dlq purge audit", [&](pqxx::transaction_base& tx) {
-      insert_audit(tx, audit_of(who, "dlq.purge", "dlq",
-                                json_object{}
-                                  .str("status", status)
-                                  .str("before", before)
-                                  .done(),
-                                outcome,
-                                json_object{}.num("deleted", total).done()));
-      return 0;
-    });
+  auto audit = [&](pqxx::transaction_base& tx, int64_t deleted) {
+    insert_audit(tx, audit_of(who, "dlq.purge", "dlq",
+                              json_object{}
+                                .str("status", status)
+                                .str("before", before)
+                                .done(),
+                              "ok",
+                              json_object{}.num("deleted", deleted).done()));
   };
-  try {
-    for (;;) {
-      // The outer conditions are checked again on rows changed meanwhile.
-      auto n = impl_->run("dlq purge", [&](pqxx::transaction_base& tx) {
-        auto cond = "status = $1 AND updated_at < $2::timestamptz AND ("
-                    + scope_where(tx, who.scope) + ")";
-        return static_cast<int64_t>(
-          tx.exec_params("DELETE FROM event_dlq WHERE id IN (SELECT id FROM"
-                         " event_dlq WHERE " + cond + " LIMIT $3) AND " + cond,
-                         status, before, batch)
-            .affected_rows());
-      });
-      total += n;
-      if (n < batch)
-        break;
-    }
-  } catch (const infra_error&) {
-    // What was deleted stays deleted: say so if the database lets us.
-    try {
-      audit("failed");
-    } catch (const infra_error&) {
-    }
-    throw;
+  // Each batch commits with its own audit row: what was deleted is audited
+  // even when a later batch fails.
+  for (;;) {
+    // The outer conditions are checked again on rows changed meanwhile.
+    auto n = impl_->run("dlq purge", [&](pqxx::transaction_base& tx) {
+      auto cond = "status = $1 AND updated_at < $2::timestamptz AND ("
+                  + scope_where(tx, who.scope) + ")";
+      auto deleted = static_cast<int64_t>(
+        tx.exec_params("DELETE FROM event_dlq WHERE id IN (SELECT id FROM"
+                       " event_dlq WHERE " + cond + " LIMIT $3) AND " + cond,
+                       status, before, batch)
+          .affected_rows());
+      if (deleted > 0 || total == 0)
+        audit(tx, deleted);
+      return deleted;
+    });
+    total += n;
+    if (n < batch)
+      break;
   }
-  audit("ok");
   return total;
 }
 
