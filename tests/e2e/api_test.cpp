@@ -427,6 +427,13 @@ TEST_CASE("the incident playbook runs", "[e2e]") {
   auto sink = w.start_sink();
   w.produce({"--count", "40", "--tenants", "2"});
   REQUIRE(eventually([&] { return journal_rows(w) == 40; }, 30s));
+  // Dead letters for steps 9-13: every 2nd of 16 is poison (invalid_json,
+  // missing_tenant, ...).
+  w.produce({"--count", "16", "--tenants", "2", "--poison-every", "2",
+             "--start-index", "40"});
+  REQUIRE(eventually([&] { return journal_rows(w) == 48; }, 30s));
+  REQUIRE(eventually(
+    [&] { return w.count("select count(*) from event_dlq") == 8; }, 30s));
   auto originals = w.count("select count(*) from event_journal"
                            " where tenant_id = 'tenant-01'");
   REQUIRE(originals > 0);
@@ -466,9 +473,21 @@ TEST_CASE("the incident playbook runs", "[e2e]") {
   CHECK(rc == 0);
   CHECK(out.find("(the retry got the same job)") != std::string::npos);
   CHECK(out.find("\"status\":\"succeeded\"") != std::string::npos);
+  // Dead letters: one fixed into the journal, one refused, the rest
+  // discarded by a job, then purged.
+  CHECK(out.find("retry of a still-invalid entry: 422") != std::string::npos);
+  CHECK(w.count("select count(*) from event_journal where dlq_id is not null")
+        == 1);
+  CHECK(w.count("select count(*) from event_dlq where status = 'resolved'")
+        == 1);
+  CHECK(w.count("select count(*) from event_dlq where status <> 'resolved'")
+        == 0);
+  CHECK(w.count("select count(*) from jobs where kind = 'dlq_discard'"
+                " and status = 'succeeded'")
+        == 1);
   // One job (the retry made none), whose replays carry the patch; plus the
   // one hand replay of step 7.
-  CHECK(w.count("select count(*) from jobs") == 1);
+  CHECK(w.count("select count(*) from jobs where kind = 'replay'") == 1);
   CHECK(eventually(
     [&] {
       return w.count("select count(*) from event_journal where replay_job"
