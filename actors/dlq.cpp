@@ -99,9 +99,6 @@ private:
 
 using self_ptr = dlq_actor::stateful_pointer<dlq_state>;
 
-/// The header naming the DLQ row a republished message came from.
-constexpr std::string_view dlq_id_header = "x-dlq-id";
-
 /// The writer, made first if needed; nullptr without a factory.
 dlq_writer* writer_of(self_ptr self) {
   auto& st = self->state;
@@ -345,18 +342,6 @@ void check_fatal(self_ptr self) {
   st.producer.reset();
 }
 
-/// The row's headers without x-dlq-id, then x-dlq-id: <id>.
-std::vector<kafka_header> republish_headers(
-  const std::vector<kafka_header>& original, int64_t id) {
-  std::vector<kafka_header> out;
-  for (auto& h : original)
-    if (h.key != dlq_id_header)
-      out.push_back(h);
-  out.push_back(kafka_header{std::string{dlq_id_header}, std::to_string(id),
-                             true});
-  return out;
-}
-
 caf::result<dlq_retry_result> republish(self_ptr self, int64_t id,
                                         const requester& who) {
   auto& st = self->state;
@@ -397,7 +382,7 @@ caf::result<dlq_retry_result> republish(self_ptr self, int64_t id,
   // The bytes as received (a null value goes out empty), with the row's
   // key, headers and partition.
   auto sent = st.producer->produce(
-    row->topic, row->has_key, row->key, republish_headers(row->headers, id),
+    row->topic, row->has_key, row->key, dlq_republish_headers(row->headers, id),
     row->payload, token, row->has_partition ? row->partition : -1);
   if (!sent.ok) {
     auto why = sent.error_name + ": " + sent.error;

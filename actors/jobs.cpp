@@ -286,8 +286,7 @@ void republish(self_ptr self, const jobs_settings& cfg,
       }
       continue;
     }
-    auto headers = row->headers;
-    headers.push_back({"x-dlq-id", std::to_string(id), true});
+    auto headers = dlq_republish_headers(row->headers, id);
     auto token = st.next_token++;
     for (;;) {
       auto r = st.producer->produce(

@@ -587,6 +587,28 @@ std::vector<int64_t> dlq_store::due_for_retry(const dlq_retry_policy& policy,
   if (limit <= 0 || policy.classes.empty() || policy.max_attempts <= 0)
     return {};
   return impl_->run("dlq due_for_retry", [&](pqxx::transaction_base& tx) {
+    // Pending rows of the classes that reached the limit another way (manual
+    // retries, a lowered limit) are given up now rather than left pending
+    // for ever.
+    auto gave_up = tx.exec_params(
+      "UPDATE event_dlq SET status = 'failed', next_attempt_at = NULL,"
+      " resolved_by = 'auto-retry', updated_at = now()"
+      " WHERE status = 'pending' AND error_class = ANY($1::text[])"
+      " AND attempts >= $2 RETURNING id",
+      detail::text_array(policy.classes), policy.max_attempts);
+    if (!gave_up.empty()) {
+      requester service;
+      service.principal = "auto-retry";
+      insert_audit(tx, audit_of(service, "dlq.auto_retry", "dlq",
+                                json_object{}
+                                  .num("max_attempts", policy.max_attempts)
+                                  .done(),
+                                "failed",
+                                json_object{}
+                                  .num("gave_up", static_cast<int64_t>(
+                                                    gave_up.size()))
+                                  .done()));
+    }
     // status = 'pending' implies the predicate of event_dlq_open_idx.
     auto res = tx.exec_params(
       "SELECT id FROM event_dlq WHERE status = 'pending'"

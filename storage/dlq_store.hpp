@@ -148,7 +148,9 @@ public:
 
   /// Ids of at most `limit` pending rows of the policy's classes whose
   /// next attempt is due (next_attempt_at, or received_at + initial when
-  /// none is set), oldest first.
+  /// none is set), oldest first. Pending rows of the classes that already
+  /// reached max_attempts (manual retries) become failed first, with one
+  /// audit row.
   std::vector<int64_t> due_for_retry(const dlq_retry_policy& policy,
                                      int limit);
 

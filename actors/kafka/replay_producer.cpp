@@ -18,6 +18,18 @@ namespace ces {
 static_assert(sizeof(void*) >= sizeof(uint64_t),
               "tokens travel in librdkafka's per-message opaque pointer");
 
+std::vector<kafka_header>
+dlq_republish_headers(const std::vector<kafka_header>& original,
+                      int64_t dlq_id) {
+  std::vector<kafka_header> out;
+  out.reserve(original.size() + 1);
+  for (auto& h : original)
+    if (h.key != "x-dlq-id")
+      out.push_back(h);
+  out.push_back(kafka_header{"x-dlq-id", std::to_string(dlq_id), true});
+  return out;
+}
+
 std::vector<kafka_header> replay_headers(const std::vector<kafka_header>& original,
                                          int64_t replay_of,
                                          std::string_view replay_id,

@@ -49,6 +49,13 @@ std::vector<kafka_header> replay_headers(const std::vector<kafka_header>& origin
                                          int64_t job_id = 0,
                                          int64_t original_timestamp_ms = -1);
 
+/// The headers a republished dead letter carries: `original` without any
+/// `x-dlq-id`, then `x-dlq-id: <dlq_id>` (decimal). Other headers keep their
+/// order, values and null-ness.
+std::vector<kafka_header>
+dlq_republish_headers(const std::vector<kafka_header>& original,
+                      int64_t dlq_id);
+
 /// The replay id of event `event_id` in bulk replay job `job_id`:
 /// "j<job>-e<event>". The same for every attempt, so that a resend after a
 /// crash is recognised at ingest.

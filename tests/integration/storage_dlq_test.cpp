@@ -681,9 +681,9 @@ TEST_CASE("due_for_retry picks only due pending rows of the classes",
        ", now() - interval '10 minutes', now() + interval '1 minute'");
   // Not a class of the policy.
   seed("invalid_json", ", received_at", ", now() - interval '10 minutes'");
-  // Attempts used up.
-  seed("db_rejected", ", received_at, attempts",
-       ", now() - interval '10 minutes', 3");
+  // Attempts used up (by manual retries): given up by the next sweep.
+  auto used_up = seed("db_rejected", ", received_at, attempts",
+                      ", now() - interval '10 minutes', 3");
   // Not pending.
   for (auto st : {"failed", "retried", "resolved", "discarded"})
     seed("db_rejected", ", received_at, status",
@@ -694,6 +694,12 @@ TEST_CASE("due_for_retry picks only due pending rows of the classes",
 
   dlq_store s{url};
   CHECK(s.due_for_retry(p, 10) == std::vector<int64_t>{due1, due2, due3});
+  CHECK(scalar(url, "SELECT status FROM event_dlq WHERE id = "
+                      + std::to_string(used_up))
+        == "failed");
+  CHECK(audit_rows(url, "action = 'dlq.auto_retry' AND outcome = 'failed'"
+                        " AND (counts->>'gave_up')::int = 1")
+        == 1);
   CHECK(s.due_for_retry(p, 2) == std::vector<int64_t>{due1, due2});
   CHECK(s.due_for_retry(p, 0).empty());
   auto none = p;

@@ -104,3 +104,16 @@ TEST_CASE("job replay ids are stable per (job, event)", "[replay]") {
   CHECK(ces::job_replay_id(7, 42) != ces::job_replay_id(7, 43));
   CHECK(ces::job_replay_id(8, 42) != ces::job_replay_id(7, 42));
 }
+
+TEST_CASE("a republished dead letter carries one x-dlq-id", "[replay]") {
+  std::vector<kafka_header> original{{"source", "crm", true},
+                                     {"x-dlq-id", "3", true},
+                                     {"trace", "", false}};
+  // An old x-dlq-id (a dead letter dead-lettered again) is replaced, the
+  // rest keeps its order, values and null-ness.
+  CHECK(same(ces::dlq_republish_headers(original, 17),
+             {{"source", "crm", true},
+              {"trace", "", false},
+              {"x-dlq-id", "17", true}}));
+  CHECK(same(ces::dlq_republish_headers({}, 5), {{"x-dlq-id", "5", true}}));
+}
