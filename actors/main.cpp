@@ -12,6 +12,7 @@
 #include "config/config.hpp"
 #include "config/logging.hpp"
 #include "config/mask.hpp"
+#include "config/version.hpp"
 #include "storage/auth_store.hpp"
 #include "storage/backoff.hpp"
 #include "storage/journal.hpp"
@@ -229,6 +230,11 @@ int keys_main(int argc, char** argv) {
 } // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 2 && std::string{argv[1]} == "--version") {
+    std::cout << "crm-events-sink " << ces::version() << " (revision "
+              << ces::revision() << ")\n";
+    return 0;
+  }
   if (argc > 1 && std::string{argv[1]} == "keys")
     return keys_main(argc, argv);
   // Records are allocated by the consumer's thread and freed by the
@@ -260,7 +266,9 @@ int main(int argc, char** argv) {
     for (auto& [k, v] : ces::describe(s))
       line += (line.empty() ? "" : " ") + k + "=" + v;
     ces::log::event(spdlog::level::info, "main", "starting",
-                    {{"settings", line},
+                    {{"version", ces::version()},
+                     {"revision", ces::revision()},
+                     {"settings", line},
                      {"tls", s.http_tls_cert_file.empty() ? "off" : "on"}});
   }
   // Local runs: host librdkafka's mock cluster in this process.
@@ -283,6 +291,7 @@ int main(int argc, char** argv) {
                             s.kafka_bootstrap_servers);
   }
   ces::metrics stats;
+  stats.set_build_info(ces::version(), ces::revision());
   stats.declare_topics(s.kafka_topics);
   auto slot = std::make_shared<bridge_slot>();
   std::vector<ces::child_spec> specs;

@@ -117,6 +117,12 @@ struct metrics::impl {
         .Register(*registry)
         .Add({});
 
+  prometheus::Family<prometheus::Gauge>& build_info
+    = BuildGauge()
+        .Name("crm_build_info")
+        .Help("1, labelled with the running build's version and git revision")
+        .Register(*registry);
+
   prometheus::Family<prometheus::Counter>& http_requests
     = BuildCounter()
         .Name("crm_http_requests_total")
@@ -276,6 +282,11 @@ void metrics::set_dlq_pending(int64_t n) {
 
 void metrics::set_db_up(bool up) {
   impl_->db_up.Set(up ? 1.0 : 0.0);
+}
+
+void metrics::set_build_info(const std::string& version,
+                             const std::string& revision) {
+  impl_->build_info.Add({{"version", version}, {"revision", revision}}).Set(1);
 }
 
 void metrics::declare_topics(const std::vector<std::string>& topics) {

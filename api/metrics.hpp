@@ -130,6 +130,9 @@ public:
   /// dlq.growth, dlq.recovered), whether delivered or not.
   void add_dlq_alert(const std::string& type);
 
+  /// crm_build_info{version,revision} = 1: which build is running.
+  void set_build_info(const std::string& version, const std::string& revision);
+
   /// Creates the zero-valued crm_http_request_seconds{route} series.
   void declare_http_routes(const std::vector<std::string>& routes);
 

@@ -73,6 +73,17 @@ TEST_CASE("configuration errors stop the start with one line and exit 2",
                       "METRICS_PORT", "9106", "9105"})
       CHECK(out.find(name) != std::string::npos);
   }
+  SECTION("--version prints the version and the git revision, exits 0") {
+    auto st = run_sink({"--version"}, {}, err, out);
+    CHECK(st.success());
+    // "crm-events-sink 0.1.0 (revision 1a2b3c4d5e6f)\n", or "-dirty"
+    // appended, or "unknown" without git: never empty.
+    CHECK(out.rfind("crm-events-sink " CES_VERSION_STRING " (revision ", 0)
+          == 0);
+    CHECK(out.find("(revision )") == std::string::npos);
+    CHECK(std::count(out.begin(), out.end(), '\n') == 1);
+    CHECK(err.empty());
+  }
 }
 
 TEST_CASE("a child that keeps crashing ends the process after the budget",

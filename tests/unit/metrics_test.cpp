@@ -33,6 +33,10 @@ double sample(const std::string& text, const std::string& series) {
   return -1;
 }
 
+bool text_has_no_build_info(const std::string& text) {
+  return text.find("crm_build_info{") == std::string::npos;
+}
+
 bool has_line(const std::string& text, const std::string& line) {
   std::istringstream in{text};
   for (std::string l; std::getline(in, l);)
@@ -367,4 +371,13 @@ TEST_CASE("promtool check metrics accepts the exposition", "[promtool]") {
     promtool, "# TYPE crm_bad counter\ncrm_bad 1\n");
   CHECK(bad_status != 0);
   CHECK_THAT(bad_output, Catch::Contains("_total"));
+}
+
+TEST_CASE("crm_build_info names the running build", "[metrics]") {
+  ces::metrics m;
+  CHECK(text_has_no_build_info(m.text()));
+  m.set_build_info("0.1.0", "1a2b3c4d5e6f");
+  CHECK(sample(m.text(),
+               R"(crm_build_info{revision="1a2b3c4d5e6f",version="0.1.0"})")
+        == 1);
 }
