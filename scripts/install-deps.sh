@@ -16,6 +16,9 @@ PACKAGES=(
   postgresql kcat prometheus curl procps
   # api/openapi.yaml -> JSON at build time (api/CMakeLists.txt)
   python3 python3-yaml
+  # the container image test (scripts/container-test.sh; see its header for
+  # why runc and debootstrap) and the compose file's check
+  podman runc debootstrap uidmap fuse-overlayfs slirp4netns podman-compose
 )
 # The OpenAPI lint (scripts/lint-openapi.sh runs @redocly/cli with npm),
 # unless the machine has its own Node.js and npm (Debian's npm would replace
