@@ -148,7 +148,7 @@ make_base_images() {
     { tail -n 20 "$WORK/debootstrap.log"; die "debootstrap failed"; }
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
     "$rootfs"/var/log/*.log "$rootfs"/var/log/apt/*
-  tar -C "$rootfs" -c . | $ENGINE import \
+  tar -C "$rootfs" -c . | $ENGINE import -q \
     --change 'CMD ["bash"]' --change 'LABEL ces.base=debootstrap' \
     - docker.io/library/debian:bookworm >/dev/null
   # The slim variant, as the official one: no docs (copyright files stay),
@@ -169,7 +169,7 @@ path-exclude /usr/share/lintian/*
 path-exclude /usr/share/locale/*
 path-include /usr/share/locale/locale.alias
 EOF
-  tar -C "$rootfs" -c . | $ENGINE import \
+  tar -C "$rootfs" -c . | $ENGINE import -q \
     --change 'CMD ["bash"]' --change 'LABEL ces.base=debootstrap' \
     - docker.io/library/debian:bookworm-slim >/dev/null
   rm -rf "$rootfs"

@@ -14,8 +14,8 @@
 set -euo pipefail
 
 BUILD_PACKAGES=(
-  # toolchain
-  cmake ninja-build g++ pkg-config
+  # toolchain (ccache: the Dockerfile's compile cache; CMAKE_CXX_COMPILER_LAUNCHER)
+  cmake ninja-build g++ pkg-config ccache
   # libraries (headers + shared objects)
   libcaf-dev librdkafka-dev libpqxx-dev libpq-dev
   librestinio-dev libasio-dev libhttp-parser-dev libfmt-dev
