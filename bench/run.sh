@@ -28,6 +28,14 @@
 #                             original bytes; runs them with --journal-keep-raw=0):
 #                             run with and without to measure its ingest cost
 #     --build-dir DIR         build directory (default <repo>/build-bench)
+#     --sink-bin PATH         the crm-events-sink binary to bench (default the
+#                             build directory's)
+#     --container IMAGE       run every sink as a container of IMAGE
+#                             (--network=host, --read-only; podman or docker,
+#                             scripts/container-engine.sh) with the same
+#                             flags; RSS and CPU are read from /proc of the
+#                             container's main process (bench/container.sh
+#                             compares it with the bare binary)
 #     --no-build              use the binaries in the build directory as they are
 #     --keep                  keep the work directory (logs, timelines, data)
 #     --help
@@ -56,6 +64,8 @@ KEEP=0
 PROFILE=0
 SEED=1
 PAYLOAD_RAW=1
+SINK_BIN=""
+CONTAINER_IMAGE=""
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit "${1:-0}"; }
 need_num() { [[ $2 =~ ^[0-9]+$ ]] || { echo "run.sh: $1 needs a number, got '$2'" >&2; exit 2; }; }
@@ -67,7 +77,7 @@ while [ $# -gt 0 ]; do
   esac
   SHIFT2=0
   case $arg in
-    --events|--copy-runs|--first-row-runs|--lat-rate|--lat-seconds|--lat-poll-ms|--backlog|--events-per-partition|--build-dir|--sink-arg)
+    --events|--copy-runs|--first-row-runs|--lat-rate|--lat-seconds|--lat-poll-ms|--backlog|--events-per-partition|--build-dir|--sink-arg|--sink-bin|--container)
       if [ -z "$val" ]; then
         [ $# -ge 2 ] || { echo "run.sh: $arg needs a value" >&2; exit 2; }
         val=$2; SHIFT2=1
@@ -89,6 +99,8 @@ while [ $# -gt 0 ]; do
     --backlog-only) DO_MAIN=0; DO_LATENCY=0 ;;
     --events-per-partition) need_num "$arg" "$val"; EPP=$val ;;
     --build-dir) BUILD_DIR=$val ;;
+    --sink-bin) SINK_BIN=$val ;;
+    --container) CONTAINER_IMAGE=$val ;;
     --no-build) DO_BUILD=0 ;;
     --keep) KEEP=1 ;;
     --profile) PROFILE=1 ;;
@@ -104,7 +116,7 @@ if [ $DO_MAIN -eq 0 ] && [ $DO_LATENCY -eq 0 ] && [ "$BACKLOG" -eq 0 ]; then
   echo "run.sh: nothing to run (--backlog-only needs --backlog M)" >&2; exit 2
 fi
 
-SINK=$BUILD_DIR/actors/crm-events-sink
+SINK=${SINK_BIN:-$BUILD_DIR/actors/crm-events-sink}
 BROKER=$BUILD_DIR/tests/tools/crm-mock-broker
 PRODUCE=$BUILD_DIR/tests/tools/crm-produce
 PGWATCH=$BUILD_DIR/bench/bench-pgwatch
@@ -131,11 +143,13 @@ median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { if (NR =
 WORK=""
 PIDS=()
 PG_STARTED=0
+CONTAINERS=()
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   set +e
-  local pid
+  local pid c
+  for c in "${CONTAINERS[@]}"; do $ENGINE rm -f "$c" >/dev/null 2>&1; done
   for pid in "${PIDS[@]}"; do
     kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null
   done
@@ -310,17 +324,38 @@ start_sink() {
   SINK_LOG=$WORK/sink-$name.log
   SINK_METRICS=http://127.0.0.1:$mport/metrics
   SINK_T0=$EPOCHREALTIME
-  "$SINK" --kafka-bootstrap-servers="$BROKER_BS" --kafka-topics="$topics" \
-    --kafka-group-id="$group" --database-url="$(url_db "$db")" \
-    --metrics-address=127.0.0.1 --metrics-port="$mport" \
-    --http-address=127.0.0.1 --http-port="$hport" \
-    "${SINK_ARGS[@]}" >"$SINK_LOG" 2>&1 &
+  local args=(--kafka-bootstrap-servers="$BROKER_BS" --kafka-topics="$topics"
+    --kafka-group-id="$group" --database-url="$(url_db "$db")"
+    --metrics-address=127.0.0.1 --metrics-port="$mport"
+    --http-address=127.0.0.1 --http-port="$hport" "${SINK_ARGS[@]}")
+  if [ -n "$CONTAINER_IMAGE" ]; then
+    # The image logs JSON by default; text as the bare binary, so that the
+    # container is the only difference.
+    SINK_CONTAINER=crm-bench-$$-$name
+    CONTAINERS+=("$SINK_CONTAINER")
+    $ENGINE run -d --name "$SINK_CONTAINER" --network=host --read-only \
+      -e LOG_FORMAT=text "$CONTAINER_IMAGE" "${args[@]}" >/dev/null ||
+      die "$ENGINE run $CONTAINER_IMAGE failed"
+    SINK_PID=$($ENGINE inspect -f '{{.State.Pid}}' "$SINK_CONTAINER")
+    [ "${SINK_PID:-0}" -gt 0 ] || die "container $SINK_CONTAINER has no process"
+    $ENGINE logs -f "$SINK_CONTAINER" >"$SINK_LOG" 2>&1 &
+    track $!
+    return 0
+  fi
+  "$SINK" "${args[@]}" >"$SINK_LOG" 2>&1 &
   SINK_PID=$!
   track $SINK_PID
 }
 stop_sink() {
   local rc=0
-  stop_pid "$SINK_PID" 20 || rc=$?
+  if [ -n "$CONTAINER_IMAGE" ]; then
+    # SIGTERM, SIGKILL after 20 s; the exit code as the engine saw it.
+    $ENGINE stop -t 20 "$SINK_CONTAINER" >/dev/null || rc=$?
+    [ $rc -ne 0 ] || rc=$($ENGINE inspect -f '{{.State.ExitCode}}' "$SINK_CONTAINER")
+    $ENGINE rm -f "$SINK_CONTAINER" >/dev/null 2>&1 || true
+  else
+    stop_pid "$SINK_PID" 20 || rc=$?
+  fi
   [ $rc -eq 0 ] || log "warning: crm-events-sink ($1) exited with status $rc (log: $SINK_LOG)"
 }
 metric() { awk -v k="$1" '$1 == k { print $2 }' "$2"; }
@@ -450,6 +485,16 @@ for b in "$SINK" "$BROKER" "$PRODUCE" "$PGWATCH" "$BARE"; do
   [ -x "$b" ] || die "missing $b (build it, or drop --no-build)"
 done
 BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || echo unknown)
+[ -n "$SINK_BIN" ] && BUILD_TYPE="$BUILD_TYPE (tools); sink $SINK_BIN"
+if [ -n "$CONTAINER_IMAGE" ]; then
+  # shellcheck source=../scripts/container-engine.sh
+  . "$ROOT/scripts/container-engine.sh"
+  ces_container_engine || die "--container: no container engine (podman or docker)"
+  $ENGINE image inspect "$CONTAINER_IMAGE" >/dev/null 2>&1 ||
+    die "--container: no image $CONTAINER_IMAGE (scripts/container-test.sh builds one)"
+  [ $PROFILE -eq 0 ] || die "--profile and --container do not go together"
+  BUILD_TYPE="sink in the container image $CONTAINER_IMAGE ($ENGINE)"
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/crm-bench.XXXXXX")
 chmod 755 "$WORK" # PostgreSQL runs as `nobody` when we are root
@@ -668,6 +713,8 @@ if [ $DO_LATENCY -eq 1 ]; then
            round(max(l)::numeric, 1)
     FROM (SELECT 1000 * extract(epoch FROM pg_xact_commit_timestamp(xmin) - kafka_timestamp) AS l
           FROM event_journal WHERE id > 200) s")
+  LAT_SINK_CPU=$(f %.2f "$(proc_ticks "$SINK_PID") / $CLK_TCK")
+  LAT_RSS=$(f %.1f "$(proc_status_kb "$SINK_PID" VmHWM) / 1024")
   stop_sink lat
   stop_pid "$LAT_BROKER_PID" 10 || true
   rate=$(echo "$out" | sed -n 's/.* rate=\([0-9]*\)\/s.*/\1/p')
@@ -675,11 +722,14 @@ if [ $DO_LATENCY -eq 1 ]; then
   row "latency method" "poll $(lv mean_poll_period_ms) ms" "seen (end of the first poll that returned the row) - kafka_timestamp (CreateTime, ms); upper bound, resolution ~1 ms + one poll period + query; query mean $(lv mean_query_ms) / max $(lv max_query_ms) ms; p90 $(lv p90_ms), p99.9 $(lv p999_ms), min $(lv min_ms), mean $(lv mean_ms) ms"
   read -r c50 c99 cmax <<<"$ct"
   row "latency to commit (cross-check)" "$c50 / $c99 / $cmax ms" "commit timestamp - kafka_timestamp: excludes the WAL flush and the poll delay"
+  row "latency phase sink CPU / peak RSS" "${LAT_SINK_CPU}s / $LAT_RSS MiB" "utime+stime and VmHWM of the sink, start to the end of the paced load"
 fi
 if [ $DO_MAIN -eq 1 ] || [ $DO_LATENCY -eq 1 ]; then
   result lat_p50_ms "$LAT_P50"
   result lat_p99_ms "$LAT_P99"
   result lat_max_ms "$LAT_MAX"
+  result lat_sink_cpu_s "${LAT_SINK_CPU:-na}"
+  result lat_peak_rss_mib "${LAT_RSS:-na}"
 fi
 
 # -- 5. memory mode: a large backlog ----------------------------------------------
