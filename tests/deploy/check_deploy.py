@@ -205,6 +205,14 @@ def check_compose(model, svc_info, fail):
       or "controller" not in kenv.get("KAFKA_PROCESS_ROLES", ""):
     fail("compose.kafka_version", "kafka is not one KRaft broker+controller")
 
+  # The sink's bootstrap servers are what the broker advertises.
+  adv = re.findall(r"PLAINTEXT://([^,]+)",
+                   kenv.get("KAFKA_ADVERTISED_LISTENERS", ""))
+  boot = svc_info.effective("KAFKA_BOOTSTRAP_SERVERS", env).split(",")
+  if not adv or any(b not in adv for b in boot):
+    fail("compose.kafka_listener", "sink bootstrap %s, kafka advertises %s"
+         % (boot, adv))
+
   # kafka-init creates exactly the topics the sink consumes.
   init = services["kafka-init"]
   if init.get("image") != kimage:
@@ -720,6 +728,12 @@ MUTATIONS = [
   ("compose.kafka_version", "not combined broker+controller",
    lambda m: _set(_svc(m, "kafka")["environment"], "KAFKA_PROCESS_ROLES",
                   "broker")),
+  ("compose.kafka_listener", "the broker advertises localhost",
+   lambda m: _set(_svc(m, "kafka")["environment"],
+                  "KAFKA_ADVERTISED_LISTENERS", "PLAINTEXT://localhost:9092")),
+  ("compose.kafka_listener", "the sink bootstraps elsewhere",
+   lambda m: _set(_sink(m)["environment"], "KAFKA_BOOTSTRAP_SERVERS",
+                  "broker:9092")),
   ("compose.kafka_init", "one topic not created",
    lambda m: _set(_svc(m, "kafka-init"), "command",
                   [c.replace(" apexflow.jobs.created", "")
