@@ -187,6 +187,16 @@ def main():
                  "crm-produce)")
     with open(DASHBOARD) as f:
         dash = json.load(f)
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    if variables.get("datasource", {}).get("type") != "datasource" \
+            or variables.get("instance", {}).get("type") != "query":
+        fail("the dashboard needs a `datasource` (data source) and an "
+             "`instance` (query) variable")
+    for p in panels_of(dash):
+        if p["type"] != "row" and p.get("datasource", {}).get("uid") \
+                != "${datasource}":
+            fail(f"panel {p['title']!r} does not use the ${{datasource}} "
+                 "variable")
     titles = [p.get("title") for p in panels_of(dash)]
     for t in CORE:
         if t not in titles:
