@@ -35,9 +35,41 @@ void finish(self_ptr self) {
     log::event(spdlog::level::warn, "consumer", "close_failed",
                {{"reason", e.what()}});
   }
+  st.finished = true;
+  if (st.stats) // no partition is assigned any more
+    st.stats->set_consumer_lag({});
   log::event(spdlog::level::info, "consumer", "stopped",
              {{"batches_in_flight", static_cast<int64_t>(st.in_flight)}});
   self->quit(caf::exit_reason::user_shutdown);
+}
+
+/// The lag of every assigned partition whose high watermark is known: the
+/// watermark minus the journal's position, which is the acknowledged next
+/// offset or, before any acknowledgement of this assignment, the offset
+/// consumption started from (whichever is further: a partition assigned
+/// again starts from the journal's stored offset, past an older ack).
+std::vector<metrics::partition_lag>
+consumer_lags(const std::vector<partition_position>& positions,
+              const std::map<std::pair<std::string, int32_t>, int64_t>& acked) {
+  std::vector<metrics::partition_lag> result;
+  for (auto& p : positions) {
+    auto pos = p.start;
+    auto i = acked.find({p.topic, p.partition});
+    if (i != acked.end())
+      pos = std::max(pos, i->second);
+    if (p.high_watermark < 0 || pos < 0)
+      continue; // not fetched yet, or no known position
+    result.push_back(metrics::partition_lag{
+      p.topic, p.partition, std::max<int64_t>(0, p.high_watermark - pos)});
+  }
+  return result;
+}
+
+void publish_lag(self_ptr self) {
+  auto& st = self->state;
+  if (st.stats == nullptr || st.finished)
+    return;
+  st.stats->set_consumer_lag(consumer_lags(st.source->positions(), st.acked));
 }
 
 void count_by_topic(const std::vector<checked_record>& records, metrics* m) {
@@ -277,8 +309,17 @@ consumer(consumer_actor::stateful_pointer<consumer_state> self,
       finish(self);
   });
   schedule_poll(self);
+  if (stats != nullptr)
+    self->delayed_send(self, cfg.lag_interval, atom::internal_v,
+                       atom::refresh_v);
   return {
     [=](atom::internal, atom::poll) { poll(self); },
+    [=](atom::internal, atom::refresh) {
+      publish_lag(self);
+      if (!self->state.finished)
+        self->delayed_send(self, self->state.cfg.lag_interval,
+                           atom::internal_v, atom::refresh_v);
+    },
     [=](atom::internal, atom::keepalive) {
       auto& st = self->state;
       st.keepalive_pending = false;

@@ -13,6 +13,9 @@
 // sends no error for a dropped response promise), so their DOWN counts those
 // batches lost (uncommitted; Kafka redelivers them) and stops the polling;
 // a stop request then ends the CONSUMER at once, never waiting on the dead.
+// Every second it publishes crm_consumer_lag_records per assigned partition:
+// the source's cached high watermark minus the journal's position (the
+// acknowledged next offset, else where consumption started).
 #pragma once
 
 #include "actors/interfaces.hpp"
@@ -42,6 +45,9 @@ struct consumer_settings {
   std::chrono::milliseconds keepalive{1000};
   /// A stall at the in-flight bound longer than this pauses the partitions.
   std::chrono::milliseconds pause_after{1000};
+  /// How often crm_consumer_lag_records is recomputed (from cached
+  /// watermarks: no broker round trip).
+  std::chrono::milliseconds lag_interval{1000};
 };
 
 using source_factory = std::function<std::unique_ptr<record_source>()>;
@@ -70,6 +76,7 @@ struct consumer_state {
   bool broken = false;   // the PERSISTER failed; wait for the SUPERVISOR
   /// Latest acknowledged next offset per (topic, partition).
   std::map<std::pair<std::string, int32_t>, int64_t> acked;
+  bool finished = false; // the source is closed
   static inline const char* name = "consumer";
 };
 

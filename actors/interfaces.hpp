@@ -32,7 +32,10 @@ using consumer_actor = caf::typed_actor<
   caf::reacts_to<atom::internal, atom::poll>,
   /// (self, timer) Serve rebalance callbacks while the in-flight bound is
   /// reached.
-  caf::reacts_to<atom::internal, atom::keepalive>>;
+  caf::reacts_to<atom::internal, atom::keepalive>,
+  /// (self, timer) Publish crm_consumer_lag_records from the cached
+  /// watermarks (every consumer_settings::lag_interval).
+  caf::reacts_to<atom::internal, atom::refresh>>;
 
 /// DLQ (detached; owns its own PostgreSQL connection for event_dlq reads and
 /// maintenance — never the PERSISTER's — and a librdkafka producer of its

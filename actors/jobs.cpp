@@ -102,11 +102,16 @@ void finish_current(self_ptr self, const std::string& status,
                     const std::string& error) {
   auto& st = self->state;
   auto id = st.current->job.row.id;
+  auto kind = st.current->job.row.kind;
   st.current.reset();
-  if (auto row = st.store->finish(id, status, error))
+  if (st.stats != nullptr)
+    st.stats->set_jobs_running(0);
+  if (auto row = st.store->finish(id, status, error)) {
+    if (st.stats != nullptr)
+      st.stats->add_job_finished(kind, status);
     log_finished(*row, status == "cancelled" ? "job_cancelled"
                                               : "job_finished");
-  else
+  } else
     log::event(spdlog::level::warn, "jobs", "job_lost",
                {{"job_id", id}, {"reason", "no longer ours"}});
 }
@@ -123,6 +128,8 @@ bool claim(self_ptr self, const jobs_settings& cfg) {
   api::replay_defaults defaults;
   defaults.max_events = cfg.default_max_events;
   st.current = std::move(r);
+  if (st.stats != nullptr)
+    st.stats->set_jobs_running(1);
   auto& cur = *st.current;
   auto& kind = cur.job.row.kind;
   cur.is_dlq = kind == "dlq_retry" || kind == "dlq_discard";
@@ -508,6 +515,8 @@ jobs_actor::behavior_type jobs(jobs_actor::stateful_pointer<jobs_state> self,
   self->set_exception_handler(exception_to_error);
   auto& st = self->state;
   st.stats = stats;
+  if (stats != nullptr) // a restarted JOBS runs nothing yet
+    stats->set_jobs_running(0);
   storage::job_store_options so;
   so.lease = cfg.lease;
   st.store = std::make_unique<storage::job_store>(cfg.database_url, cfg.owner,
@@ -682,6 +691,8 @@ jobs_actor::behavior_type jobs(jobs_actor::stateful_pointer<jobs_state> self,
                              + e.what());
           } catch (const storage::infra_error&) {
             st.current.reset(); // resumed later by whoever claims it
+            if (st.stats != nullptr)
+              st.stats->set_jobs_running(0);
           }
         }
         // Nothing committed: the batch is read and published again.

@@ -92,6 +92,9 @@ struct kafka_source::impl : RdKafka::RebalanceCb, RdKafka::EventCb {
   /// The cluster's id, learned at the first assignment.
   std::string cluster_id;
   std::deque<kafka_record> stash; // records that arrived while serving
+  /// Where consumption of each assigned partition started (the journal's
+  /// stored offset, else the first record read); dropped on revocation.
+  std::map<std::pair<std::string, int32_t>, int64_t> starts;
   std::map<int, std::chrono::steady_clock::time_point> last_error_log;
   std::unique_ptr<RdKafka::KafkaConsumer> kc; // destroyed first
 
@@ -105,6 +108,13 @@ struct kafka_source::impl : RdKafka::RebalanceCb, RdKafka::EventCb {
     bool cooperative = c->rebalance_protocol() == "COOPERATIVE";
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
       apply_stored_offsets(c, parts);
+      for (auto p : parts) {
+        auto key = std::make_pair(p->topic(), p->partition());
+        if (p->offset() >= 0)
+          starts[key] = p->offset();
+        else
+          starts.erase(key);
+      }
       if (cooperative) {
         if (auto e = c->incremental_assign(parts)) {
           log::event(spdlog::level::err, "consumer", "assign_failed",
@@ -119,6 +129,8 @@ struct kafka_source::impl : RdKafka::RebalanceCb, RdKafka::EventCb {
       log::event(spdlog::level::info, "consumer", "partitions_assigned",
                  {{"partitions", describe(parts)}});
     } else if (err == RdKafka::ERR__REVOKE_PARTITIONS) {
+      for (auto p : parts)
+        starts.erase({p->topic(), p->partition()});
       if (cooperative) {
         if (auto e = c->incremental_unassign(parts))
           delete e;
@@ -131,6 +143,7 @@ struct kafka_source::impl : RdKafka::RebalanceCb, RdKafka::EventCb {
       log::event(spdlog::level::err, "consumer", "rebalance_error",
                  {{"reason", RdKafka::err2str(err)}});
       c->unassign();
+      starts.clear();
     }
   }
 
@@ -200,6 +213,11 @@ struct kafka_source::impl : RdKafka::RebalanceCb, RdKafka::EventCb {
                  {{"reason", e.what()},
                   {"fallback", "kafka committed offsets"}});
     }
+  }
+
+  /// A record was read: its partition started there if nothing else said.
+  void note_read(const kafka_record& r) {
+    starts.emplace(std::make_pair(r.topic, r.partition), r.offset);
   }
 
   tp_list filter_assigned(const std::vector<partition_offset>& offsets) {
@@ -289,6 +307,35 @@ std::string kafka_source::cluster_id() const {
   return impl_->cluster_id;
 }
 
+std::vector<partition_position> kafka_source::positions() {
+  std::vector<partition_position> result;
+  if (impl_->closed)
+    return result;
+  tp_guard assigned;
+  impl_->kc->assignment(assigned.items); // local state, no broker call
+  for (auto p : assigned.items) {
+    partition_position pos;
+    pos.topic = p->topic();
+    pos.partition = p->partition();
+    // librdkafka's cached watermarks: updated by every fetch response (and
+    // the low one by the statistics timer); no broker round trip.
+    int64_t low = -1;
+    int64_t high = -1;
+    if (impl_->kc->get_watermark_offsets(pos.topic, pos.partition, &low,
+                                         &high)
+          == RdKafka::ERR_NO_ERROR
+        && high >= 0)
+      pos.high_watermark = high;
+    auto i = impl_->starts.find({pos.topic, pos.partition});
+    if (i != impl_->starts.end())
+      pos.start = i->second;
+    else if (low >= 0)
+      pos.start = low; // nothing stored nor read: auto.offset.reset=earliest
+    result.push_back(std::move(pos));
+  }
+  return result;
+}
+
 kafka_source::kafka_source(const kafka_source_config& cfg)
   : impl_(std::make_unique<impl>(cfg)) {
   auto conf = client_conf(
@@ -343,6 +390,7 @@ bool kafka_source::next(kafka_record& out, std::chrono::milliseconds timeout) {
   switch (m->err()) {
     case RdKafka::ERR_NO_ERROR:
       copy_message(*m, out);
+      impl_->note_read(out);
       return true;
     case RdKafka::ERR__TIMED_OUT:
     case RdKafka::ERR__PARTITION_EOF:
@@ -376,6 +424,7 @@ void kafka_source::serve() {
   if (m->err() == RdKafka::ERR_NO_ERROR) {
     kafka_record r;
     copy_message(*m, r);
+    impl_->note_read(r);
     impl_->stash.emplace_back(std::move(r));
   }
 }

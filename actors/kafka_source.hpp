@@ -51,6 +51,7 @@ public:
   void commit(const std::vector<partition_offset>& offsets) override;
   void close(const std::vector<partition_offset>& final_offsets) override;
   std::string cluster_id() const override;
+  std::vector<partition_position> positions() override;
 
 private:
   struct impl;

@@ -18,6 +18,21 @@ uint64_t total(const std::vector<topic_count>& xs) {
   return n;
 }
 
+/// crm_event_lag_seconds: the clock at commit minus each row's Kafka
+/// timestamp (received_at is the transaction's start, a few ms earlier).
+void observe_event_lag(metrics& m, const std::vector<int64_t>& stamps_ms) {
+  if (stamps_ms.empty())
+    return;
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+  std::vector<double> ages;
+  ages.reserve(stamps_ms.size());
+  for (auto ts : stamps_ms)
+    ages.push_back(static_cast<double>(now_ms - ts) / 1000.0);
+  m.observe_event_lag(ages);
+}
+
 /// Writes queued batches in order until the queue is empty or an
 /// infrastructure error schedules a retry.
 void drain(self_ptr self) {
@@ -44,7 +59,9 @@ void drain(self_ptr self) {
           m->add_skipped(c.topic, c.count);
         for (auto& c : out.replay_duplicates)
           m->add_replay_duplicates(c.topic, c.count);
+        observe_event_lag(*m, out.journalled_timestamps_ms);
       }
+      std::vector<int64_t>{}.swap(out.journalled_timestamps_ms);
       if (st.failures > 0)
         log::event(spdlog::level::info, st.cfg.name, "db_recovered",
                    {{"failed_attempts", static_cast<int64_t>(st.failures)}});

@@ -10,6 +10,18 @@
 
 namespace ces {
 
+/// What a source knows of one assigned partition without asking the broker.
+struct partition_position {
+  std::string topic;
+  int32_t partition = 0;
+  /// The broker's high watermark as last seen (fetch responses), -1 unknown.
+  int64_t high_watermark = -1;
+  /// The offset consumption of the partition started from in this
+  /// assignment (the journal's stored offset, else the first record read,
+  /// else the log start when nothing was stored nor read), -1 unknown.
+  int64_t start = -1;
+};
+
 class record_source {
 public:
   virtual ~record_source() = default;
@@ -37,6 +49,12 @@ public:
   /// fence is keyed by it); known once partitions are assigned, so before
   /// the first record.
   virtual std::string cluster_id() const = 0;
+
+  /// The assigned partitions with their cached watermarks; never blocks
+  /// (no broker round trip). Sources without watermarks report none.
+  virtual std::vector<partition_position> positions() {
+    return {};
+  }
 };
 
 } // namespace ces

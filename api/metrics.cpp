@@ -1,5 +1,6 @@
 #include "api/metrics.hpp"
 
+#include <prometheus/collectable.h>
 #include <prometheus/counter.h>
 #include <prometheus/exposer.h>
 #include <prometheus/family.h>
@@ -8,9 +9,18 @@
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <dirent.h>
+#include <fstream>
+#include <map>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <stdexcept>
+#include <utility>
 
 namespace ces {
 
@@ -39,6 +49,121 @@ const prometheus::Histogram::BucketBoundaries& http_buckets() {
     0.5,   1.0,    2.5,   5.0,  10.0,  30.0};
   return xs;
 }
+
+const prometheus::Histogram::BucketBoundaries& event_lag_buckets() {
+  static const prometheus::Histogram::BucketBoundaries xs = {
+    0.01, 0.025, 0.05, 0.1,  0.25, 0.5,  1.0,    2.5,    5.0,
+    10.0, 30.0,  60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0};
+  return xs;
+}
+
+const char* const job_kinds[] = {"replay", "dlq_retry", "dlq_discard"};
+const char* const job_statuses[] = {"succeeded", "failed", "cancelled"};
+
+prometheus::MetricFamily process_family(const char* name, const char* help,
+                                        prometheus::MetricType type,
+                                        double value) {
+  prometheus::MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = type;
+  prometheus::ClientMetric m;
+  if (type == prometheus::MetricType::Counter)
+    m.counter.value = value;
+  else
+    m.gauge.value = value;
+  f.metric.push_back(std::move(m));
+  return f;
+}
+
+/// The process_* metrics every Prometheus client exports, read from
+/// /proc/self at each scrape. A family whose source cannot be read is left
+/// out of that scrape.
+class process_collector : public prometheus::Collectable {
+public:
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::vector<prometheus::MetricFamily> out;
+    try {
+      collect(out);
+    } catch (const std::exception&) {
+      // nop: a malformed /proc line; the families read so far are served
+    }
+    return out;
+  }
+
+private:
+  static void collect(std::vector<prometheus::MetricFamily>& out) {
+    using prometheus::MetricType;
+    auto ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
+    auto page = static_cast<double>(::sysconf(_SC_PAGESIZE));
+    std::ifstream stat_file{"/proc/self/stat"};
+    std::string stat;
+    std::getline(stat_file, stat);
+    // Fields after the command, which is in parentheses and may contain
+    // spaces: the first one here is field 3 (state).
+    auto close = stat.rfind(')');
+    std::vector<std::string> fields;
+    if (close != std::string::npos) {
+      std::istringstream in{stat.substr(close + 1)};
+      for (std::string f; in >> f;)
+        fields.push_back(f);
+    }
+    auto field = [&](size_t n) { // 1-based, as in proc(5)
+      return std::stod(fields.at(n - 3));
+    };
+    if (fields.size() >= 22 && ticks > 0) {
+      out.push_back(process_family(
+        "process_cpu_seconds_total",
+        "Total user and system CPU time spent in seconds",
+        MetricType::Counter, (field(14) + field(15)) / ticks));
+      out.push_back(process_family("process_virtual_memory_bytes",
+                                   "Virtual memory size in bytes",
+                                   MetricType::Gauge, field(23)));
+      out.push_back(process_family("process_resident_memory_bytes",
+                                   "Resident memory size in bytes",
+                                   MetricType::Gauge, field(24) * page));
+      if (auto boot = boot_time(); boot > 0)
+        out.push_back(process_family(
+          "process_start_time_seconds",
+          "Start time of the process since unix epoch in seconds",
+          MetricType::Gauge, boot + field(22) / ticks));
+    }
+    if (auto fds = open_fds(); fds >= 0)
+      out.push_back(process_family("process_open_fds",
+                                   "Number of open file descriptors",
+                                   MetricType::Gauge, fds));
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0)
+      out.push_back(process_family(
+        "process_max_fds", "Maximum number of open file descriptors",
+        MetricType::Gauge,
+        lim.rlim_cur == RLIM_INFINITY ? -1.0
+                                      : static_cast<double>(lim.rlim_cur)));
+  }
+
+  /// btime of /proc/stat: boot time, seconds since the epoch (0: unknown).
+  static double boot_time() {
+    std::ifstream in{"/proc/stat"};
+    for (std::string l; std::getline(in, l);)
+      if (l.rfind("btime ", 0) == 0)
+        return std::stod(l.substr(6));
+    return 0;
+  }
+
+  /// Entries of /proc/self/fd, without the one opendir() itself holds
+  /// (-1: unreadable).
+  static double open_fds() {
+    DIR* d = ::opendir("/proc/self/fd");
+    if (d == nullptr)
+      return -1;
+    double n = 0;
+    while (auto e = ::readdir(d))
+      if (e->d_name[0] != '.')
+        ++n;
+    ::closedir(d);
+    return n - 1;
+  }
+};
 
 } // namespace
 
@@ -188,6 +313,41 @@ struct metrics::impl {
               "dlq.recovered)")
         .Register(*registry);
 
+  prometheus::Family<prometheus::Gauge>& consumer_lag
+    = BuildGauge()
+        .Name("crm_consumer_lag_records")
+        .Help("Records the broker holds past the journal's position, by "
+              "assigned topic and partition (high watermark minus the next "
+              "offset the journal will hold)")
+        .Register(*registry);
+  prometheus::Histogram& event_lag
+    = BuildHistogram()
+        .Name("crm_event_lag_seconds")
+        .Help("Age of journalled events at commit: received_at minus the "
+              "Kafka timestamp (replays and records without one excluded)")
+        .Register(*registry)
+        .Add({}, event_lag_buckets());
+  prometheus::Family<prometheus::Counter>& jobs_finished
+    = BuildCounter()
+        .Name("crm_jobs_finished_total")
+        .Help("Bulk jobs this instance ran to their end, by kind (replay, "
+              "dlq_retry, dlq_discard) and status (succeeded, failed, "
+              "cancelled)")
+        .Register(*registry);
+  prometheus::Gauge& jobs_running
+    = BuildGauge()
+        .Name("crm_jobs_running")
+        .Help("Bulk jobs this instance is running now")
+        .Register(*registry)
+        .Add({});
+
+  std::shared_ptr<process_collector> process
+    = std::make_shared<process_collector>();
+
+  /// The series of crm_consumer_lag_records now shown.
+  std::mutex lag_mtx;
+  std::map<std::pair<std::string, int32_t>, prometheus::Gauge*> lag_series;
+
   // Only for declare_*: the data path never takes this lock.
   std::mutex declared_mtx;
   std::set<std::string> declared_topics;
@@ -199,7 +359,9 @@ struct metrics::impl {
 };
 
 metrics::metrics() : impl_(std::make_unique<impl>()) {
-  // nop
+  for (auto kind : job_kinds)
+    for (auto status : job_statuses)
+      impl_->jobs_finished.Add({{"kind", kind}, {"status", status}});
 }
 
 metrics::~metrics() {
@@ -220,6 +382,7 @@ void metrics::expose(const std::string& address, uint16_t port) {
   try {
     auto exposer = std::make_unique<prometheus::Exposer>(endpoint, 2);
     exposer->RegisterCollectable(impl_->registry);
+    exposer->RegisterCollectable(impl_->process);
     impl_->exposer = std::move(exposer);
   } catch (const std::exception& e) {
     throw std::runtime_error("cannot serve metrics on " + endpoint
@@ -372,8 +535,63 @@ void metrics::declare_http_routes(const std::vector<std::string>& routes) {
     impl_->http_seconds.Add({{"route", r}}, http_buckets());
 }
 
+void metrics::set_consumer_lag(const std::vector<partition_lag>& lags) {
+  std::lock_guard<std::mutex> guard{impl_->lag_mtx};
+  auto& shown = impl_->lag_series;
+  std::set<std::pair<std::string, int32_t>> now;
+  for (auto& l : lags) {
+    auto key = std::make_pair(l.topic, l.partition);
+    auto i = shown.find(key);
+    if (i == shown.end())
+      i = shown
+            .emplace(key, &impl_->consumer_lag.Add(
+                            {{"topic", l.topic},
+                             {"partition", std::to_string(l.partition)}}))
+            .first;
+    i->second->Set(static_cast<double>(std::max<int64_t>(0, l.records)));
+    now.insert(std::move(key));
+  }
+  for (auto i = shown.begin(); i != shown.end();) {
+    if (now.count(i->first) == 0) {
+      impl_->consumer_lag.Remove(i->second);
+      i = shown.erase(i);
+    } else {
+      ++i;
+    }
+  }
+}
+
+void metrics::observe_event_lag(const std::vector<double>& seconds) {
+  if (seconds.empty())
+    return;
+  auto& bounds = event_lag_buckets();
+  std::vector<double> counts(bounds.size() + 1, 0.0);
+  double sum = 0;
+  for (auto s : seconds) {
+    s = std::max(0.0, s);
+    sum += s;
+    // Prometheus buckets are `le`: the first bound >= s.
+    auto i = std::lower_bound(bounds.begin(), bounds.end(), s)
+             - bounds.begin();
+    counts[static_cast<size_t>(i)] += 1;
+  }
+  impl_->event_lag.ObserveMultiple(counts, sum);
+}
+
+void metrics::add_job_finished(const std::string& kind,
+                               const std::string& status) {
+  impl_->jobs_finished.Add({{"kind", kind}, {"status", status}}).Increment();
+}
+
+void metrics::set_jobs_running(int64_t n) {
+  impl_->jobs_running.Set(static_cast<double>(n));
+}
+
 std::string metrics::text() const {
-  return prometheus::TextSerializer{}.Serialize(impl_->registry->Collect());
+  auto families = impl_->registry->Collect();
+  for (auto& f : impl_->process->Collect())
+    families.push_back(std::move(f));
+  return prometheus::TextSerializer{}.Serialize(families);
 }
 
 } // namespace ces

@@ -130,6 +130,50 @@ public:
   /// dlq.growth, dlq.recovered), whether delivered or not.
   void add_dlq_alert(const std::string& type);
 
+  // -- Lag, jobs ------------------------------------------------------------
+
+  /// One assigned partition's lag (see set_consumer_lag()).
+  struct partition_lag {
+    std::string topic;
+    int32_t partition = 0;
+    int64_t records = 0;
+  };
+
+  /// crm_consumer_lag_records{topic,partition}: per assigned partition, the
+  /// broker's high watermark (librdkafka's cached value, updated by fetches)
+  /// minus the journal's position (the next offset the journal will hold:
+  /// the last offset the PERSISTERs committed + 1, before that the offset
+  /// consumption started from); never negative, 0 when caught up. Replaces
+  /// the whole set: series of partitions not in `lags` (revoked in a
+  /// rebalance, or all after the CONSUMER stopped) are removed.
+  void set_consumer_lag(const std::vector<partition_lag>& lags);
+
+  /// crm_event_lag_seconds (histogram, 10 ms .. 3600 s): per journalled
+  /// row, received_at minus its Kafka timestamp (the commit's clock minus
+  /// the record's create or log-append time), observed once per batch.
+  /// Rows without a Kafka timestamp and verified replays (replay_of set:
+  /// old events sent again) are not observed; negative ages (producer clock
+  /// ahead) count as 0.
+  void observe_event_lag(const std::vector<double>& seconds);
+
+  /// crm_jobs_finished_total{kind,status}: bulk jobs this instance ran to
+  /// their end; `kind` replay, dlq_retry, dlq_discard; `status` succeeded,
+  /// failed, cancelled (a queued job cancelled before anyone claimed it is
+  /// not counted: no instance ran it). Every kind/status pair starts at 0.
+  void add_job_finished(const std::string& kind, const std::string& status);
+
+  /// crm_jobs_running: bulk jobs this instance is running now (0 or 1).
+  void set_jobs_running(int64_t n);
+
+  // -- Process ---------------------------------------------------------------
+  // Read from /proc/self at scrape time (as every Prometheus client does):
+  /// process_resident_memory_bytes (gauge): resident set size.
+  /// process_virtual_memory_bytes (gauge): virtual memory size.
+  /// process_cpu_seconds_total (counter): user + system CPU time.
+  /// process_open_fds (gauge): open file descriptors.
+  /// process_max_fds (gauge): the soft RLIMIT_NOFILE.
+  /// process_start_time_seconds (gauge): start time since the Unix epoch.
+
   /// crm_build_info{version,revision} = 1: which build is running.
   void set_build_info(const std::string& version, const std::string& revision);
 

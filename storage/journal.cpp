@@ -403,10 +403,15 @@ journal_writer::impl::write(const std::vector<checked_record>& batch) {
               [](auto& a, auto& b) { return a.index < b.index; });
     auto bad = first_rejected;
     for (size_t row = 0; row < row_index.size(); ++row) {
-      if (bad < dlq.size() && dlq[bad].index == row_index[row])
+      if (bad < dlq.size() && dlq[bad].index == row_index[row]) {
         ++bad;
-      else
-        ++row_part[row]->journalled;
+        continue;
+      }
+      ++row_part[row]->journalled;
+      auto& r = batch[row_index[row]];
+      if (r.rec.timestamp_type != 0 && r.rec.timestamp_ms >= 0
+          && verified(r) == nullptr)
+        out.journalled_timestamps_ms.push_back(r.rec.timestamp_ms);
     }
   }
 

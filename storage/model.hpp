@@ -95,6 +95,11 @@ struct persist_outcome {
   /// event that the journal (or the same batch) already holds: the same
   /// (replay_job, replay_of). Their offsets advance all the same.
   std::vector<topic_count> replay_duplicates;
+  /// Kafka timestamps (ms since the epoch) of the rows written to
+  /// event_journal, for crm_event_lag_seconds: rows without a timestamp and
+  /// verified replays left out. Not part of the reply message: the PERSISTER
+  /// observes and clears it.
+  std::vector<int64_t> journalled_timestamps_ms;
 };
 
 

@@ -1,10 +1,12 @@
 #include "actors/consumer.hpp"
+#include "api/metrics.hpp"
 #include "fakes.hpp"
 #include "fixture.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <set>
+#include <sstream>
 
 using namespace std::chrono_literals;
 using namespace ces;
@@ -14,6 +16,7 @@ namespace {
 
 struct consumer_fixture : ces::test::fixture {
   std::shared_ptr<source_log> log = std::make_shared<source_log>();
+  ces::metrics stats; // outlives the actors (killed in the destructor)
   persister_actor persister = sys.spawn(held_persister);
   consumer_actor cons;
 
@@ -26,13 +29,14 @@ struct consumer_fixture : ces::test::fixture {
     sched.run(100);
   }
 
-  void start(size_t available, consumer_settings cs) {
+  void start(size_t available, consumer_settings cs,
+             ces::metrics* stats = nullptr) {
     auto lg = log;
     source_factory make = [lg, available] {
       return std::unique_ptr<record_source>(new scripted_source(lg, available));
     };
     cons = sys.spawn(consumer, make, std::vector<persister_actor>{persister},
-                     cs, nullptr);
+                     cs, stats);
   }
 
   held_persister_state& held() {
@@ -273,4 +277,83 @@ TEST_CASE_METHOD(consumer_fixture,
   self->receive([&](caf::down_msg&) { down = true; },
                 caf::after(std::chrono::seconds(0)) >> [] {});
   CHECK(down);
+}
+
+namespace {
+
+/// crm_consumer_lag_records of (topic, partition) in `m`, -1 if absent.
+double lag_of(const ces::metrics& m, const std::string& topic, int partition) {
+  auto series = "crm_consumer_lag_records{partition=\""
+                + std::to_string(partition) + "\",topic=\"" + topic + "\"} ";
+  std::istringstream in{m.text()};
+  for (std::string l; std::getline(in, l);)
+    if (l.rfind(series, 0) == 0)
+      return std::stod(l.substr(series.size()));
+  return -1;
+}
+
+} // namespace
+
+TEST_CASE_METHOD(consumer_fixture,
+                 "consumer lag: high watermark minus the journal's position") {
+  const std::string leads = "apexflow.leads.created";
+  const std::string jobs = "apexflow.jobs.created";
+  for (int32_t p = 0; p < 4; ++p)
+    log->positions.push_back(partition_position{leads, p, 100, 0});
+  // A topic without new records: lag 0, not absent.
+  log->positions.push_back(partition_position{jobs, 0, 5, 5});
+  // Not fetched yet: no watermark, no series.
+  log->positions.push_back(partition_position{jobs, 1, -1, 0});
+  auto& m = stats;
+  start(1000, settings(), &m);
+  sched.run(500);
+  REQUIRE(held().received.size() == 2); // 20 records out, none acknowledged
+  CHECK(lag_of(m, leads, 0) == -1);     // not published before the timer
+  advance_time(1s);
+  sched.run(500);
+  // Nothing journalled yet: measured from where consumption started.
+  for (int p = 0; p < 4; ++p)
+    CHECK(lag_of(m, leads, p) == 100);
+  CHECK(lag_of(m, jobs, 0) == 0);
+  CHECK(lag_of(m, jobs, 1) == -1);
+  // The first batch (offsets 0..9 round-robin) is journalled: partitions 0
+  // and 1 hold 3 records each, 2 and 3 two.
+  ack_oldest();
+  sched.run(500);
+  advance_time(1s);
+  sched.run(500);
+  CHECK(lag_of(m, leads, 0) == 97);
+  CHECK(lag_of(m, leads, 1) == 97);
+  CHECK(lag_of(m, leads, 2) == 98);
+  CHECK(lag_of(m, leads, 3) == 98);
+  // A rebalance revokes partition 3 and reassigns partition 0 starting at
+  // the journal's stored offset 50 (another member journalled up to 49).
+  log->positions.erase(log->positions.begin() + 3);
+  log->positions[0].start = 50;
+  advance_time(1s);
+  sched.run(500);
+  CHECK(lag_of(m, leads, 3) == -1); // no stale series
+  CHECK(lag_of(m, leads, 0) == 50);
+  CHECK(lag_of(m, leads, 2) == 98);
+  // The broker gets more records (a fetch saw the new watermark).
+  log->positions[1].high_watermark = 110;
+  advance_time(1s);
+  sched.run(500);
+  CHECK(lag_of(m, leads, 1) == 107);
+}
+
+TEST_CASE_METHOD(consumer_fixture,
+                 "consumer lag series end with the consumer") {
+  log->positions.push_back(
+    partition_position{"apexflow.leads.created", 0, 10, 0});
+  auto& m = stats;
+  start(0, settings(), &m);
+  sched.run(100);
+  advance_time(1s);
+  sched.run(100);
+  REQUIRE(lag_of(m, "apexflow.leads.created", 0) == 10);
+  self->send_exit(cons, caf::exit_reason::user_shutdown);
+  sched.run(100);
+  CHECK(log->closed);
+  CHECK(lag_of(m, "apexflow.leads.created", 0) == -1);
 }

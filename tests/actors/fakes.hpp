@@ -21,6 +21,8 @@ struct source_log {
   std::vector<std::vector<partition_offset>> commits;
   bool closed = false;
   std::vector<partition_offset> final_offsets;
+  /// What positions() reports (the test sets watermarks and starts).
+  std::vector<partition_position> positions;
 };
 
 /// Hands out `available` valid CRM events on one topic, 4 partitions.
@@ -66,6 +68,9 @@ public:
   }
   std::string cluster_id() const override {
     return "fake-cluster";
+  }
+  std::vector<partition_position> positions() override {
+    return log_->positions;
   }
 
 private:

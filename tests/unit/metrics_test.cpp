@@ -6,12 +6,15 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -122,6 +125,10 @@ void fill(ces::metrics& m) {
   m.observe_http_request("replay", 200, 0.05);
   m.add_replay("apexflow.jobs.created", "replayed");
   m.add_replay_throttled("tenant-01");
+  m.set_consumer_lag({{"apexflow.leads.created", 0, 12}});
+  m.observe_event_lag({0.2, 1.5});
+  m.add_job_finished("replay", "succeeded");
+  m.set_jobs_running(1);
 }
 
 } // namespace
@@ -225,6 +232,16 @@ TEST_CASE("every family has a type and a help string", "[metrics]") {
     {"crm_http_request_seconds", "histogram"},
     {"crm_replays_total", "counter"},
     {"crm_replays_throttled_total", "counter"},
+    {"crm_consumer_lag_records", "gauge"},
+    {"crm_event_lag_seconds", "histogram"},
+    {"crm_jobs_finished_total", "counter"},
+    {"crm_jobs_running", "gauge"},
+    {"process_resident_memory_bytes", "gauge"},
+    {"process_virtual_memory_bytes", "gauge"},
+    {"process_cpu_seconds_total", "counter"},
+    {"process_open_fds", "gauge"},
+    {"process_max_fds", "gauge"},
+    {"process_start_time_seconds", "gauge"},
   };
   for (auto& [name, type] : families) {
     CHECK(has_line(text, "# TYPE " + name + " " + type));
@@ -338,6 +355,9 @@ TEST_CASE("expose serves /metrics and reports a taken port", "[metrics]") {
   CHECK_THAT(response, Catch::StartsWith("HTTP/1.1 200"));
   CHECK_THAT(response,
              Catch::Contains("crm_events_ingested_total{topic=\"served\"} 42"));
+  // The process collector is served too.
+  CHECK_THAT(response, Catch::Contains("\nprocess_resident_memory_bytes "));
+  CHECK_THAT(response, Catch::Contains("\nprocess_open_fds "));
   CHECK_THROWS_AS(m.expose("127.0.0.1", 0), std::logic_error);
   ces::metrics other;
   try {
@@ -380,4 +400,139 @@ TEST_CASE("crm_build_info names the running build", "[metrics]") {
   CHECK(sample(m.text(),
                R"(crm_build_info{revision="1a2b3c4d5e6f",version="0.1.0"})")
         == 1);
+}
+
+TEST_CASE("consumer lag: one series per assigned partition", "[metrics]") {
+  ces::metrics m;
+  auto series = [](const char* topic, int p) {
+    return std::string{"crm_consumer_lag_records{partition=\""}
+           + std::to_string(p) + "\",topic=\"" + topic + "\"}";
+  };
+  CHECK(sample(m.text(), series("a", 0)) == -1);
+  m.set_consumer_lag({{"a", 0, 7}, {"a", 1, 0}, {"b", 3, -2}});
+  auto text = m.text();
+  CHECK(sample(text, series("a", 0)) == 7);
+  CHECK(sample(text, series("a", 1)) == 0);
+  CHECK(sample(text, series("b", 3)) == 0); // never negative
+  // A rebalance took a/0 and b/3 away: their series go.
+  m.set_consumer_lag({{"a", 1, 4}, {"a", 2, 1}});
+  text = m.text();
+  CHECK(sample(text, series("a", 0)) == -1);
+  CHECK(sample(text, series("b", 3)) == -1);
+  CHECK(sample(text, series("a", 1)) == 4);
+  CHECK(sample(text, series("a", 2)) == 1);
+  m.set_consumer_lag({});
+  CHECK(m.text().find("crm_consumer_lag_records{") == std::string::npos);
+}
+
+TEST_CASE("event lag histogram: 10 ms .. 3600 s, one batch at a time",
+          "[metrics]") {
+  ces::metrics m;
+  auto text = m.text();
+  CHECK(sample(text, "crm_event_lag_seconds_count") == 0);
+  m.observe_event_lag({});
+  m.observe_event_lag({0.004, 0.01, 0.3, 5000.0, -1.0});
+  m.observe_event_lag({2.0});
+  text = m.text();
+  CHECK(sample(text, "crm_event_lag_seconds_count") == 6);
+  CHECK(sample(text, "crm_event_lag_seconds_sum") == Approx(5002.314));
+  // -1 (producer clock ahead) counts as 0; le is inclusive.
+  CHECK(sample(text, "crm_event_lag_seconds_bucket{le=\"0.01\"}") == 3);
+  CHECK(sample(text, "crm_event_lag_seconds_bucket{le=\"0.25\"}") == 3);
+  CHECK(sample(text, "crm_event_lag_seconds_bucket{le=\"0.5\"}") == 4);
+  CHECK(sample(text, "crm_event_lag_seconds_bucket{le=\"2.5\"}") == 5);
+  CHECK(sample(text, "crm_event_lag_seconds_bucket{le=\"3600\"}") == 5);
+  CHECK(sample(text, "crm_event_lag_seconds_bucket{le=\"+Inf\"}") == 6);
+}
+
+TEST_CASE("job metrics start at zero for every kind and status",
+          "[metrics]") {
+  ces::metrics m;
+  auto text = m.text();
+  for (auto kind : {"replay", "dlq_retry", "dlq_discard"})
+    for (auto status : {"succeeded", "failed", "cancelled"})
+      CHECK(sample(text, std::string{"crm_jobs_finished_total{kind=\""} + kind
+                           + "\",status=\"" + status + "\"}")
+            == 0);
+  CHECK(sample(text, "crm_jobs_running") == 0);
+  m.set_jobs_running(1);
+  m.add_job_finished("replay", "succeeded");
+  m.add_job_finished("replay", "succeeded");
+  m.add_job_finished("dlq_retry", "cancelled");
+  m.set_jobs_running(0);
+  text = m.text();
+  CHECK(sample(text,
+               R"(crm_jobs_finished_total{kind="replay",status="succeeded"})")
+        == 2);
+  CHECK(sample(text, "crm_jobs_finished_total{kind=\"dlq_retry\","
+                     "status=\"cancelled\"}")
+        == 1);
+  CHECK(sample(text,
+               R"(crm_jobs_finished_total{kind="replay",status="failed"})")
+        == 0);
+  CHECK(sample(text, "crm_jobs_running") == 0);
+}
+
+namespace {
+
+/// A `Name:   value kB` line of /proc/self/status, in bytes (-1: absent).
+double status_kb(const std::string& name) {
+  std::ifstream in{"/proc/self/status"};
+  for (std::string l; std::getline(in, l);)
+    if (l.rfind(name + ":", 0) == 0)
+      return std::stod(l.substr(name.size() + 1)) * 1024;
+  return -1;
+}
+
+double count_fds() {
+  double n = 0;
+  for (auto& e : std::filesystem::directory_iterator{"/proc/self/fd"}) {
+    (void) e;
+    ++n;
+  }
+  return n - 1; // the iterator's own descriptor
+}
+
+} // namespace
+
+TEST_CASE("process metrics are this process's, read at scrape time",
+          "[metrics]") {
+  ces::metrics m;
+  // Grow the heap by 64 MiB (touched), so RSS is clearly this process's.
+  std::vector<char> ballast(64u << 20, 1);
+  auto text = m.text();
+  auto rss = sample(text, "process_resident_memory_bytes");
+  auto vm_rss = status_kb("VmRSS");
+  REQUIRE(vm_rss > 0);
+  CHECK(rss >= vm_rss / 2);
+  CHECK(rss <= vm_rss * 2);
+  CHECK(rss > 64.0 * (1 << 20));
+  auto vsz = sample(text, "process_virtual_memory_bytes");
+  CHECK(vsz >= rss);
+  CHECK(vsz == Approx(status_kb("VmSize")).epsilon(0.1));
+  auto fds = sample(text, "process_open_fds");
+  CHECK(fds >= 3);
+  CHECK(fds == count_fds());
+  rlimit lim{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &lim) == 0);
+  CHECK(sample(text, "process_max_fds") == static_cast<double>(lim.rlim_cur));
+  // Started before now, and not before this machine booted.
+  auto start = sample(text, "process_start_time_seconds");
+  auto now = static_cast<double>(::time(nullptr));
+  CHECK(start <= now + 1);
+  CHECK(start > now - 24 * 3600.0 * 365);
+  // CPU time is a counter that moves: burn 100 ms of CPU.
+  auto cpu = sample(text, "process_cpu_seconds_total");
+  CHECK(cpu >= 0);
+  auto began = std::clock();
+  volatile double x = 0;
+  while (std::clock() - began < CLOCKS_PER_SEC / 5)
+    x = x + 1;
+  CHECK(sample(m.text(), "process_cpu_seconds_total") > cpu);
+  // A new descriptor shows at the next scrape.
+  int fd = ::open("/proc/self/status", O_RDONLY);
+  REQUIRE(fd >= 0);
+  CHECK(sample(m.text(), "process_open_fds") == fds + 1);
+  ::close(fd);
+  CHECK(ballast[12345] == 1);
 }
