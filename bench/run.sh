@@ -481,7 +481,8 @@ if [ $PROFILE -eq 1 ]; then
   command -v perf >/dev/null || die "--profile needs perf (apt-get install linux-perf)"
   [ $DO_MAIN -eq 1 ] || die "--profile profiles the drain: drop --skip-drain/--backlog-only"
 fi
-for b in "$SINK" "$BROKER" "$PRODUCE" "$PGWATCH" "$BARE"; do
+[ -n "$CONTAINER_IMAGE" ] || [ -x "$SINK" ] || die "missing $SINK (build it, or drop --no-build)"
+for b in "$BROKER" "$PRODUCE" "$PGWATCH" "$BARE"; do
   [ -x "$b" ] || die "missing $b (build it, or drop --no-build)"
 done
 BUILD_TYPE=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || echo unknown)
