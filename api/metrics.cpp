@@ -96,9 +96,11 @@ private:
     using prometheus::MetricType;
     auto ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
     auto page = static_cast<double>(::sysconf(_SC_PAGESIZE));
-    std::ifstream stat_file{"/proc/self/stat"};
     std::string stat;
-    std::getline(stat_file, stat);
+    {
+      std::ifstream stat_file{"/proc/self/stat"}; // closed before open_fds()
+      std::getline(stat_file, stat);
+    }
     // Fields after the command, which is in parentheses and may contain
     // spaces: the first one here is field 3 (state).
     auto close = stat.rfind(')');
