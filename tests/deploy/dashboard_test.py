@@ -345,6 +345,7 @@ scrape_configs:
         for _ in range(3):  # HTTP traffic inside the rate window too
             http(api + "/events/latest?limit=1", auth)
             http(api + "/events/latest")
+        time.sleep(3)  # scraped before the queries
 
         errors = []
         # The alert rules: all loaded, all evaluated without error.
