@@ -97,15 +97,22 @@ void log_finished(const job_row& j, const char* event) {
               {"last_error", j.last_error}});
 }
 
+/// Lets go of the current job (finished, lost to another instance, or left
+/// for whoever claims it next): crm_jobs_running drops to 0.
+void drop_current(self_ptr self) {
+  auto& st = self->state;
+  st.current.reset();
+  if (st.stats != nullptr)
+    st.stats->set_jobs_running(0);
+}
+
 /// Finishes the current job with `status`; logs it.
 void finish_current(self_ptr self, const std::string& status,
                     const std::string& error) {
   auto& st = self->state;
   auto id = st.current->job.row.id;
   auto kind = st.current->job.row.kind;
-  st.current.reset();
-  if (st.stats != nullptr)
-    st.stats->set_jobs_running(0);
+  drop_current(self);
   if (auto row = st.store->finish(id, status, error)) {
     if (st.stats != nullptr)
       st.stats->add_job_finished(kind, status);
@@ -391,7 +398,7 @@ void run_dlq(self_ptr self, const jobs_settings& cfg) {
   if (outcome == storage::progress_outcome::lost) {
     log::event(spdlog::level::warn, "jobs", "job_lost",
                {{"job_id", cur.job.row.id}, {"reason", "no longer ours"}});
-    st.current.reset();
+    drop_current(self);
     schedule(self, milliseconds{0});
     return;
   }
@@ -484,7 +491,7 @@ void run(self_ptr self, const jobs_settings& cfg) {
   if (outcome == storage::progress_outcome::lost) {
     log::event(spdlog::level::warn, "jobs", "job_lost",
                {{"job_id", cur.job.row.id}, {"reason", "no longer ours"}});
-    st.current.reset();
+    drop_current(self);
     schedule(self, milliseconds{0});
     return;
   }
@@ -690,9 +697,7 @@ jobs_actor::behavior_type jobs(jobs_actor::stateful_pointer<jobs_state> self,
                            std::string{"PostgreSQL kept failing: "}
                              + e.what());
           } catch (const storage::infra_error&) {
-            st.current.reset(); // resumed later by whoever claims it
-            if (st.stats != nullptr)
-              st.stats->set_jobs_running(0);
+            drop_current(self); // resumed later by whoever claims it
           }
         }
         // Nothing committed: the batch is read and published again.

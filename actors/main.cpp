@@ -348,6 +348,9 @@ int main(int argc, char** argv) {
   try {
     if (!migrate_with_retry(s, signals, legacy_offsets))
       return 0; // asked to stop before PostgreSQL came up
+    // PostgreSQL answered: crm_db_up is 0 from the start until here, so a
+    // database that is down at start-up shows (and alerts) too.
+    stats.set_db_up(true);
   } catch (const ces::storage::encoding_error& e) {
     ces::log::event(spdlog::level::critical, "main", "db_encoding_unsupported",
                     {{"reason", e.what()}});

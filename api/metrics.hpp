@@ -62,7 +62,8 @@ public:
 
   /// crm_dlq_pending: DLQ entries not yet replayed or resolved.
   void set_dlq_pending(int64_t n);
-  /// crm_db_up: 1 after a successful batch transaction, 0 while the
+  /// crm_db_up: 1 once the migrations ran and after a successful batch
+  /// transaction (0 before: PostgreSQL down at start-up), 0 while the
   /// persister retries after an infrastructure error.
   void set_db_up(bool up);
 

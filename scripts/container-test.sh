@@ -2,7 +2,7 @@
 # scripts/container-test.sh: builds the container image (Dockerfile) and runs
 # it for real against a throwaway PostgreSQL and the project's mock broker.
 #
-#   scripts/container-test.sh --broker PATH --produce PATH [--keep-image]
+#   scripts/container-test.sh [--broker PATH] [--produce PATH]
 #     --broker PATH   crm-mock-broker of the host build
 #                     (default build/tests/tools/crm-mock-broker)
 #     --produce PATH  crm-produce of the host build
@@ -45,6 +45,15 @@ while [ $# -gt 0 ]; do
     *) echo "container-test: unknown option $1" >&2; exit 2 ;;
   esac
 done
+
+# Root only: debootstrap, the image's uid 10001 owning the mounted key file,
+# and reading the container's /proc as the host sees it (rootless podman maps
+# uids). CI runs as root.
+if [ "$(id -u)" -ne 0 ]; then
+  echo "container-test: needs root (debootstrap, uid 10001 files, rootful" \
+    "podman); run it as root or through sudo" >&2
+  exit 1
+fi
 
 T_START=$EPOCHREALTIME
 log() { printf '[container-test %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
