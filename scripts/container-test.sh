@@ -16,7 +16,7 @@
 # mirror from /etc/apt/sources.list*; the slim one stripped of docs, man
 # pages and locales as the official slim image is) and imported under those
 # names: the Dockerfile stays the one a user builds with a registry. The
-# engine keeps them, so only the first run pays for it (~1.5 min).
+# engine keeps them, so only the first run pays for it (~1 min).
 #
 # Checks: 10,000 events produced by the host's crm-produce are journalled
 # exactly once; POST /replay/{id} with the admin key (ADMIN_TOKEN_FILE,
