@@ -218,6 +218,18 @@ using idempotency_actor = caf::typed_actor<
   /// (self, timer) Delete answers older than 24 hours.
   caf::reacts_to<atom::internal, atom::flush>>;
 
+/// MAINTENANCE (detached; owns its own PostgreSQL connection). Keeps the
+/// partitioned journal's partitions created ahead of the database clock and
+/// applies the retention settings (journal partitions dropped whole; DLQ and
+/// audit rows deleted in small batches), once at start and then every
+/// maintenance-interval-s. Never touches ingestion's connections.
+using maintenance_actor = caf::typed_actor<
+  /// (self, timer) Create partitions ahead, then apply retention.
+  caf::reacts_to<atom::internal, atom::refresh>,
+  /// Run one round now (tests, drills); the reply is the number of
+  /// partitions created plus dropped plus rows deleted in it.
+  caf::replies_to<atom::run>::with<int64_t>>;
+
 /// HTTP_BRIDGE (cooperative, never blocks). Turns an operator request that
 /// the HTTP server accepted into messages for the JOURNAL, DLQ, REPLAYER and
 /// SUPERVISOR, and answers it from their replies.

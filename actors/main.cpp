@@ -92,7 +92,8 @@ bool with_db_retry(const ces::settings& s, const sigset_t& signals,
 bool migrate_with_retry(const ces::settings& s, const sigset_t& signals,
                         bool& legacy) {
   return with_db_retry(s, signals, [&] {
-    auto applied = ces::storage::migrate(s.database_url);
+    auto applied = ces::storage::migrate(s.database_url,
+                                                 s.journal_partition_interval);
     std::string versions;
     for (auto v : applied)
       versions += (versions.empty() ? "" : ",") + std::to_string(v);

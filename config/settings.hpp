@@ -147,6 +147,27 @@ struct settings {
   size_t max_payload_bytes = 1024 * 1024;
   size_t max_json_depth = 512;
 
+  // -- Retention and partitions (issue 13) -----------------------------------
+  /// event_journal's partitions: "day" or "month" (UTC). Changing it later
+  /// is safe: new partitions are clipped to the existing ones.
+  std::string journal_partition_interval = "day";
+  /// Partitions created ahead of the database clock (intervals).
+  int journal_partitions_ahead = 3;
+  /// Drop journal partitions whose whole range is older than this many days
+  /// (never a DELETE). 0: keep the journal forever.
+  int journal_retention_days = 0;
+  /// Delete resolved and discarded DLQ rows last changed longer ago than
+  /// this many days, in small batches. 0: keep them.
+  int dlq_retention_days = 0;
+  /// Delete audit_log rows older than this many days, in small batches. 0:
+  /// keep the audit log forever.
+  int audit_retention_days = 0;
+  /// How often the MAINTENANCE actor creates partitions ahead and applies
+  /// the retention settings (also once at start).
+  int maintenance_interval_s = 300;
+  /// Rows deleted per transaction by DLQ and audit retention.
+  int retention_batch = 1000;
+
   // -- Supervision -----------------------------------------------------------
   int restart_backoff_initial_ms = 200;
   int restart_backoff_max_ms = 10000;

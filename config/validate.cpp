@@ -164,6 +164,12 @@ std::string validate(const settings& s) {
          ordered("dlq-retry-initial-ms", s.dlq_retry_initial_ms,
                  "dlq-retry-max-ms", s.dlq_retry_max_ms),
          positive("dlq-retry-batch", s.dlq_retry_batch),
+         positive("journal-partitions-ahead", s.journal_partitions_ahead),
+         non_negative("journal-retention-days", s.journal_retention_days),
+         non_negative("dlq-retention-days", s.dlq_retention_days),
+         non_negative("audit-retention-days", s.audit_retention_days),
+         positive("maintenance-interval-s", s.maintenance_interval_s),
+         positive("retention-batch", s.retention_batch),
          positive("dlq-retry-interval-ms", s.dlq_retry_interval_ms),
          positive("dlq-alert-threshold", s.dlq_alert_threshold),
          positive("dlq-alert-growth", s.dlq_alert_growth),
@@ -212,6 +218,11 @@ std::string validate(const settings& s) {
     return invalid("fault-injection",
                    std::to_string(s.fault_injection) + " is not 0 or 1");
   // Security.
+  if (s.journal_partition_interval != "day"
+      && s.journal_partition_interval != "month")
+    return invalid("journal-partition-interval",
+                   quoted(s.journal_partition_interval)
+                     + " is neither day nor month");
   if (s.api_auth != "on" && s.api_auth != "off")
     return invalid("api-auth", quoted(s.api_auth) + " is neither on nor off");
   for (auto e : {positive("jwt-jwks-min-refresh-s", s.jwt_jwks_min_refresh_s),

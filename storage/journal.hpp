@@ -32,7 +32,11 @@ public:
 /// schema was already current). Throws infra_error when PostgreSQL is
 /// unreachable, encoding_error when the database is not UTF8 (checked
 /// first), std::runtime_error when a migration fails.
-std::vector<int> migrate(const std::string& database_url);
+/// `partition_interval` ("day" or "month"; setting journal-partition-interval)
+/// is the interval of the journal partitions migration 0008 creates for the
+/// rows of an unpartitioned journal.
+std::vector<int> migrate(const std::string& database_url,
+                         const std::string& partition_interval = "day");
 
 /// Moves the offsets that releases before migration 0003 stored for
 /// `group_id` (legacy_group_offsets, which has no cluster id) into

@@ -15,7 +15,8 @@ constexpr const char* migration_lock_key = "7166760052338370418";
 
 } // namespace
 
-std::vector<int> migrate(const std::string& database_url) {
+std::vector<int> migrate(const std::string& database_url,
+                         const std::string& partition_interval) {
   auto db = detail::connect(database_url);
   auto& conn = *db->conn;
   detail::require_utf8_database(conn);
@@ -25,6 +26,9 @@ std::vector<int> migrate(const std::string& database_url) {
     // Session lock: instances starting together apply migrations one after
     // the other. Ends with the session at the latest.
     nt.exec(std::string{"SELECT pg_advisory_lock("} + migration_lock_key + ")");
+    // Read by migration 0008 (the interval of the partitions it creates).
+    nt.exec("SELECT set_config('ces.journal_partition_interval', "
+            + nt.quote(partition_interval) + ", false)");
     nt.exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version integer PRIMARY KEY,"
             " name text,"
