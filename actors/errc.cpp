@@ -63,6 +63,13 @@ const std::string* context_text(const caf::message& ctx) {
   return nullptr;
 }
 
+caf::error event_gone(int64_t id) {
+  return caf::make_error(errc::gone,
+                         "journal event " + std::to_string(id)
+                           + " is gone: its partition was dropped by"
+                             " retention (journal-retention-days)");
+}
+
 const std::string* context_code(const caf::message& ctx) {
   if (ctx.size() >= 2 && ctx.match_element<std::string>(1))
     return &ctx.get_as<std::string>(1);

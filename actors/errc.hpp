@@ -45,8 +45,8 @@ enum class errc : uint8_t {
   bad_request,
   /// The resource exists already (409), e.g. a key name in use.
   conflict,
-  /// The resource existed but is gone for good (410), e.g. an event whose
-  /// partition was dropped by retention.
+  /// The resource existed but is gone for good (404, code "gone"), e.g. an
+  /// event whose partition was dropped by retention.
   gone,
   /// The request is well-formed but cannot be done (422), e.g. a DLQ row
   /// whose bytes are still invalid.
@@ -73,6 +73,9 @@ int64_t retry_after_s(const caf::message& ctx);
 /// string: make_error(errc::bad_request, message, std::string{"bad_time"})),
 /// else nullptr.
 const std::string* context_code(const caf::message& ctx);
+
+/// errc::gone for journal event `id`, whose partition retention dropped.
+caf::error event_gone(int64_t id);
 
 /// The human part of an error: its text context, else CAF's rendering.
 std::string error_message(const caf::actor_system& sys, const caf::error& err);

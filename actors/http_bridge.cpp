@@ -104,7 +104,7 @@ std::pair<int, const char*> http_error(const caf::error& err) {
       case errc::conflict:
         return {409, "conflict"};
       case errc::gone:
-        return {410, "gone"};
+        return {404, "gone"}; // as not_found, with its own code
       case errc::unprocessable:
         return {422, "unprocessable"};
       default:

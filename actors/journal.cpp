@@ -52,14 +52,18 @@ journal(journal_actor::stateful_pointer<journal_state> self,
       -> caf::result<std::vector<storage::journal_event>> {
       if (expired(deadline))
         return expired_error();
-      return guarded([&] {
+      try {
         // A row the scope does not see is answered like a missing one.
         std::vector<storage::journal_event> result;
-        if (auto e = self->state.reader->event_by_id(id);
-            e && scope.sees(e->tenant_id))
+        auto e = self->state.reader->event_by_id(id);
+        if (e && scope.sees(e->tenant_id))
           result.emplace_back(std::move(*e));
+        else if (!e && self->state.reader->event_dropped(id))
+          return event_gone(id); // its partition was dropped by retention
         return result;
-      });
+      } catch (const storage::infra_error& e) {
+        return caf::make_error(errc::db_unavailable, std::string{e.what()});
+      }
     },
     [=](atom::find, const event_filter& f, const tenant_scope& scope,
         int32_t limit, int64_t before_id, caf::timestamp deadline)

@@ -99,16 +99,18 @@ void drain(self_ptr self) {
 
 class journal_batch_writer : public batch_writer {
 public:
-  journal_batch_writer(std::string url, bool keep_raw)
-    : url_(std::move(url)), keep_raw_(keep_raw) {
+  journal_batch_writer(std::string url, bool keep_raw,
+                       std::string partition_interval)
+    : url_(std::move(url)), keep_raw_(keep_raw),
+      interval_(std::move(partition_interval)) {
   }
   persist_outcome write(const batch& job) override {
     // A consumer reads one cluster for its life: the writer (and its
     // connection) is made again only if a batch names another cluster.
     if (!writer_ || cluster_ != job.cluster_id) {
       writer_.reset();
-      writer_ = std::make_unique<storage::journal_writer>(url_, job.cluster_id,
-                                                          keep_raw_);
+      writer_ = std::make_unique<storage::journal_writer>(
+        url_, job.cluster_id, keep_raw_, interval_);
       cluster_ = job.cluster_id;
     }
     return writer_->write(job.records);
@@ -118,6 +120,7 @@ private:
   std::string url_;
   std::string cluster_;
   bool keep_raw_ = true;
+  std::string interval_; // journal-partition-interval
   std::unique_ptr<storage::journal_writer> writer_;
 };
 
@@ -147,9 +150,11 @@ persister(persister_actor::stateful_pointer<persister_state> self,
 }
 
 writer_factory journal_writer_factory(std::string database_url,
-                                      bool keep_raw) {
+                                      bool keep_raw,
+                                      std::string partition_interval) {
   return [=]() -> std::unique_ptr<batch_writer> {
-    return std::make_unique<journal_batch_writer>(database_url, keep_raw);
+    return std::make_unique<journal_batch_writer>(database_url, keep_raw,
+                                                  partition_interval);
   };
 }
 

@@ -57,8 +57,10 @@ persister(persister_actor::stateful_pointer<persister_state> self,
           writer_factory make_writer, persister_settings cfg, metrics* stats);
 
 /// batch_writer on storage::journal_writer (connects lazily), fencing each
-/// batch by the Kafka cluster id it carries; keep_raw: write payload_raw.
+/// batch by the Kafka cluster id it carries; keep_raw: write payload_raw;
+/// partition_interval: setting journal-partition-interval.
 writer_factory journal_writer_factory(std::string database_url,
-                                      bool keep_raw = true);
+                                      bool keep_raw = true,
+                                      std::string partition_interval = "day");
 
 } // namespace ces

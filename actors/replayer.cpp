@@ -194,11 +194,20 @@ replayer(replayer_actor::stateful_pointer<replayer_state> self,
       if (who.principal.empty())
         who.principal = "anonymous";
       std::optional<storage::journal_event> ev;
+      bool dropped = false;
       try {
         ev = st.reader->event_by_id(id);
+        if (!ev)
+          dropped = st.reader->event_dropped(id);
       } catch (const storage::infra_error& e) {
         count(self, "", "db_unavailable");
         return caf::make_error(errc::db_unavailable, std::string{e.what()});
+      }
+      // Retention dropped its partition: `gone` (that an id range was
+      // dropped reveals no tenant's event).
+      if (dropped) {
+        count(self, "", "gone");
+        return event_gone(id);
       }
       // An event the requester's scope does not see is answered exactly
       // like a missing one: never reveal that it exists.

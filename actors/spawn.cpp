@@ -35,7 +35,8 @@ child_spec spawn_persister(const settings& s, metrics* m, int i) {
   ps.retry_initial = milliseconds(s.db_retry_initial_ms);
   ps.retry_max = milliseconds(s.db_retry_max_ms);
   auto make_writer
-    = journal_writer_factory(s.database_url, s.journal_keep_raw != 0);
+    = journal_writer_factory(s.database_url, s.journal_keep_raw != 0,
+                             s.journal_partition_interval);
   return child_spec{
     ps.name, {}, [=](caf::local_actor* self, const peer_map&) {
       return as_actor(
@@ -48,6 +49,7 @@ child_spec spawn_dlq(const settings& s, metrics* m) {
   auto url = s.database_url;
   storage::dlq_store_options so;
   so.keep_raw = s.journal_keep_raw != 0;
+  so.partition_interval = s.journal_partition_interval;
   so.limits.max_payload_bytes = s.max_payload_bytes;
   so.limits.max_depth = s.max_json_depth;
   // A republish whose outcome is still unknown after its delivery wait

@@ -370,6 +370,9 @@ TEST_CASE_METHOD(ces::test::fixture,
         == errc::db_unavailable);
   // What an expired read answers over HTTP, should the bridge still wait.
   CHECK(http_error(caf::make_error(errc::expired)).first == 504);
+  // An event whose partition retention dropped: 404 with its own code.
+  CHECK(http_error(event_gone(7)).first == 404);
+  CHECK(std::string{http_error(event_gone(7)).second} == "gone");
 }
 
 namespace {

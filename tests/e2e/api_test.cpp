@@ -237,6 +237,45 @@ TEST_CASE("bad requests get a stable error, and the service keeps serving",
   CHECK(sink.stop().success());
 }
 
+TEST_CASE("an event whose partition retention dropped is 404 gone",
+          "[e2e]") {
+  world w{{leads}, 1};
+  auto sink = w.start_sink();
+  w.produce({"--topics", leads, "--count", "3"});
+  REQUIRE(eventually([&] { return journal_rows(w) == 3; }, 30s));
+  // A day retention dropped (storage::journal_partitions::drop_expired
+  // records the id range of every partition it drops), with ids above the
+  // live ones.
+  auto top = w.count("select max(id) from event_journal");
+  auto lo = std::to_string(top + 100), hi = std::to_string(top + 199);
+  w.count("with d as (insert into journal_partitions (name, range_from,"
+          " range_to, state, dropped_at, min_id, max_id, row_count) values"
+          " ('event_journal_20200101', '2020-01-01', '2020-01-02', 'dropped',"
+          " now(), " + lo + ", " + hi + ", 100) returning 1)"
+          " select count(*) from d");
+  auto id = std::to_string(top + 150);
+  for (auto [method, target] :
+       {std::pair{"POST", "/replay/" + id}, std::pair{"GET", "/events/" + id}}) {
+    INFO(method << " " << target);
+    auto res = call(w, method, target);
+    CHECK(res.status == 404);
+    auto body = json::parse(res.body, nullptr, false);
+    REQUIRE(!body.is_discarded());
+    CHECK(body["error"] == "gone");
+    CHECK(body["message"].get<std::string>().find("dropped by retention")
+          != std::string::npos);
+  }
+  // Outside the dropped range: not found, as before; a live event is there.
+  CHECK(call(w, "POST", "/replay/" + std::to_string(top + 200)).status
+        == 404);
+  CHECK(json::parse(call(w, "GET", "/events/" + std::to_string(top + 200))
+                      .body)["error"]
+        == "not_found");
+  CHECK(call(w, "GET", "/events/" + std::to_string(top)).status == 200);
+  CHECK(scrape(w, "crm_replays_total{outcome=\"gone\",topic=\"\"}") == 1);
+  CHECK(sink.stop().success());
+}
+
 TEST_CASE("README curl examples work", "[e2e]") {
   world w{{leads, jobs}, 2};
   auto sink = w.start_sink();

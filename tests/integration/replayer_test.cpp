@@ -7,6 +7,7 @@
 #include "actors/replayer.hpp"
 #include "api/metrics.hpp"
 #include "storage/journal.hpp"
+#include "storage/partitions.hpp"
 #include "tests/integration/storage_test_util.hpp"
 #include "tests/support/process.hpp"
 
@@ -142,6 +143,68 @@ TEST_CASE("JOURNAL: reads see only the requester's tenants",
       [&](caf::error& e) { FAIL(to_string(e)); });
   REQUIRE(page.size() == 1);
   CHECK(page[0].id == b);
+  self->send_exit(j, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("JOURNAL and REPLAYER: an event of a dropped partition is gone",
+          "[replayer]") {
+  auto url = migrated_db();
+  // Two events on a day long past, one today; retention drops that day.
+  storage::journal_partitions parts{url};
+  parts.ensure_ahead("day", 0, std::chrono::system_clock::from_time_t(
+                                 1577966400)); // 2020-01-02 12:00 UTC
+  auto old_row = [&](int n) {
+    return std::stoll(scalar(url, "INSERT INTO event_journal (tenant_id,"
+                                  " topic, partition, \"offset\", payload,"
+                                  " received_at) VALUES ('t1', '" + topic
+                                    + "', 0, " + std::to_string(n)
+                                    + ", '{}', '2020-01-02 10:00+00')"
+                                      " RETURNING id"));
+  };
+  auto gone1 = old_row(0);
+  auto gone2 = old_row(1);
+  auto live = journal_one(url, 2, "t1");
+  REQUIRE_FALSE(parts.drop_expired(30).empty());
+  mock_broker broker;
+  replayer_settings rs;
+  rs.database_url = url;
+  rs.producer.bootstrap_servers = broker.bootstrap();
+  rs.producer.message_timeout_ms = 10000;
+  metrics stats;
+  config cfg;
+  caf::actor_system sys{cfg};
+  auto r = sys.spawn<caf::detached>(replayer, rs, &stats);
+  auto j = sys.spawn<caf::detached>(journal, url,
+                                    storage::journal_reader_options{});
+  caf::scoped_actor self{sys};
+  auto get = [&](int64_t id) {
+    caf::error err;
+    std::vector<storage::journal_event> got;
+    self
+      ->request(j, 30s, atom::get_v, id, scope_of({"t1"}),
+                caf::make_timestamp() + 30s)
+      .receive([&](std::vector<storage::journal_event>& xs) { got = xs; },
+               [&](caf::error& e) { err = std::move(e); });
+    return std::make_pair(got.size(), err);
+  };
+  for (auto id : {gone1, gone2}) {
+    auto x = replay(self, r, id, who("ops1", {"t1"}));
+    CHECK(x.err == errc::gone);
+    CHECK(text_of(x.err).find("dropped by retention") != std::string::npos);
+    CHECK(get(id).second == errc::gone);
+  }
+  // Another tenant's operator learns no more than that the id is gone.
+  CHECK(replay(self, r, gone1, who("ops2", {"t2"})).err == errc::gone);
+  // An id never journalled is not found; a live event is there.
+  CHECK(replay(self, r, live + 100, who("ops1", {"t1"})).err
+        == errc::not_found);
+  CHECK(get(live + 100) == std::make_pair(size_t{0}, caf::error{}));
+  CHECK(get(live).first == 1);
+  CHECK(replay(self, r, live, who("ops1", {"t1"})).ok);
+  CHECK(sample(stats.text(), "crm_replays_total{outcome=\"gone\",topic=\"\"}")
+        == 3);
+  CHECK(count(url, "SELECT count(*) FROM replays") == 1);
+  self->send_exit(r, caf::exit_reason::user_shutdown);
   self->send_exit(j, caf::exit_reason::user_shutdown);
 }
 
