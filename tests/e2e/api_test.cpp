@@ -272,7 +272,7 @@ TEST_CASE("an event whose partition retention dropped is 404 gone",
                       .body)["error"]
         == "not_found");
   CHECK(call(w, "GET", "/events/" + std::to_string(top)).status == 200);
-  CHECK(scrape(w, "crm_replays_total{outcome=\"gone\",topic=\"\"}") == 1);
+  CHECK(scrape(w, "crm_replays_total{outcome=\"gone\",topic=\"unknown\"}") == 1);
   CHECK(sink.stop().success());
 }
 

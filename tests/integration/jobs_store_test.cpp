@@ -17,7 +17,12 @@ namespace {
 /// and t.b, received one second apart from 2024-05-01T00:00:00Z; the raw
 /// bytes of every tenth row kept in payload_raw.
 void seed(const std::string& url, int first = 0, int n = 300) {
+  // The journal is partitioned by received_at (sql/0008): partitions for
+  // the seeded days first.
   exec(url,
+       "SELECT ces_journal_ensure_partitions('2024-05-01T00:00:00Z',"
+       " '2024-05-01T00:00:00Z'::timestamptz + " + std::to_string(first + n)
+         + " * interval '1 s', 'day');"
        "INSERT INTO event_journal (tenant_id, topic, partition, \"offset\","
        " key, headers, payload, payload_raw, kafka_timestamp, received_at)"
        " SELECT (ARRAY['acme','globex','initech'])[1 + i % 3],"

@@ -201,7 +201,8 @@ TEST_CASE("JOURNAL and REPLAYER: an event of a dropped partition is gone",
   CHECK(get(live + 100) == std::make_pair(size_t{0}, caf::error{}));
   CHECK(get(live).first == 1);
   CHECK(replay(self, r, live, who("ops1", {"t1"})).ok);
-  CHECK(sample(stats.text(), "crm_replays_total{outcome=\"gone\",topic=\"\"}")
+  CHECK(sample(stats.text(),
+               "crm_replays_total{outcome=\"gone\",topic=\"unknown\"}")
         == 3);
   CHECK(count(url, "SELECT count(*) FROM replays") == 1);
   self->send_exit(r, caf::exit_reason::user_shutdown);
