@@ -255,7 +255,8 @@ TEST_CASE("an event whose partition retention dropped is 404 gone",
           " select count(*) from d");
   auto id = std::to_string(top + 150);
   for (auto [method, target] :
-       {std::pair{"POST", "/replay/" + id}, std::pair{"GET", "/events/" + id}}) {
+       {std::pair{"POST", "/replay/" + id},
+        std::pair{"GET", "/events/" + id}}) {
     INFO(method << " " << target);
     auto res = call(w, method, target);
     CHECK(res.status == 404);
@@ -272,7 +273,8 @@ TEST_CASE("an event whose partition retention dropped is 404 gone",
                       .body)["error"]
         == "not_found");
   CHECK(call(w, "GET", "/events/" + std::to_string(top)).status == 200);
-  CHECK(scrape(w, "crm_replays_total{outcome=\"gone\",topic=\"unknown\"}") == 1);
+  CHECK(scrape(w, "crm_replays_total{outcome=\"gone\",topic=\"unknown\"}")
+        == 1);
   CHECK(sink.stop().success());
 }
 

@@ -494,7 +494,8 @@ TEST_CASE("an unpartitioned journal upgrades with rows and offsets intact",
                      " partition, next_offset), ',' ORDER BY cluster_id,"
                      " topic, partition) FROM journal_offsets";
   auto offsets_before = scalar(url, offsets_sql);
-  auto max_before = std::stoll(scalar(url, "SELECT max(id) FROM event_journal"));
+  auto max_before
+    = std::stoll(scalar(url, "SELECT max(id) FROM event_journal"));
   REQUIRE(count(url, "SELECT count(*) FROM event_journal") == 52);
 
   auto applied = storage::migrate(url);
