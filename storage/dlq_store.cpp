@@ -326,6 +326,10 @@ dlq_store::retry_journal(int64_t id, const std::optional<std::string>& bytes,
       raw = checked.rec.value;
     int64_t event_id = 0;
     std::string db_error;
+    // Never an insert into a missing partition (as journal_writer): a
+    // lookup when the partition of now() exists.
+    tx.exec("SELECT ces_journal_ensure_partitions(now(), now(), "
+            + tx.quote(impl_->opts.partition_interval) + ")");
     {
       // exec(), not exec_params(): libpqxx 6.4 sets the savepoint (and rolls
       // back to it on an error) only for statements run through exec().

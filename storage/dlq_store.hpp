@@ -81,6 +81,9 @@ struct dlq_store_options {
   int statement_timeout_ms = 30000;
   /// Write payload_raw with retried rows (setting journal-keep-raw).
   bool keep_raw = true;
+  /// "day" or "month" (setting journal-partition-interval): the interval of
+  /// the journal partition a retry creates when none holds now().
+  std::string partition_interval = "day";
   /// A row left 'retried' (republish started, outcome unknown) for longer
   /// than this is open again.
   std::chrono::milliseconds republish_stale{60000};

@@ -124,6 +124,8 @@ struct journal_writer::impl {
   std::string dlq_rows;
   /// Whether rows carry payload_raw (setting journal-keep-raw).
   bool keep_raw = true;
+  /// Creates the partition of now() when it is missing (sql/0008).
+  std::string ensure_sql;
   struct replay_row {
     int64_t event = 0;
     int64_t job = 0; // 0: a single replay
@@ -256,6 +258,11 @@ journal_writer::impl::write(const std::vector<checked_record>& batch) {
   }
 
   pqxx::work tx{conn, "journal_batch"};
+
+  // 0. Never an insert into a missing partition: an index lookup in
+  // journal_partitions when the partition of now() (the rows' received_at)
+  // exists, its creation when the clock jumped past the ones made ahead.
+  tx.exec(ensure_sql);
 
   // 1. Create missing offset rows, then lock them all.
   auto cluster = tx.quote(this->cluster);
@@ -473,10 +480,16 @@ journal_writer::impl::write(const std::vector<checked_record>& batch) {
 }
 
 journal_writer::journal_writer(const std::string& database_url,
-                               std::string cluster_id, bool keep_raw)
+                               std::string cluster_id, bool keep_raw,
+                               std::string partition_interval)
   : impl_(std::make_unique<impl>()) {
   if (cluster_id.empty())
     throw std::invalid_argument("journal_writer: empty Kafka cluster id");
+  if (partition_interval != "day" && partition_interval != "month")
+    throw std::invalid_argument("journal_writer: partition interval must be"
+                                " day or month");
+  impl_->ensure_sql = "SELECT ces_journal_ensure_partitions(now(), now(), '"
+                      + partition_interval + "')";
   impl_->url = database_url;
   impl_->cluster = std::move(cluster_id);
   impl_->keep_raw = keep_raw;

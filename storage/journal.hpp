@@ -60,9 +60,14 @@ bool legacy_offsets_pending(const std::string& database_url,
 class journal_writer {
 public:
   /// Connects. Throws infra_error when PostgreSQL is unreachable.
-  /// keep_raw: write payload_raw (setting journal-keep-raw).
+  /// keep_raw: write payload_raw (setting journal-keep-raw);
+  /// partition_interval: "day" or "month" (setting
+  /// journal-partition-interval), the interval of a partition a batch
+  /// creates when none holds now() (the clock jumped past the partitions
+  /// created ahead).
   journal_writer(const std::string& database_url, std::string cluster_id,
-                 bool keep_raw = true);
+                 bool keep_raw = true,
+                 std::string partition_interval = "day");
   ~journal_writer();
   journal_writer(const journal_writer&) = delete;
   journal_writer& operator=(const journal_writer&) = delete;

@@ -220,6 +220,17 @@ std::optional<journal_event> journal_reader::event_by_id(int64_t id) {
   });
 }
 
+bool journal_reader::event_dropped(int64_t id) {
+  return impl_->run("journal event_dropped", [&](pqxx::transaction_base& tx) {
+    return tx
+      .exec_params1("SELECT EXISTS (SELECT 1 FROM journal_partitions"
+                    " WHERE state = 'dropped' AND $1 BETWEEN min_id"
+                    " AND max_id)",
+                    id)[0]
+      .as<bool>();
+  });
+}
+
 std::vector<dlq_entry_row>
 journal_reader::latest_dlq(int limit, const tenant_scope& scope) {
   return find_dlq(dlq_filter{}, scope, limit, 0);

@@ -148,6 +148,12 @@ public:
   /// tenant_scope::sees(tenant_id). Throws infra_error.
   std::optional<journal_event> event_by_id(int64_t id);
 
+  /// Whether journal row `id` was in a partition retention dropped
+  /// (journal_partitions: state 'dropped', id within its recorded id
+  /// range): the answer for an id event_by_id() does not find is then
+  /// `gone`, not "not found". Throws infra_error.
+  bool event_dropped(int64_t id);
+
   /// The newest `limit` DLQ rows that `scope` sees (highest id first): rows
   /// without a tenant only when scope.unknown_tenant. Throws infra_error.
   std::vector<dlq_entry_row> latest_dlq(int limit, const tenant_scope& scope);
