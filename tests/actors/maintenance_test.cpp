@@ -132,11 +132,12 @@ struct maintenance_fixture : ces::test::fixture {
   }
 
   double sample(const std::string& series) {
-    auto text = stats.text();
-    auto at = text.find(series + " ");
+    // A sample line, not the # HELP / # TYPE lines naming the family.
+    auto text = "\n" + stats.text();
+    auto at = text.find("\n" + series + " ");
     if (at == std::string::npos)
       return -1;
-    return std::stod(text.substr(at + series.size() + 1));
+    return std::stod(text.substr(at + series.size() + 2));
   }
 
   /// Runs one round through (atom::run).
