@@ -11,6 +11,7 @@
 #include "actors/idempotency.hpp"
 #include "actors/journal.hpp"
 #include "actors/kafka_source.hpp"
+#include "actors/maintenance.hpp"
 #include "actors/persister.hpp"
 #include "actors/replayer.hpp"
 #include "config/settings.hpp"
@@ -197,6 +198,25 @@ child_spec spawn_idempotency(const settings& s) {
     }};
 }
 
+/// MAINTENANCE, with PostgreSQL connections of its own, made again at each
+/// restart.
+child_spec spawn_maintenance(const settings& s, metrics* m) {
+  maintenance_settings ms;
+  ms.partition_interval = s.journal_partition_interval;
+  ms.partitions_ahead = s.journal_partitions_ahead;
+  ms.journal_retention_days = s.journal_retention_days;
+  ms.dlq_retention_days = s.dlq_retention_days;
+  ms.audit_retention_days = s.audit_retention_days;
+  ms.batch = s.retention_batch;
+  ms.interval = std::chrono::seconds(s.maintenance_interval_s);
+  auto url = s.database_url;
+  return child_spec{
+    "maintenance", {}, [=](caf::local_actor* self, const peer_map&) {
+      return as_actor(self->spawn<caf::detached>(
+        maintenance, ms, maintenance_backend_on_store(url), m));
+    }};
+}
+
 /// DLQ_ALERTS (only when dlq-webhook-url is set), with a PostgreSQL
 /// connection of its own, made again at each restart.
 child_spec spawn_dlq_alerts(const settings& s, metrics* m) {
@@ -269,6 +289,7 @@ std::vector<child_spec> child_specs(const settings& s, metrics* m,
   specs.push_back(spawn_jobs(s, m));
 
   specs.push_back(spawn_idempotency(s));
+  specs.push_back(spawn_maintenance(s, m));
   if (!s.dlq_webhook_url.empty())
     specs.push_back(spawn_dlq_alerts(s, m));
   specs.push_back(spawn_http_bridge(s, std::move(on_bridge)));

@@ -22,9 +22,9 @@ using bridge_listener = std::function<void(http_bridge_actor)>;
 /// The supervised actors, in start order (they stop in reverse order):
 /// persister-0 .. persister-N-1 (one PostgreSQL connection each), dlq,
 /// journal, replayer, consumer (depends on the persisters), auth, admin,
-/// jobs, idempotency, dlq_alerts (only when dlq-webhook-url is set) and
-/// http_bridge (depends on dlq, journal, replayer, auth, admin, jobs and
-/// idempotency).
+/// jobs, idempotency, maintenance, dlq_alerts (only when dlq-webhook-url is
+/// set) and http_bridge (depends on dlq, journal, replayer, auth, admin, jobs
+/// and idempotency).
 std::vector<child_spec> child_specs(const settings& s, metrics* m,
                                     bridge_listener on_bridge);
 

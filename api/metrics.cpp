@@ -343,6 +343,26 @@ struct metrics::impl {
         .Register(*registry)
         .Add({});
 
+  prometheus::Gauge& journal_partitions
+    = BuildGauge()
+        .Name("crm_journal_partitions")
+        .Help("event_journal's attached partitions after the last "
+              "maintenance round")
+        .Register(*registry)
+        .Add({});
+  prometheus::Family<prometheus::Counter>& maintenance_runs
+    = BuildCounter()
+        .Name("crm_maintenance_runs_total")
+        .Help("Maintenance rounds (partitions ahead, retention), by outcome "
+              "(ok, failed)")
+        .Register(*registry);
+  prometheus::Family<prometheus::Counter>& retention_deleted
+    = BuildCounter()
+        .Name("crm_retention_deleted_total")
+        .Help("Rows deleted by retention, by table (event_journal: rows of "
+              "dropped partitions; event_dlq; audit_log)")
+        .Register(*registry);
+
   std::shared_ptr<process_collector> process
     = std::make_shared<process_collector>();
 
@@ -364,6 +384,10 @@ metrics::metrics() : impl_(std::make_unique<impl>()) {
   for (auto kind : job_kinds)
     for (auto status : job_statuses)
       impl_->jobs_finished.Add({{"kind", kind}, {"status", status}});
+  for (auto outcome : {"ok", "failed"})
+    impl_->maintenance_runs.Add({{"outcome", outcome}});
+  for (auto table : {"event_journal", "event_dlq", "audit_log"})
+    impl_->retention_deleted.Add({{"table", table}});
 }
 
 metrics::~metrics() {
@@ -587,6 +611,19 @@ void metrics::add_job_finished(const std::string& kind,
 
 void metrics::set_jobs_running(int64_t n) {
   impl_->jobs_running.Set(static_cast<double>(n));
+}
+
+void metrics::set_journal_partitions(int64_t n) {
+  impl_->journal_partitions.Set(static_cast<double>(n));
+}
+
+void metrics::add_maintenance_run(const std::string& outcome) {
+  impl_->maintenance_runs.Add({{"outcome", outcome}}).Increment();
+}
+
+void metrics::add_retention_deleted(const std::string& table, uint64_t n) {
+  impl_->retention_deleted.Add({{"table", table}})
+    .Increment(static_cast<double>(n));
 }
 
 std::string metrics::text() const {

@@ -166,6 +166,21 @@ public:
   /// crm_jobs_running: bulk jobs this instance is running now (0 or 1).
   void set_jobs_running(int64_t n);
 
+  // -- Maintenance (partitions, retention) -----------------------------------
+
+  /// crm_journal_partitions: event_journal's attached partitions after the
+  /// last maintenance round.
+  void set_journal_partitions(int64_t n);
+
+  /// crm_maintenance_runs_total{outcome}: maintenance rounds, `outcome` ok
+  /// or failed (both start at 0).
+  void add_maintenance_run(const std::string& outcome);
+
+  /// crm_retention_deleted_total{table}: rows deleted by retention;
+  /// `table` event_journal (rows of dropped partitions), event_dlq,
+  /// audit_log (all start at 0).
+  void add_retention_deleted(const std::string& table, uint64_t n);
+
   // -- Process ---------------------------------------------------------------
   // Read from /proc/self at scrape time (as every Prometheus client does):
   /// process_resident_memory_bytes (gauge): resident set size.

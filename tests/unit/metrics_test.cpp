@@ -236,6 +236,9 @@ TEST_CASE("every family has a type and a help string", "[metrics]") {
     {"crm_event_lag_seconds", "histogram"},
     {"crm_jobs_finished_total", "counter"},
     {"crm_jobs_running", "gauge"},
+    {"crm_journal_partitions", "gauge"},
+    {"crm_maintenance_runs_total", "counter"},
+    {"crm_retention_deleted_total", "counter"},
     {"process_resident_memory_bytes", "gauge"},
     {"process_virtual_memory_bytes", "gauge"},
     {"process_cpu_seconds_total", "counter"},
@@ -471,6 +474,37 @@ TEST_CASE("job metrics start at zero for every kind and status",
                R"(crm_jobs_finished_total{kind="replay",status="failed"})")
         == 0);
   CHECK(sample(text, "crm_jobs_running") == 0);
+}
+
+TEST_CASE("maintenance metrics start at zero and count", "[metrics]") {
+  ces::metrics m;
+  auto text = m.text();
+  CHECK(sample(text, "crm_journal_partitions") == 0);
+  for (auto outcome : {"ok", "failed"})
+    CHECK(sample(text, std::string{"crm_maintenance_runs_total{outcome=\""}
+                         + outcome + "\"}")
+          == 0);
+  for (auto table : {"event_journal", "event_dlq", "audit_log"})
+    CHECK(sample(text, std::string{"crm_retention_deleted_total{table=\""}
+                         + table + "\"}")
+          == 0);
+  m.set_journal_partitions(7);
+  m.add_maintenance_run("ok");
+  m.add_maintenance_run("ok");
+  m.add_maintenance_run("failed");
+  m.add_retention_deleted("event_journal", 1200);
+  m.add_retention_deleted("event_dlq", 3);
+  m.add_retention_deleted("event_dlq", 2);
+  text = m.text();
+  CHECK(sample(text, "crm_journal_partitions") == 7);
+  CHECK(sample(text, R"(crm_maintenance_runs_total{outcome="ok"})") == 2);
+  CHECK(sample(text, R"(crm_maintenance_runs_total{outcome="failed"})") == 1);
+  CHECK(sample(text, R"(crm_retention_deleted_total{table="event_journal"})")
+        == 1200);
+  CHECK(sample(text, R"(crm_retention_deleted_total{table="event_dlq"})")
+        == 5);
+  CHECK(sample(text, R"(crm_retention_deleted_total{table="audit_log"})")
+        == 0);
 }
 
 namespace {
