@@ -6,6 +6,12 @@
 --     -v days=90 -v interval=day -f bench/seed_journal.sql
 --
 -- Every variable has the default shown; `seed` (0.42) makes runs repeatable.
+-- Parallel load (bench/scale.sh does it): `-v phase=prepare` once, then
+-- `-v phase=load -v part=K -v parts=J` for K = 0..J-1 at the same time, then
+-- `-v phase=finish` once (default phase=all: the three in one session). Ids
+-- are given explicitly (the next values of the journal's identity sequence,
+-- which is moved past them at the end), so they follow received_at whatever
+-- the order the parts are loaded in.
 -- The rows:
 --   * received_at: `days` days up to now, evenly spread and in id order (ids
 --     grow with time, as the service writes them); kafka_timestamp a little
@@ -48,34 +54,61 @@
 \else
   \set rebuild_indexes 1
 \endif
+\if :{?phase}
+\else
+  \set phase all
+\endif
+\if :{?part}
+\else
+  \set part 0
+\endif
+\if :{?parts}
+\else
+  \set parts 1
+\endif
+SELECT :'phase' IN ('all', 'prepare') AS do_prepare,
+       :'phase' IN ('all', 'load') AS do_load,
+       :'phase' IN ('all', 'finish') AS do_finish,
+       :'phase' IN ('all', 'prepare', 'load', 'finish') AS phase_ok
+\gset
+\if :phase_ok
+\else
+  \echo seed_journal: phase must be all, prepare, load or finish
+  \quit 2
+\endif
 
 SET client_min_messages = warning;
 -- A benchmark fixture: losing the last commits in a crash is harmless.
 SET synchronous_commit = off;
 SET maintenance_work_mem = '256MB';
 
-SELECT extract(epoch FROM clock_timestamp()) AS seed_t0,
-       -- The start of the seeded span: whole seconds, so that every chunk
-       -- computes the same times.
-       date_trunc('second', now()) - make_interval(days => :days) AS seed_from,
-       date_trunc('second', now()) AS seed_to,
-       coalesce((SELECT max(id) FROM event_journal), 0) AS seed_max_id_before
-\gset
+SELECT pg_get_serial_sequence('event_journal', 'id') AS seed_seq \gset
 
-SELECT ces_journal_ensure_partitions(:'seed_from'::timestamptz,
-                                     :'seed_to'::timestamptz
-                                       + interval '1 day',
+\if :do_prepare
+-- The run's parameters, for the load and finish phases.
+DROP TABLE IF EXISTS seed_journal_run;
+CREATE TABLE seed_journal_run AS
+SELECT extract(epoch FROM clock_timestamp()) AS t0,
+       -- The seeded span: whole seconds, so that every chunk computes the
+       -- same times.
+       date_trunc('second', now()) - make_interval(days => :days) AS span_from,
+       date_trunc('second', now()) AS span_to,
+       (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END
+          FROM :seed_seq) AS id_base,
+       NULL::float8 AS t_rows;
+
+SELECT ces_journal_ensure_partitions(span_from, span_to + interval '1 day',
                                      :'interval') AS seed_partitions_made
+  FROM seed_journal_run
 \gset
 \echo seed_journal: :seed_partitions_made partitions created (:interval)
-
-SELECT setseed(:seed) AS seed_void \gset
 
 -- rebuild_indexes=1 (the default): the journal's indexes (whatever the
 -- migrations made them: their definitions are read from the catalog) are
 -- dropped for the load and built again after it, which is about twice as
 -- fast as maintaining them row by row. 0: they stay in place.
-CREATE TEMP TABLE seed_indexes AS
+DROP TABLE IF EXISTS seed_journal_indexes;
+CREATE TABLE seed_journal_indexes AS
 SELECT c.relname AS name, pg_get_indexdef(i.indexrelid) AS def,
        con.conname, pg_get_constraintdef(con.oid) AS condef
   FROM pg_index i
@@ -87,8 +120,16 @@ SELECT CASE WHEN conname IS NOT NULL
             THEN format('ALTER TABLE event_journal DROP CONSTRAINT %I',
                         conname)
             ELSE format('DROP INDEX %I', name) END
-  FROM seed_indexes
+  FROM seed_journal_indexes
 \gexec
+\endif
+
+\if :do_load
+SELECT span_from AS seed_from, span_to AS seed_to, id_base AS seed_id_base
+  FROM seed_journal_run
+\gset
+-- Each part its own random sequence (the same for a part every run).
+SELECT setseed((:seed + :part) / (:parts + 1)) AS seed_void \gset
 
 -- 4,096 payload bodies (names, companies, addresses, prices) drawn once;
 -- each row takes one by a hash of its number and adds its own event id,
@@ -143,10 +184,10 @@ ANALYZE seed_bodies;
 -- The rows reach the insert in generate_series's order (the body lookup is
 -- a hash join probed in that order, no sort), so ids follow received_at.
 SELECT format($f$
-INSERT INTO event_journal (tenant_id, topic, partition, "offset", key,
-                           headers, payload, kafka_timestamp, received_at,
-                           payload_raw)
-SELECT tenant, topic, part, off, convert_to(ekey, 'UTF8'),
+INSERT INTO event_journal
+  (id, tenant_id, topic, partition, "offset", key, headers, payload,
+   kafka_timestamp, received_at, payload_raw) OVERRIDING SYSTEM VALUE
+SELECT %8$s + 1 + g, tenant, topic, part, off, convert_to(ekey, 'UTF8'),
        jsonb_build_array(
          jsonb_build_object('key', 'source', 'value', 'crm-' || src),
          jsonb_build_object('key', 'trace_id', 'value', h)),
@@ -179,24 +220,34 @@ FROM (
   JOIN seed_bodies AS b ON b.n = (r.g * 2654435761) %% 4096
 ) AS e
 $f$, NULL, :tenants, :'seed_from', :'seed_to', :rows,
-   d * :rows / :days, (d + 1) * :rows / :days - 1)
+   d * :rows / :days, (d + 1) * :rows / :days - 1, :seed_id_base)
 FROM generate_series(0::bigint, :days - 1) AS d
 WHERE (d + 1) * :rows / :days - 1 >= d * :rows / :days
+  AND d % :parts = :part
 ORDER BY d
 \gexec
+\endif
 
-SELECT extract(epoch FROM clock_timestamp()) AS seed_t_rows \gset
+\if :do_finish
+SELECT t0 AS seed_t0, id_base AS seed_max_id_before,
+       extract(epoch FROM clock_timestamp()) AS seed_t_rows
+  FROM seed_journal_run \gset
 SELECT CASE WHEN conname IS NOT NULL
             THEN format('ALTER TABLE event_journal ADD CONSTRAINT %I %s',
                         conname, condef)
             ELSE replace(def, ' ON ONLY ', ' ON ') END
-  FROM seed_indexes
+  FROM seed_journal_indexes
 \gexec
+SELECT CASE WHEN max(id) IS NULL THEN 0
+            ELSE setval(:'seed_seq', max(id)) END AS seed_void
+  FROM event_journal \gset
 SELECT extract(epoch FROM clock_timestamp()) AS seed_t1 \gset
 SELECT round((:seed_t_rows - :seed_t0)::numeric, 1) AS seed_rows_s,
        round((:seed_t1 - :seed_t_rows)::numeric, 1) AS seed_index_s,
        count(*) AS seed_index_count
-  FROM seed_indexes \gset
+  FROM seed_journal_indexes \gset
+DROP TABLE seed_journal_indexes;
+DROP TABLE seed_journal_run;
 \echo seed_journal: rows inserted in :seed_rows_s s, :seed_index_count indexes built in :seed_index_s s
 SELECT count(*) AS seed_rows FROM event_journal
  WHERE id > :seed_max_id_before \gset
@@ -215,3 +266,4 @@ SELECT 'seed_journal: tenant ' || tenant_id || ' rows=' || count(*)
   FROM event_journal WHERE tenant_id IN ('tenant-0000', 'tenant-0001',
                                          'tenant-1500', 'tenant-1999')
  GROUP BY tenant_id ORDER BY tenant_id;
+\endif
