@@ -4,8 +4,8 @@
 # CLK_TCK (getconf CLK_TCK), KEEP (1: keep the work directory) and optionally
 # BENCH_TAG (the log prefix, default "bench") before sourcing it; it sets up
 # the cleanup trap: every process registered with `track`, the PostgreSQL
-# cluster started by start_pg and the work directory WORK are stopped and
-# removed on exit, failure and Ctrl-C.
+# cluster started by start_pg (in PG_DIR, default $WORK/pg) and the work
+# directory WORK are stopped and removed on exit, failure and Ctrl-C.
 
 log() { printf '[%s %s] %s\n' "${BENCH_TAG:-bench}" "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
@@ -32,7 +32,7 @@ cleanup() {
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
   done
-  [ $PG_STARTED -eq 1 ] && "$PGTMP" stop "$WORK/pg" >/dev/null 2>&1
+  [ $PG_STARTED -eq 1 ] && "$PGTMP" stop "${PG_DIR:-$WORK/pg}" >/dev/null 2>&1
   if [ -n "$WORK" ] && [ -d "$WORK" ]; then
     if [ $KEEP -eq 1 ]; then
       log "work directory kept: $WORK"
@@ -87,7 +87,7 @@ proc_status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/de
 # plus the live children's (backends, checkpointer, walwriter, autovacuum...).
 pg_cpu_ticks() {
   local pm total c t
-  pm=$(head -1 "$WORK/pg/data/postmaster.pid")
+  pm=$(head -1 "${PG_DIR:-$WORK/pg}/data/postmaster.pid")
   total=$(sed 's/^.*) //' "/proc/$pm/stat" | awk '{ print $12 + $13 + $14 + $15 }')
   for c in $(ps -o pid= --ppid "$pm"); do
     t=$(proc_ticks "$c"); total=$((total + ${t:-0}))
@@ -109,14 +109,14 @@ url_db() { echo "$PG_BASE/$1"; }
 psql_db() { local db=$1; shift; PGOPTIONS='-c client_min_messages=warning' psql "$(url_db "$db")" -X -v ON_ERROR_STOP=1 -Atq "$@"; }
 start_pg() {
   local url
-  mkdir -p "$WORK/pg"
+  mkdir -p "${PG_DIR:-$WORK/pg}"
   PG_STARTED=1
-  url=$("$PGTMP" start "$WORK/pg")
+  url=$("$PGTMP" start "${PG_DIR:-$WORK/pg}")
   # Commit timestamps give every journal row's commit time after the fact,
   # so throughput needs no fine-grained polling during the run.
   psql "$url" -X -Atqc "ALTER SYSTEM SET track_commit_timestamp = on"
-  "$PGTMP" stop "$WORK/pg" >/dev/null
-  url=$("$PGTMP" start "$WORK/pg")
+  "$PGTMP" stop "${PG_DIR:-$WORK/pg}" >/dev/null
+  url=$("$PGTMP" start "${PG_DIR:-$WORK/pg}")
   PG_BASE=${url%/*}
   [ "$(psql_db postgres -c 'SHOW track_commit_timestamp')" = on ] || die "track_commit_timestamp is off"
   log "PostgreSQL $(psql_db postgres -c 'SHOW server_version') at $PG_BASE (fsync=$(psql_db postgres -c 'SHOW fsync'), synchronous_commit=$(psql_db postgres -c 'SHOW synchronous_commit'))"

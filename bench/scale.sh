@@ -13,6 +13,10 @@
 #     --sink-arg=ARG      extra flag for the service, repeatable
 #     --build-dir DIR     build directory (default <repo>/build)
 #     --no-build          use the binary in the build directory as it is
+#     --pg-dir DIR        the PostgreSQL cluster lives in DIR and is kept (stopped)
+#                         at the end; a database already seeded there is
+#                         measured again without seeding (e.g. after a code
+#                         change; the service applies newer migrations)
 #     --keep              keep the work directory (logs, plans, data)
 #     --help
 #
@@ -40,6 +44,7 @@ SINK_ARGS=()
 BUILD_DIR=$ROOT/build
 DO_BUILD=1
 KEEP=0
+PG_DIR=""
 BENCH_TAG=scale
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit "${1:-0}"; }
@@ -52,7 +57,7 @@ while [ $# -gt 0 ]; do
   esac
   SHIFT2=0
   case $arg in
-    --journal-rows|--dlq-rows|--interval|--tenants|--days|--samples|--seed-jobs|--sink-arg|--build-dir)
+    --journal-rows|--dlq-rows|--interval|--tenants|--days|--samples|--seed-jobs|--sink-arg|--build-dir|--pg-dir)
       if [ -z "$val" ]; then
         [ $# -ge 2 ] || { echo "scale.sh: $arg needs a value" >&2; exit 2; }
         val=$2; SHIFT2=1
@@ -69,6 +74,7 @@ while [ $# -gt 0 ]; do
     --sink-arg) SINK_ARGS+=("$val") ;;
     --build-dir) BUILD_DIR=$val ;;
     --no-build) DO_BUILD=0 ;;
+    --pg-dir) mkdir -p "$val"; PG_DIR=$(cd "$val" && pwd) ;;
     --keep) KEEP=1 ;;
     -h|--help) usage 0 ;;
     *) echo "scale.sh: unknown option $1" >&2; usage 2 ;;
@@ -99,7 +105,7 @@ chmod 755 "$WORK"
 start_pg
 DB=ces
 DB_URL=$(url_db "$DB")
-PG_LOG=$WORK/pg/log
+PG_LOG=${PG_DIR:-$WORK/pg}/log
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 printf 'ces_%s\n' "$(openssl rand -base64 32 | tr '+/' '-_' | tr -d '=\n')" >"$WORK/admin.key"
@@ -132,6 +138,14 @@ start_service() {
   die "crm-events-sink is not ready after 120 s: $(tail -n 5 "$WORK/sink-$1.log")"
 }
 
+SEEDED=0
+if [ -n "$PG_DIR" ] &&
+   [ "$(psql_db "$DB" -c "SELECT to_regclass('journal_partitions') IS NOT NULL AND EXISTS (SELECT 1 FROM event_journal)" 2>/dev/null)" = t ]; then
+  SEEDED=1
+  log "reusing the seeded database in $PG_DIR"
+fi
+T_SEED_S=na; SEED_RPS=na; DLQ_S=na; ANALYZE_S=na; SEED_LOAD=na
+if [ $SEEDED -eq 0 ]; then
 # ---- 1. migrations: the service applies them ---------------------------------
 log "migrating (the service, journal-partition-interval=$INTERVAL)"
 start_service migrate
@@ -169,9 +183,13 @@ t0=$EPOCHREALTIME
 psql_db "$DB" -c "ANALYZE" || die "ANALYZE failed"
 ANALYZE_S=$(f %.1f "$EPOCHREALTIME - $t0")
 log "ANALYZE in ${ANALYZE_S}s"
+fi
 
 PARTS=$(psql_db "$DB" -c "SELECT count(*) FROM journal_partitions WHERE state = 'attached'")
 JSIZE=$(psql_db "$DB" -c "SELECT pg_size_pretty(sum(pg_total_relation_size(format('%I', name)::regclass))) FROM journal_partitions WHERE state = 'attached'")
+# Rows as ANALYZE counted them (a count(*) of 10 M rows takes a while).
+JOURNAL_ROWS=$(psql_db "$DB" -c "SELECT sum(greatest(c.reltuples, 0))::bigint FROM journal_partitions p JOIN pg_class c ON c.oid = format('%I', p.name)::regclass WHERE p.state = 'attached'")
+DLQ_ROWS=$(psql_db "$DB" -c "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'event_dlq'::regclass")
 BYTES_ROW=$(psql_db "$DB" -c "SELECT round(sum(pg_total_relation_size(format('%I', name)::regclass)) / greatest(($JOURNAL_ROWS)::numeric, 1)) FROM journal_partitions WHERE state = 'attached'")
 # The large tenant and a small one (the smallest with at least 50 rows: a
 # whole first page).
@@ -201,7 +219,7 @@ echo
 echo "journal at scale  $(date -u +%FT%TZ)  commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')  host $(nproc) CPUs, load during seed $SEED_LOAD, during queries $QUERY_LOAD"
 printf '  %-30s %s\n' \
   "journal" "$JOURNAL_ROWS rows, $TENANTS tenants, $DAYS days, $PARTS partitions ($INTERVAL), $JSIZE ($BYTES_ROW B/row)" \
-  "seed (journal)" "${T_SEED_S}s: $SEED_RPS rows/s, $SEED_JOBS sessions, indexes rebuilt" \
+  "seed (journal)" "${T_SEED_S}s: $SEED_RPS rows/s, $SEED_JOBS sessions, indexes rebuilt (load $SEED_LOAD)" \
   "seed (dlq)" "$DLQ_ROWS rows in ${DLQ_S}s" \
   "ANALYZE" "${ANALYZE_S}s" \
   "tenants" "large $LARGE ($LARGE_N rows), small $SMALL ($SMALL_N rows)"

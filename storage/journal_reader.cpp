@@ -172,35 +172,33 @@ event_page journal_reader::find_page(const event_filter& f,
   if (max_bytes == 0 || max_bytes > static_cast<size_t>(INT64_MAX))
     max_bytes = static_cast<size_t>(INT64_MAX);
   return impl_->run("journal find_page", [&](pqxx::transaction_base& tx) {
-    // `sized` measures the newest `limit` matching rows (ids and sizes
-    // only); the outer query fetches the prefix whose running size fits, at
-    // least one row. The last column is how many rows `sized` had: more
-    // than returned means cut. Keyset: the cursor is an id bound, so every
-    // page is an index scan from that id down.
+    // `sized`: the newest `limit` matching rows with their sizes; `running`
+    // numbers them and adds the sizes up; the page is the prefix whose
+    // running size fits, at least one row. sized_count is how many rows
+    // `sized` had: more than returned means cut. One pass over the rows
+    // found by the index scan: no second lookup by id (which would probe
+    // every partition of the journal for each id). Keyset: the cursor is an
+    // id bound, so every page is an index scan from that id down.
     auto where = before(event_where(f, scope, quoter(tx)), before_id);
     auto sql =
-      "WITH sized AS ("
-      " SELECT id, octet_length(payload::text)"
-      "   + coalesce(octet_length(headers::text), 0)"
-      "   + 2 * coalesce(octet_length(key), 0) AS n"
-      " FROM event_journal WHERE "
-      + where
-      + " ORDER BY id DESC LIMIT $1),"
-        " running AS ("
-        " SELECT id, row_number() OVER w AS pos, sum(n) OVER w AS upto"
-        " FROM sized WINDOW w AS (ORDER BY id DESC"
-        " ROWS UNBOUNDED PRECEDING))"
-        " SELECT "
+      std::string{"SELECT * FROM (SELECT sized.*,"
+                  " row_number() OVER w AS pos, sum(n) OVER w AS upto,"
+                  " count(*) OVER () AS sized_count FROM (SELECT "}
       + event_columns
-      + ", (SELECT count(*) FROM sized) FROM event_journal WHERE id IN"
-        " (SELECT id FROM running WHERE pos = 1 OR upto <= $2)"
-        " ORDER BY id DESC";
+      + ", octet_length(payload::text)"
+        " + coalesce(octet_length(headers::text), 0)"
+        " + 2 * coalesce(octet_length(key), 0) AS n"
+        " FROM event_journal WHERE "
+      + where
+      + " ORDER BY id DESC LIMIT $1) AS sized"
+        " WINDOW w AS (ORDER BY id DESC ROWS UNBOUNDED PRECEDING)) AS running"
+        " WHERE pos = 1 OR upto <= $2 ORDER BY id DESC";
     auto res = tx.exec_params(sql, limit, static_cast<int64_t>(max_bytes));
     page.events.reserve(res.size());
     int64_t measured = 0;
     for (const auto& row : res) {
       page.events.push_back(to_event(row));
-      measured = row[12].as<int64_t>();
+      measured = row["sized_count"].as<int64_t>();
     }
     page.truncated = static_cast<int64_t>(page.events.size()) < measured;
     return page;

@@ -26,9 +26,12 @@ const char* const tenant_case =
   " ELSE 'd' END";
 
 /// n_events journal rows with ids 1..n_events. received_at is not in id
-/// order (as after a consumer catches up on several partitions); every
+/// order (as after a consumer catches up on several partitions) and spans
+/// three daily partitions of the journal, so pages cross partitions; every
 /// tenth row replays one of the rows 1, 11, 21; every seventh has no key.
 void seed_events(const std::string& url) {
+  exec(url, "SELECT ces_journal_ensure_partitions("
+            "'2024-05-01 00:00:00Z', '2024-05-03 23:59:59Z', 'day')");
   exec(url,
        std::string("INSERT INTO event_journal (tenant_id, topic, partition,"
                    " \"offset\", key, payload, received_at, replay_of)"

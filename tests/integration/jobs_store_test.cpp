@@ -15,8 +15,11 @@ namespace {
 
 /// 300 rows: tenants acme/globex/initech round-robin, topics t.a (even ids)
 /// and t.b, received one second apart from 2024-05-01T00:00:00Z; the raw
-/// bytes of every tenth row kept in payload_raw.
+/// bytes of every tenth row kept in payload_raw. The journal's partitions
+/// for those days are created first.
 void seed(const std::string& url, int first = 0, int n = 300) {
+  exec(url, "SELECT ces_journal_ensure_partitions("
+            "'2024-05-01 00:00:00Z', '2024-05-02 00:00:00Z', 'day')");
   exec(url,
        "INSERT INTO event_journal (tenant_id, topic, partition, \"offset\","
        " key, headers, payload, payload_raw, kafka_timestamp, received_at)"
