@@ -6,12 +6,11 @@
 -- than journal rows, so these indexes cost ingestion next to nothing. The
 -- journal gets no index here: event_journal_tenant_idx (0008) serves its
 -- tenant, topic and time-range queries together with partition pruning.
+-- A (status, error_class, id) index was tried and left out: the planner
+-- kept walking the primary key for the measured triage filters (a few
+-- thousand rows at most), and it took the automatic retry sweep away from
+-- event_dlq_open_idx.
 
 -- GET /dlq?tenant_id=... and every tenant-scoped key's GET /dlq (its scope
 -- is a tenant list): the tenant's rows, newest first.
 CREATE INDEX event_dlq_tenant_idx ON event_dlq (tenant_id, id);
-
--- GET /dlq?status=...&error_class=... (the triage filters), and a bulk DLQ
--- action's rows (status pending or failed, by class): newest first.
-CREATE INDEX event_dlq_status_class_idx
-  ON event_dlq (status, error_class, id);
