@@ -162,6 +162,27 @@ event_page journal_reader::latest_page(int limit, const tenant_scope& scope) {
   return find_page(event_filter{}, scope, limit, 0);
 }
 
+namespace {
+
+/// Newest-first windows find_page tries before the whole journal when the
+/// filter has no lower time bound (seconds back from the database's now()):
+/// a page inside a window is planned over that window's partitions only,
+/// not every partition of the journal (planning a page over 90 daily
+/// partitions cost more than running it: bench/README.md "The journal at
+/// scale").
+constexpr int64_t page_windows_s[] = {86400, 7 * 86400};
+
+/// How much longer than a window a windowed read looks back. A journal row's
+/// received_at is its transaction's start (now()), its id is taken at its
+/// insert, so a row with a larger id than another can have an earlier
+/// received_at only by as long as its transaction lasted; a window's page
+/// is used only when its oldest row is inside the window, so a row left out
+/// by the look-back would belong to a transaction longer than this (journal
+/// writes are one batch: seconds).
+constexpr int64_t page_window_margin_s = 3600;
+
+} // namespace
+
 event_page journal_reader::find_page(const event_filter& f,
                                      const tenant_scope& scope, int limit,
                                      int64_t before_id) {
@@ -172,35 +193,63 @@ event_page journal_reader::find_page(const event_filter& f,
   if (max_bytes == 0 || max_bytes > static_cast<size_t>(INT64_MAX))
     max_bytes = static_cast<size_t>(INT64_MAX);
   return impl_->run("journal find_page", [&](pqxx::transaction_base& tx) {
-    // `sized` measures the newest `limit` matching rows (ids and sizes
-    // only); the outer query fetches the prefix whose running size fits, at
-    // least one row. The last column is how many rows `sized` had: more
-    // than returned means cut. Keyset: the cursor is an id bound, so every
-    // page is an index scan from that id down.
+    // `sized`: the newest `limit` matching rows with their sizes; `running`
+    // numbers them and adds the sizes up; the page is the prefix whose
+    // running size fits, at least one row. sized_count is how many rows
+    // `sized` had: more than returned means cut. One pass over the rows
+    // found by the index scan: no second lookup by id (which would probe
+    // every partition of the journal for each id). Keyset: the cursor is an
+    // id bound, so every page is an index scan from that id down.
     auto where = before(event_where(f, scope, quoter(tx)), before_id);
-    auto sql =
-      "WITH sized AS ("
-      " SELECT id, octet_length(payload::text)"
-      "   + coalesce(octet_length(headers::text), 0)"
-      "   + 2 * coalesce(octet_length(key), 0) AS n"
-      " FROM event_journal WHERE "
-      + where
-      + " ORDER BY id DESC LIMIT $1),"
-        " running AS ("
-        " SELECT id, row_number() OVER w AS pos, sum(n) OVER w AS upto"
-        " FROM sized WINDOW w AS (ORDER BY id DESC"
-        " ROWS UNBOUNDED PRECEDING))"
-        " SELECT "
-      + event_columns
-      + ", (SELECT count(*) FROM sized) FROM event_journal WHERE id IN"
-        " (SELECT id FROM running WHERE pos = 1 OR upto <= $2)"
-        " ORDER BY id DESC";
-    auto res = tx.exec_params(sql, limit, static_cast<int64_t>(max_bytes));
+    // `window_from` (epoch seconds, 0: none): only rows received since
+    // then, plus the margin; in_window says whether `sized` was full and
+    // its oldest row received since then (then the page is the page).
+    auto query = [&](int64_t window_from) {
+      std::string cond = where;
+      std::string in_window = "true";
+      if (window_from > 0) {
+        auto from = std::to_string(window_from);
+        cond = "(" + cond + ") AND received_at >= to_timestamp("
+               + std::to_string(window_from - page_window_margin_s) + ")";
+        in_window = "count(*) OVER () = $1"
+                    " AND min(received_at) OVER () >= to_timestamp("
+                    + from + ")";
+      }
+      return tx.exec_params(
+        std::string{"SELECT * FROM (SELECT sized.*,"
+                    " row_number() OVER w AS pos, sum(n) OVER w AS upto,"
+                    " count(*) OVER () AS sized_count, "}
+          + in_window + " AS in_window FROM (SELECT " + event_columns
+          + ", received_at, octet_length(payload::text)"
+            " + coalesce(octet_length(headers::text), 0)"
+            " + 2 * coalesce(octet_length(key), 0) AS n"
+            " FROM event_journal WHERE "
+          + cond
+          + " ORDER BY id DESC LIMIT $1) AS sized"
+            " WINDOW w AS (ORDER BY id DESC ROWS UNBOUNDED PRECEDING))"
+            " AS running WHERE pos = 1 OR upto <= $2 ORDER BY id DESC",
+        limit, static_cast<int64_t>(max_bytes));
+    };
+    pqxx::result res;
+    bool done = false;
+    if (f.from.empty() && f.ids.empty()) {
+      auto now = tx.exec1("SELECT floor(extract(epoch FROM now()))::bigint")[0]
+                   .as<int64_t>();
+      for (auto w : page_windows_s) {
+        res = query(now - w);
+        if (!res.empty() && res[0]["in_window"].as<bool>()) {
+          done = true;
+          break;
+        }
+      }
+    }
+    if (!done)
+      res = query(0);
     page.events.reserve(res.size());
     int64_t measured = 0;
     for (const auto& row : res) {
       page.events.push_back(to_event(row));
-      measured = row[12].as<int64_t>();
+      measured = row["sized_count"].as<int64_t>();
     }
     page.truncated = static_cast<int64_t>(page.events.size()) < measured;
     return page;

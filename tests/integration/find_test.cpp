@@ -26,9 +26,12 @@ const char* const tenant_case =
   " ELSE 'd' END";
 
 /// n_events journal rows with ids 1..n_events. received_at is not in id
-/// order (as after a consumer catches up on several partitions); every
+/// order (as after a consumer catches up on several partitions) and spans
+/// three daily partitions of the journal, so pages cross partitions; every
 /// tenth row replays one of the rows 1, 11, 21; every seventh has no key.
 void seed_events(const std::string& url) {
+  exec(url, "SELECT ces_journal_ensure_partitions("
+            "'2024-05-01 00:00:00Z', '2024-05-03 23:59:59Z', 'day')");
   exec(url,
        std::string("INSERT INTO event_journal (tenant_id, topic, partition,"
                    " \"offset\", key, payload, received_at, replay_of)"
@@ -288,6 +291,50 @@ TEST_CASE("find_page: the cursor bound, limits, the newest first",
   REQUIRE(replays.events.size() == 1);
   CHECK(replays.events[0].replay_of == 21);
   CHECK(replays.events[0].topic.rfind("topic.", 0) == 0);
+}
+
+TEST_CASE("find_page: recent rows, paged through the newest partitions "
+          "first, still every row once and in order",
+          "[find]") {
+  auto url = migrated_db();
+  // 400 rows of tenant w, one every 30 minutes up to now (ids in time
+  // order, as the service writes them), spanning the 1-day and 7-day
+  // windows find_page tries first and the whole journal after them; and 50
+  // rows of tenant x a year ago (outside every window).
+  exec(url, "SELECT ces_journal_ensure_partitions("
+            "now() - interval '9 days', now(), 'day')");
+  exec(url, "SELECT ces_journal_ensure_partitions("
+            "now() - interval '366 days', now() - interval '364 days',"
+            " 'day')");
+  exec(url, "INSERT INTO event_journal (tenant_id, topic, partition,"
+            " \"offset\", payload, received_at)"
+            " SELECT 'x', 't', 0, g, jsonb_build_object('n', g),"
+            " now() - interval '365 days' + g * interval '1 s'"
+            " FROM generate_series(1, 50) AS g");
+  exec(url, "INSERT INTO event_journal (tenant_id, topic, partition,"
+            " \"offset\", payload, received_at)"
+            " SELECT 'w', 't', 0, g, jsonb_build_object('n', g),"
+            " now() - (400 - g) * interval '30 minutes'"
+            " FROM generate_series(1, 400) AS g");
+  journal_reader r{url};
+  for (auto tenant : {"w", "x"}) {
+    INFO(tenant);
+    event_filter f;
+    f.tenant_id = tenant;
+    auto expected = ids_of(url, std::string{"SELECT id FROM event_journal"
+                                            " WHERE tenant_id = '"}
+                                  + tenant + "' ORDER BY id DESC");
+    REQUIRE(expected.size() == (std::string{tenant} == "w" ? 400 : 50));
+    for (int limit : {7, 30, 100, 1000}) {
+      INFO("limit " << limit);
+      CHECK(walk_events(r, f, every_tenant, limit) == expected);
+    }
+  }
+  // Every tenant: the newest page comes from tenant w's last day.
+  auto top = r.find_page({}, every_tenant, 10, 0);
+  REQUIRE(top.events.size() == 10);
+  CHECK(top.events[0].id == 450);
+  CHECK(top.events[9].id == 441);
 }
 
 TEST_CASE("find_dlq: every row once, in order, across pages", "[find]") {

@@ -15,7 +15,8 @@ namespace {
 
 /// 300 rows: tenants acme/globex/initech round-robin, topics t.a (even ids)
 /// and t.b, received one second apart from 2024-05-01T00:00:00Z; the raw
-/// bytes of every tenth row kept in payload_raw.
+/// bytes of every tenth row kept in payload_raw. The journal's partitions
+/// for those days are created first.
 void seed(const std::string& url, int first = 0, int n = 300) {
   // The journal is partitioned by received_at (sql/0008): partitions for
   // the seeded days first.
