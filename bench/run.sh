@@ -430,10 +430,10 @@ if [ $DO_MAIN -eq 1 ]; then
       done
     done
     psql_db postgres -c "DROP DATABASE idxrun" -c "DROP DATABASE idxtmpl"
-    IBASE=$(echo "${IRATES[all]}" | median)
+    IBASE=$(f %.0f "$(echo "${IRATES[all]}" | median)")
     row "index cost: all indexes" "$IBASE rows/s" "median steady rate of ${IRATES[all]} (empty journal, $INDEX_RUNS round(s))"
     for v in "${IDX[@]}"; do
-      m=$(echo "${IRATES[$v]}" | median)
+      m=$(f %.0f "$(echo "${IRATES[$v]}" | median)")
       row "index cost: without $v" "$m rows/s" "$(f %+.1f "100 * ($m / $IBASE - 1)")% vs all present; runs:${IRATES[$v]}"
       EXTRA_RESULTS+=("without_$v=$m")
     done
