@@ -88,7 +88,7 @@ round_outcome run_round(self_ptr self, const maintenance_settings& cfg) {
         if (st.stats != nullptr)
           st.stats->add_retention_deleted("event_dlq",
                                           static_cast<uint64_t>(n));
-        log::event(spdlog::level::info, "maintenance", "dlq_purged",
+        log::event(spdlog::level::info, "maintenance", "dlq_retention_purged",
                    {{"deleted", n}, {"days", cfg.dlq_retention_days}});
       }
     });

@@ -7,7 +7,7 @@
 //   2. drop_expired(journal-retention-days), unless 0: partition_dropped
 //      (info) per partition, its rows counted in
 //      crm_retention_deleted_total{table="event_journal"};
-//   3. purge_dlq(dlq-retention-days, retention-batch), unless 0: dlq_purged;
+//   3. purge_dlq(dlq-retention-days, retention-batch), unless 0: dlq_retention_purged;
 //   4. purge_audit(audit-retention-days, retention-batch), unless 0:
 //      audit_purged;
 //   5. list(): crm_journal_partitions = the attached partitions.

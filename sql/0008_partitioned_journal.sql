@@ -84,6 +84,14 @@ BEGIN
       t := covered;
       CONTINUE;
     END IF;
+    -- A partition being dropped still holds its range (until its DETACH
+    -- ... CONCURRENTLY and DROP finish): no new one may overlap it.
+    IF EXISTS (SELECT 1 FROM journal_partitions
+                WHERE state = 'detaching' AND range_from <= t
+                  AND range_to > t) THEN
+      RAISE EXCEPTION 'journal partition for % is being dropped by retention',
+        t USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
     IF NOT locked THEN
       -- "ces_part" in ASCII; then look again: another instance may have
       -- created it meanwhile.
@@ -96,9 +104,9 @@ BEGIN
             ((lo AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC'
           ELSE lo + interval '1 day' END;
     SELECT greatest(lo, max(range_to)) INTO lo FROM journal_partitions
-     WHERE state = 'attached' AND range_to <= t;
+     WHERE state <> 'dropped' AND range_to <= t;
     SELECT least(hi, min(range_from)) INTO hi FROM journal_partitions
-     WHERE state = 'attached' AND range_from > t;
+     WHERE state <> 'dropped' AND range_from > t;
     nm := 'event_journal_' || to_char(lo AT TIME ZONE 'UTC', 'YYYYMMDD');
     IF lo <> date_trunc('day', lo AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' THEN
       nm := nm || to_char(lo AT TIME ZONE 'UTC', '"_"HH24MISSUS');

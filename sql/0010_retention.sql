@@ -10,9 +10,12 @@ CREATE INDEX event_dlq_closed_updated_at_idx ON event_dlq (updated_at)
 -- audit_log stays append-only, with one exception: a transaction that
 -- declares a retention cutoff (SELECT set_config(
 -- 'ces.audit_retention_cutoff', <timestamptz>, true)) may DELETE the rows
--- older than it. The cutoff may not lie in the future, so it cannot name
--- the rows just written. UPDATE and TRUNCATE stay refused, and so does any
--- other DELETE.
+-- older than it. The cutoff must lie at least one day back
+-- (audit-retention-days is at least 1), so it can never name the recent
+-- history. UPDATE and TRUNCATE stay refused, and so does any other DELETE.
+-- This guards against mistakes and against the service's own code; the
+-- table's owner can still drop the trigger (a database-level guarantee
+-- needs a separate owner role: README "Known gaps").
 CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -23,7 +26,7 @@ BEGIN
     cutoff_text := current_setting('ces.audit_retention_cutoff', true);
     IF cutoff_text IS NOT NULL AND cutoff_text <> '' THEN
       cutoff := cutoff_text::timestamptz;
-      IF cutoff <= now() AND OLD.at < cutoff THEN
+      IF cutoff <= now() - interval '1 day' AND OLD.at < cutoff THEN
         RETURN OLD;
       END IF;
     END IF;

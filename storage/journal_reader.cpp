@@ -273,7 +273,8 @@ bool journal_reader::event_dropped(int64_t id) {
   return impl_->run("journal event_dropped", [&](pqxx::transaction_base& tx) {
     return tx
       .exec_params1("SELECT EXISTS (SELECT 1 FROM journal_partitions"
-                    " WHERE state = 'dropped' AND $1 BETWEEN min_id"
+                    " WHERE state IN ('detaching', 'dropped')"
+                    " AND $1 BETWEEN min_id"
                     " AND max_id)",
                     id)[0]
       .as<bool>();

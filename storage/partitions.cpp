@@ -72,7 +72,12 @@ struct journal_partitions::impl {
       db = detail::connect_session(
         url,
         {"SET application_name = 'crm-events-sink partitions'",
-         "SET TimeZone = 'UTC'"},
+         "SET TimeZone = 'UTC'",
+         // Never wait forever behind a long reader: a CREATE ... PARTITION
+         // OF waiting for its lock would queue every COPY and read behind
+         // it. A cancelled DETACH ... CONCURRENTLY is finished (FINALIZE)
+         // by the next round.
+         "SET lock_timeout = '5s'", "SET statement_timeout = '120s'"},
         "journal_partitions");
     }
     return *db->conn;
@@ -149,8 +154,16 @@ int journal_partitions::ensure_ahead(const std::string& interval, int ahead,
     // Month arithmetic in UTC (the session's time zone is UTC).
     auto t = time_sql(now);
     auto step = "interval '1 " + interval + "'";
-    auto made = tx.exec1("SELECT ces_journal_ensure_partitions(" + t + " - "
-                         + step + ", " + t + " + " + std::to_string(ahead)
+    // From one interval back, but never into a range retention dropped or
+    // is dropping (month partitions with a short retention would otherwise
+    // be created again and dropped again every round). A batch whose clock
+    // went back creates its own partition.
+    auto made = tx.exec1("SELECT ces_journal_ensure_partitions(greatest("
+                         + t + " - " + step
+                         + ", least(" + t
+                         + ", (SELECT max(range_to) FROM journal_partitions"
+                           " WHERE state <> 'attached'))), "
+                         + t + " + " + std::to_string(ahead)
                          + " * " + step + ", " + tx.quote(interval) + ")")[0]
                   .as<int>();
     tx.commit();

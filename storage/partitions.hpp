@@ -36,7 +36,8 @@ public:
   ~journal_partitions();
 
   /// Creates the missing partitions for [now - 1 interval, now + `ahead`
-  /// intervals] (`interval`: "day" or "month"). Returns how many it created.
+  /// intervals] (`interval`: "day" or "month"), never before the end of a
+  /// range retention dropped. Returns how many it created.
   int ensure_ahead(const std::string& interval, int ahead,
                    upkeep_clock now = {});
 

@@ -111,7 +111,12 @@ bool is_infra_sqlstate(const std::string& st) noexcept {
 
 bool is_data_error(const std::exception& e) noexcept {
   auto se = dynamic_cast<const pqxx::sql_error*>(&e);
-  return se != nullptr && is_data_sqlstate(se->sqlstate());
+  if (se == nullptr || !is_data_sqlstate(se->sqlstate()))
+    return false;
+  // 23514 "no partition of relation ... found for row": the journal's
+  // partitions (a partition detached or dropped under the batch), not the
+  // row; the batch is retried as a whole instead of dead-lettered.
+  return std::strstr(se->what(), "no partition of relation") == nullptr;
 }
 
 std::string describe(const std::exception& e) {

@@ -179,7 +179,7 @@ TEST_CASE_METHOD(maintenance_fixture,
   CHECK(logged("partition_dropped name=event_journal_p20260101"
                " range=2026-01-01T00:00:00Z..2026-01-02T00:00:00Z"
                " min_id=1 max_id=40 rows=40"));
-  CHECK(logged("dlq_purged deleted=5 days=7"));
+  CHECK(logged("dlq_retention_purged deleted=5 days=7"));
   CHECK(logged("audit_purged deleted=3 days=365"));
   CHECK_FALSE(logged("maintenance_failed"));
   fs->calls.clear();

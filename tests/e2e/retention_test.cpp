@@ -119,7 +119,7 @@ TEST_CASE("retention drops old journal partitions and purges old DLQ and "
                    " WHERE state = 'attached'"));
   auto log = ces::test::read_file(w.sink_log());
   CHECK(log.find("partition_dropped") != std::string::npos);
-  CHECK(log.find("dlq_purged") != std::string::npos);
+  CHECK(log.find("dlq_retention_purged") != std::string::npos);
   CHECK(log.find("audit_purged") != std::string::npos);
   CHECK(log.find("maintenance_failed") == std::string::npos);
   REQUIRE(sink.stop().success());

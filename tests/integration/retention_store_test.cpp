@@ -173,6 +173,15 @@ TEST_CASE("audit retention deletes only older rows; audit_log stays "
                      "'ces.audit_retention_cutoff',"
                      " (now() + interval '1 day')::text, true);"
                      " DELETE FROM audit_log; COMMIT"));
+  // Nor is a cutoff less than a day back: the recent history stays.
+  auto recent = std::to_string(seed_audit(url, "replay", "2 hours"));
+  CHECK(refused(url, "BEGIN; SELECT set_config("
+                     "'ces.audit_retention_cutoff',"
+                     " (now() - interval '1 hour')::text, true);"
+                     " DELETE FROM audit_log WHERE id = " + recent
+                       + "; COMMIT"));
+  CHECK(count(url, "SELECT count(*) FROM audit_log WHERE id = " + recent)
+        == 1);
   // The cutoff is local to its transaction.
   {
     pqxx::connection c{url};
@@ -191,7 +200,7 @@ TEST_CASE("audit retention deletes only older rows; audit_log stays "
     CHECK_THROWS_AS(tx.exec("DELETE FROM audit_log WHERE id = " + other),
                     pqxx::insufficient_privilege);
   }
-  CHECK(count(url, "SELECT count(*) FROM audit_log") == 4);
+  CHECK(count(url, "SELECT count(*) FROM audit_log") == 5);
 }
 
 TEST_CASE("retention on an unreachable database is an infra_error",

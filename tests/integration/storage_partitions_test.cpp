@@ -353,6 +353,31 @@ TEST_CASE("drop_expired drops whole old partitions and records their ids",
   CHECK(l2->row_count == 3);
 }
 
+TEST_CASE("month partitions with a short retention are not created again",
+          "[partitions]") {
+  // Review finding: ensure_ahead looks one interval back; with month
+  // partitions and 30 days of retention on Mar 31, February ends on Mar 1 =
+  // now - 30 days and is dropped: the next round must not create it again
+  // (and drop it again, every round).
+  auto url = migrated_db();
+  journal_partitions p{url};
+  auto now = utc(2031, 3, 31, 12);
+  CHECK(p.ensure_ahead("month", 1, now) == 3); // Feb, Mar, Apr
+  insert_at(url, "2031-02-10 00:00:00+00");
+  auto dropped = p.drop_expired(30, now);
+  REQUIRE(dropped.size() == 1);
+  CHECK(dropped[0].name == "event_journal_20310201");
+  for (int round = 0; round < 2; ++round) {
+    CHECK(p.ensure_ahead("month", 1, now) == 0);
+    CHECK(p.drop_expired(30, now).empty());
+  }
+  CHECK(count(url, "SELECT count(*) FROM journal_partitions"
+                   " WHERE state = 'dropped'")
+        == 1);
+  CHECK(holders(url, "2031-02-10 00:00:00+00") == 0);
+  CHECK(holders(url, "2031-03-31 12:00:00+00") == 1);
+}
+
 TEST_CASE("a drop left half done is finished by the next call",
           "[partitions]") {
   auto url = migrated_db();
