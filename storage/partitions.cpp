@@ -161,8 +161,9 @@ int journal_partitions::ensure_ahead(const std::string& interval, int ahead,
     auto made = tx.exec1("SELECT ces_journal_ensure_partitions(greatest("
                          + t + " - " + step
                          + ", least(" + t
-                         + ", (SELECT max(range_to) FROM journal_partitions"
-                           " WHERE state <> 'attached'))), "
+                         + ", coalesce((SELECT max(range_to)"
+                           " FROM journal_partitions WHERE state <>"
+                           " 'attached'), '-infinity'))), "
                          + t + " + " + std::to_string(ahead)
                          + " * " + step + ", " + tx.quote(interval) + ")")[0]
                   .as<int>();

@@ -362,6 +362,7 @@ TEST_CASE("month partitions with a short retention are not created again",
   auto url = migrated_db();
   journal_partitions p{url};
   auto now = utc(2031, 3, 31, 12);
+  p.drop_expired(30, now); // the partitions migrate made for the real today
   CHECK(p.ensure_ahead("month", 1, now) == 3); // Feb, Mar, Apr
   insert_at(url, "2031-02-10 00:00:00+00");
   auto dropped = p.drop_expired(30, now);
@@ -372,7 +373,7 @@ TEST_CASE("month partitions with a short retention are not created again",
     CHECK(p.drop_expired(30, now).empty());
   }
   CHECK(count(url, "SELECT count(*) FROM journal_partitions"
-                   " WHERE state = 'dropped'")
+                   " WHERE name = 'event_journal_20310201'")
         == 1);
   CHECK(holders(url, "2031-02-10 00:00:00+00") == 0);
   CHECK(holders(url, "2031-03-31 12:00:00+00") == 1);
@@ -436,8 +437,10 @@ TEST_CASE("a drop left half done is finished by the next call",
   CHECK(count(url, "SELECT count(*) FROM event_journal") == 0);
   CHECK(catalog_mismatch(url) == 0);
   CHECK(p.drop_expired(30, utc(2031, 1, 9)).empty());
-  // The dropped days can be made again (e.g. a clock set back).
-  CHECK(p.ensure_ahead("day", 0, utc(2031, 1, 3, 12)) == 2); // Jan 2, 3
+  // The day of a clock set back is made again; the day before it, which
+  // retention dropped, is not (ensure_ahead never reaches back into a
+  // dropped range: a batch of that time would make its own).
+  CHECK(p.ensure_ahead("day", 0, utc(2031, 1, 3, 12)) == 1); // Jan 3
   CHECK(overlaps(url) == 0);
 }
 

@@ -663,7 +663,7 @@ TEST_CASE("passwords never reach the output", "[config]") {
              "x=a\\,b");
     CHECK(m["kafka-topics"] == "apexflow.leads.created,apexflow.jobs.created");
     CHECK(m["http-port"] == "9106");
-    CHECK(m.size() == 69);
+    CHECK(m.size() == 76);
   }
 }
 
