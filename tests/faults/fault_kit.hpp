@@ -47,6 +47,11 @@ struct tally {
                               // DLQ, or both)
   size_t missing = 0;         // produced, stored nowhere
   size_t unexpected = 0;      // stored, never produced
+  /// Journal rows at a coordinate the producer never acknowledged whose
+  /// event_id another journalled record carries: the broker stored one
+  /// produce twice (a retry across an outage). Each is a distinct Kafka
+  /// record journalled once, so they do not break the invariant.
+  size_t broker_duplicates = 0;
   size_t misplaced = 0;       // valid event in the DLQ / poison in the journal
   size_t wrong_class = 0;     // DLQ error_class differs from the manifest's
   std::vector<std::string> examples; // a few offending coordinates
