@@ -72,6 +72,25 @@ void publish_lag(self_ptr self) {
   st.stats->set_consumer_lag(consumer_lags(st.source->positions(), st.acked));
 }
 
+/// Reports the offsets the broker deleted before they were read (the source
+/// found them among the records it handed out): one offsets_lost line and
+/// crm_kafka_offsets_lost_total per gap. Consumption goes on after them.
+void report_gaps(self_ptr self) {
+  auto& st = self->state;
+  for (auto& g : st.source->take_gaps()) {
+    log::event(spdlog::level::err, "consumer", "offsets_lost",
+               {{"topic", g.topic},
+                {"partition", static_cast<int64_t>(g.partition)},
+                {"first", g.first},
+                {"last", g.last},
+                {"count", g.count()},
+                {"reason", "deleted by the broker before they were read"}});
+    if (st.stats)
+      st.stats->add_offsets_lost(g.topic, g.partition,
+                                 static_cast<uint64_t>(g.count()));
+  }
+}
+
 void count_by_topic(const std::vector<checked_record>& records, metrics* m) {
   if (m == nullptr)
     return;
@@ -250,6 +269,7 @@ void poll(self_ptr self) {
       st.batch_started = now = clock_type::now();
     st.building.emplace_back(check_record(std::move(rec), st.cfg.limits));
   }
+  report_gaps(self);
   if (st.building.size() >= st.cfg.batch_max_records
       || linger_over(clock_type::now()) || (idle && !st.building.empty()))
     send_batch(self);
@@ -335,8 +355,10 @@ consumer(consumer_actor::stateful_pointer<consumer_state> self,
         log::event(spdlog::level::info, "consumer", "paused",
                    {{"batches_in_flight", static_cast<int64_t>(st.in_flight)}});
       }
-      if (st.paused)
+      if (st.paused) {
         st.source->serve();
+        report_gaps(self);
+      }
       schedule_keepalive(self);
     },
   };

@@ -16,6 +16,9 @@
 // Every second it publishes crm_consumer_lag_records per assigned partition:
 // the source's cached high watermark minus the journal's position (the
 // acknowledged next offset, else where consumption started).
+// Offsets the broker deleted before they were read (retention; the source
+// finds them) are reported, not waited for: one offsets_lost log line and
+// crm_kafka_offsets_lost_total per gap, and consumption goes on.
 #pragma once
 
 #include "actors/interfaces.hpp"

@@ -95,6 +95,10 @@ struct kafka_source::impl : RdKafka::RebalanceCb, RdKafka::EventCb {
   /// Where consumption of each assigned partition started (the journal's
   /// stored offset, else the first record read); dropped on revocation.
   std::map<std::pair<std::string, int32_t>, int64_t> starts;
+  /// The offset each assigned partition's next record should have.
+  gap_tracker expected;
+  /// Offsets lost since the CONSUMER last asked (take_gaps()).
+  std::vector<offset_gap> gaps;
   std::map<int, std::chrono::steady_clock::time_point> last_error_log;
   std::unique_ptr<RdKafka::KafkaConsumer> kc; // destroyed first
 
@@ -110,10 +114,13 @@ struct kafka_source::impl : RdKafka::RebalanceCb, RdKafka::EventCb {
       apply_stored_offsets(c, parts);
       for (auto p : parts) {
         auto key = std::make_pair(p->topic(), p->partition());
-        if (p->offset() >= 0)
+        if (p->offset() >= 0) {
           starts[key] = p->offset();
-        else
+          expected.expect(p->topic(), p->partition(), p->offset());
+        } else {
           starts.erase(key);
+          expected.forget(p->topic(), p->partition());
+        }
       }
       if (cooperative) {
         if (auto e = c->incremental_assign(parts)) {
@@ -129,8 +136,10 @@ struct kafka_source::impl : RdKafka::RebalanceCb, RdKafka::EventCb {
       log::event(spdlog::level::info, "consumer", "partitions_assigned",
                  {{"partitions", describe(parts)}});
     } else if (err == RdKafka::ERR__REVOKE_PARTITIONS) {
-      for (auto p : parts)
+      for (auto p : parts) {
         starts.erase({p->topic(), p->partition()});
+        expected.forget(p->topic(), p->partition());
+      }
       if (cooperative) {
         if (auto e = c->incremental_unassign(parts))
           delete e;
@@ -144,6 +153,7 @@ struct kafka_source::impl : RdKafka::RebalanceCb, RdKafka::EventCb {
                  {{"reason", RdKafka::err2str(err)}});
       c->unassign();
       starts.clear();
+      expected.clear();
     }
   }
 
@@ -202,8 +212,14 @@ struct kafka_source::impl : RdKafka::RebalanceCb, RdKafka::EventCb {
                  {{"cluster_id", id}});
     cluster_id = id;
     try {
+      // The assigned topics' names (a subscription may be a pattern).
+      std::vector<std::string> topics;
+      for (auto p : parts)
+        if (std::find(topics.begin(), topics.end(), p->topic())
+            == topics.end())
+          topics.push_back(p->topic());
       auto stored =
-        storage::load_offsets(cfg.database_url, cluster_id, cfg.topics);
+        storage::load_offsets(cfg.database_url, cluster_id, topics);
       for (auto p : parts)
         for (auto& s : stored)
           if (s.topic == p->topic() && s.partition == p->partition())
@@ -216,8 +232,22 @@ struct kafka_source::impl : RdKafka::RebalanceCb, RdKafka::EventCb {
   }
 
   /// A record was read: its partition started there if nothing else said.
+  /// A record past the offset expected next while the partition's log
+  /// start (librdkafka caches it from every fetch response, Fetch v5+) is
+  /// past it too: the broker deleted the offsets in between before they
+  /// were read, and auto.offset.reset jumped over them.
   void note_read(const kafka_record& r) {
     starts.emplace(std::make_pair(r.topic, r.partition), r.offset);
+    auto log_start = [&] {
+      int64_t low = -1;
+      int64_t high = -1;
+      if (kc->get_watermark_offsets(r.topic, r.partition, &low, &high)
+          != RdKafka::ERR_NO_ERROR)
+        return int64_t{-1};
+      return low;
+    };
+    if (auto gap = expected.read(r.topic, r.partition, r.offset, log_start))
+      gaps.push_back(std::move(*gap));
   }
 
   tp_list filter_assigned(const std::vector<partition_offset>& offsets) {
@@ -336,6 +366,10 @@ std::vector<partition_position> kafka_source::positions() {
   return result;
 }
 
+std::vector<offset_gap> kafka_source::take_gaps() {
+  return std::exchange(impl_->gaps, {});
+}
+
 kafka_source::kafka_source(const kafka_source_config& cfg)
   : impl_(std::make_unique<impl>(cfg)) {
   auto conf = client_conf(
@@ -354,7 +388,11 @@ kafka_source::kafka_source(const kafka_source_config& cfg)
      // bench/run.sh), 64 MiB (librdkafka's default) fed them (104k) at 168
      // MiB peak RSS on a 1 M backlog; 48 MiB is the measured compromise (see
      // bench/README.md).
-     {"queued.max.messages.kbytes", "49152"}});
+     {"queued.max.messages.kbytes", "49152"},
+     // How soon a topic created after start is consumed: a listed topic
+     // that did not exist, or a new one matching a '^' pattern, is seen at
+     // the next metadata refresh (librdkafka's default: 5 minutes).
+     {"topic.metadata.refresh.interval.ms", "10000"}});
   std::string err;
   if (conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(impl_.get()),
                 err)

@@ -16,6 +16,8 @@ namespace ces {
 struct kafka_source_config {
   std::string bootstrap_servers;
   std::string group_id;
+  /// Topic names, or patterns (starting with '^': a POSIX extended regular
+  /// expression librdkafka matches against the cluster's topics).
   std::vector<std::string> topics;
   /// Extra librdkafka properties, "key=value" each; they override defaults.
   std::vector<std::string> properties;
@@ -52,6 +54,7 @@ public:
   void close(const std::vector<partition_offset>& final_offsets) override;
   std::string cluster_id() const override;
   std::vector<partition_position> positions() override;
+  std::vector<offset_gap> take_gaps() override;
 
 private:
   struct impl;

@@ -4,8 +4,12 @@
 
 #include "storage/model.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <map>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ces {
@@ -20,6 +24,62 @@ struct partition_position {
   /// assignment (the journal's stored offset, else the first record read,
   /// else the log start when nothing was stored nor read), -1 unknown.
   int64_t start = -1;
+};
+
+/// Offsets of one partition that the broker deleted (retention) before
+/// they were read: consumption jumped over them (auto.offset.reset).
+struct offset_gap {
+  std::string topic;
+  int32_t partition = 0;
+  int64_t first = 0; ///< the first offset lost
+  int64_t last = 0;  ///< the last offset lost (inclusive)
+  int64_t count() const {
+    return last - first + 1;
+  }
+};
+
+/// Tracks per partition the offset the next record should have (the
+/// journal's stored offset at assignment, then the last record read + 1) and
+/// finds the records that jumped over offsets the broker no longer holds.
+/// An offset jump that stays at or above the partition's log start offset
+/// (transaction markers, aborted transactions, compaction) is not data loss
+/// and is not reported; only the part of a jump below the log start is.
+class gap_tracker {
+public:
+  /// The next record of (topic, partition) should be at `next`.
+  void expect(const std::string& topic, int32_t partition, int64_t next) {
+    next_[{topic, partition}] = next;
+  }
+
+  /// Nothing is expected of (topic, partition) any more (revoked, or
+  /// assigned without a known start).
+  void forget(const std::string& topic, int32_t partition) {
+    next_.erase({topic, partition});
+  }
+
+  void clear() {
+    next_.clear();
+  }
+
+  /// A record at `offset` was read. `log_start()` returns the partition's
+  /// log start offset as last seen (-1 unknown); it is called only when the
+  /// record skipped offsets. Returns the offsets lost, if any.
+  template <class LogStart>
+  std::optional<offset_gap> read(const std::string& topic, int32_t partition,
+                                 int64_t offset, LogStart&& log_start) {
+    auto [i, added] = next_.emplace(std::make_pair(topic, partition), 0);
+    auto expected = i->second;
+    i->second = offset + 1;
+    if (added || offset <= expected)
+      return std::nullopt;
+    int64_t low = log_start();
+    if (low <= expected)
+      return std::nullopt; // still in the log: markers or compaction
+    return offset_gap{topic, partition, expected, std::min(offset, low) - 1};
+  }
+
+private:
+  std::map<std::pair<std::string, int32_t>, int64_t> next_;
 };
 
 class record_source {
@@ -53,6 +113,13 @@ public:
   /// The assigned partitions with their cached watermarks; never blocks
   /// (no broker round trip). Sources without watermarks report none.
   virtual std::vector<partition_position> positions() {
+    return {};
+  }
+
+  /// The offset gaps found since the last call (each reported once): records
+  /// the broker deleted before they were read. Sources that cannot lose
+  /// records report none.
+  virtual std::vector<offset_gap> take_gaps() {
     return {};
   }
 };

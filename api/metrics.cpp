@@ -315,6 +315,12 @@ struct metrics::impl {
               "dlq.recovered)")
         .Register(*registry);
 
+  prometheus::Family<prometheus::Counter>& offsets_lost
+    = BuildCounter()
+        .Name("crm_kafka_offsets_lost_total")
+        .Help("Offsets the broker deleted (retention) before the consumer "
+              "read them, by topic and partition")
+        .Register(*registry);
   prometheus::Family<prometheus::Gauge>& consumer_lag
     = BuildGauge()
         .Name("crm_consumer_lag_records")
@@ -481,6 +487,8 @@ void metrics::set_build_info(const std::string& version,
 void metrics::declare_topics(const std::vector<std::string>& topics) {
   std::lock_guard<std::mutex> guard{impl_->declared_mtx};
   for (auto& t : topics) {
+    if (!t.empty() && t[0] == '^')
+      continue; // a pattern: its topics get series with their first event
     impl_->ingested.Add({{"topic", t}});
     impl_->persisted.Add({{"topic", t}});
     impl_->skipped.Add({{"topic", t}});
@@ -559,6 +567,13 @@ void metrics::add_dlq_alert(const std::string& type) {
 void metrics::declare_http_routes(const std::vector<std::string>& routes) {
   for (auto& r : routes)
     impl_->http_seconds.Add({{"route", r}}, http_buckets());
+}
+
+void metrics::add_offsets_lost(const std::string& topic, int32_t partition,
+                               uint64_t n) {
+  impl_->offsets_lost
+    .Add({{"topic", topic}, {"partition", std::to_string(partition)}})
+    .Increment(static_cast<double>(n));
 }
 
 void metrics::set_consumer_lag(const std::vector<partition_lag>& lags) {

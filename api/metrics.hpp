@@ -69,7 +69,7 @@ public:
 
   /// Creates the zero-valued per-topic series (ingested, persisted, skipped,
   /// and dlq for every reason declared so far) so dashboards see them
-  /// before the first event.
+  /// before the first event. Patterns ('^...') are skipped.
   void declare_topics(const std::vector<std::string>& topics);
 
   /// Creates zero-valued crm_events_dlq_total series for each reason and
@@ -132,6 +132,12 @@ public:
   void add_dlq_alert(const std::string& type);
 
   // -- Lag, jobs ------------------------------------------------------------
+
+  /// crm_kafka_offsets_lost_total{topic,partition}: offsets the broker
+  /// deleted (retention) before the CONSUMER read them; consumption jumped
+  /// over them (auto.offset.reset). Each also logs offsets_lost.
+  void add_offsets_lost(const std::string& topic, int32_t partition,
+                        uint64_t n);
 
   /// One assigned partition's lag (see set_consumer_lag()).
   struct partition_lag {

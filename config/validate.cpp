@@ -8,6 +8,8 @@
 #include <limits>
 #include <set>
 
+#include <regex.h>
+
 namespace ces {
 
 using namespace detail;
@@ -63,6 +65,23 @@ std::string validate(const settings& s) {
     return missing("kafka-topics", "at least one topic is required");
   std::set<std::string> seen;
   for (auto& t : s.kafka_topics) {
+    if (!t.empty() && t[0] == '^') {
+      // A pattern: librdkafka subscribes to every topic matching this POSIX
+      // extended regular expression (regcomp, as librdkafka on Linux).
+      if (s.kafka_bootstrap_servers == "embedded")
+        return invalid("kafka-topics",
+                       quoted(t) + ": the embedded broker needs topic names, "
+                                   "not patterns");
+      regex_t re;
+      int rc = regcomp(&re, t.c_str(), REG_EXTENDED | REG_NOSUB);
+      if (rc != 0)
+        return invalid("kafka-topics",
+                       quoted(t) + " is not a valid regular expression");
+      regfree(&re);
+      if (!seen.insert(t).second)
+        return invalid("kafka-topics", quoted(t) + " is listed twice");
+      continue;
+    }
     bool legal = !t.empty() && t.size() <= 249 && t != "." && t != ".."
                  && std::all_of(t.begin(), t.end(), [](unsigned char c) {
                       return std::isalnum(c) || c == '.' || c == '_'

@@ -1,5 +1,6 @@
 #include "actors/consumer.hpp"
 #include "api/metrics.hpp"
+#include "config/logging.hpp"
 #include "fakes.hpp"
 #include "fixture.hpp"
 
@@ -356,4 +357,112 @@ TEST_CASE_METHOD(consumer_fixture,
   sched.run(100);
   CHECK(log->closed);
   CHECK(lag_of(m, "apexflow.leads.created", 0) == -1);
+}
+
+namespace {
+
+/// crm_kafka_offsets_lost_total of (topic, partition) in `m`, -1 if absent.
+double lost_of(const ces::metrics& m, const std::string& topic,
+               int partition) {
+  auto series = "crm_kafka_offsets_lost_total{partition=\""
+                + std::to_string(partition) + "\",topic=\"" + topic + "\"} ";
+  std::istringstream in{m.text()};
+  for (std::string l; std::getline(in, l);)
+    if (l.rfind(series, 0) == 0)
+      return std::stod(l.substr(series.size()));
+  return -1;
+}
+
+} // namespace
+
+TEST_CASE_METHOD(consumer_fixture,
+                 "offsets the broker deleted are reported once, "
+                 "consumption goes on") {
+  std::ostringstream lines;
+  ces::log::redirect(&lines);
+  const std::string leads = "apexflow.leads.created";
+  log->gaps = {offset_gap{leads, 2, 100, 139}};
+  start(40, settings(), &stats);
+  sched.run(50);
+  // Reported after the first poll: one line naming the range, and the
+  // counter counts offsets.
+  CHECK(lost_of(stats, leads, 2) == 40);
+  auto text = lines.str();
+  CHECK_THAT(text, Catch::Contains("consumer: offsets_lost topic="
+                                   "apexflow.leads.created partition=2 "
+                                   "first=100 last=139 count=40"));
+  // Not a stall: the records after the gap keep flowing to the persister.
+  for (int i = 0; i < 2 && !held().unanswered.empty(); ++i) {
+    ack_oldest();
+    sched.run(50);
+  }
+  CHECK(log->taken == 40);
+  CHECK(held().received.size() >= 3);
+  // A later gap on another partition adds up; the first is not counted
+  // again.
+  log->gaps = {offset_gap{leads, 0, 7, 7}};
+  while (!held().unanswered.empty()) {
+    ack_oldest();
+    sched.run(50);
+  }
+  sched.run(50);
+  CHECK(lost_of(stats, leads, 2) == 40);
+  CHECK(lost_of(stats, leads, 0) == 1);
+  ces::log::redirect(nullptr);
+  CHECK(lines.str().find("first=100") == lines.str().rfind("first=100"));
+}
+
+TEST_CASE("gap tracker: a jump below the log start is lost, others are not",
+          "[gap]") {
+  gap_tracker t;
+  int low_calls = 0;
+  auto low = [&](int64_t v) {
+    return [&low_calls, v] {
+      ++low_calls;
+      return v;
+    };
+  };
+  const std::string tp = "apexflow.leads.created";
+  // Nothing expected yet: the first record sets the expectation.
+  CHECK_FALSE(t.read(tp, 0, 500, low(600)));
+  // In sequence: the log start is not even looked at.
+  CHECK_FALSE(t.read(tp, 0, 501, low(600)));
+  CHECK(low_calls == 0);
+  // The journal's stored offset at assignment: 100; the broker now starts
+  // at 250 (retention), and the first record read is 250.
+  // (Parenthesized: CAF's test DSL defines an `expect` macro.)
+  (t.expect)(tp, 1, 100);
+  auto g = t.read(tp, 1, 250, low(250));
+  REQUIRE(g);
+  CHECK(g->topic == tp);
+  CHECK(g->partition == 1);
+  CHECK(g->first == 100);
+  CHECK(g->last == 249);
+  CHECK(g->count() == 150);
+  // Then in sequence again.
+  CHECK_FALSE(t.read(tp, 1, 251, low(250)));
+  // A jump within the log (transaction markers, compaction): not a loss.
+  CHECK_FALSE(t.read(tp, 1, 260, low(250)));
+  // Unknown log start (-1): not reported.
+  CHECK_FALSE(t.read(tp, 1, 300, low(-1)));
+  // Deleted up to 400, but the record read is 380 (the log start moved on
+  // since): everything below the record is gone.
+  g = t.read(tp, 1, 380, low(400));
+  REQUIRE(g);
+  CHECK(g->first == 301);
+  CHECK(g->last == 379);
+  // Partly deleted, partly markers: only the deleted part (below the log
+  // start) is reported.
+  g = t.read(tp, 1, 420, low(410));
+  REQUIRE(g);
+  CHECK(g->first == 381);
+  CHECK(g->last == 409);
+  // A record below the expectation (redelivered): no gap, follow it.
+  CHECK_FALSE(t.read(tp, 1, 415, low(0)));
+  CHECK_FALSE(t.read(tp, 1, 416, low(0)));
+  // Revoked: forgotten; reassigned without a stored offset: nothing expected.
+  t.forget(tp, 1);
+  CHECK_FALSE(t.read(tp, 1, 9000, low(9000)));
+  t.clear();
+  CHECK_FALSE(t.read(tp, 1, 9999, low(9999)));
 }

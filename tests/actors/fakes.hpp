@@ -7,6 +7,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ces::test {
@@ -23,6 +24,9 @@ struct source_log {
   std::vector<partition_offset> final_offsets;
   /// What positions() reports (the test sets watermarks and starts).
   std::vector<partition_position> positions;
+  /// What take_gaps() reports next (then nothing until the test adds more).
+  std::vector<offset_gap> gaps;
+  size_t gap_calls = 0; // take_gaps() calls
 };
 
 /// Hands out `available` valid CRM events on one topic, 4 partitions.
@@ -71,6 +75,10 @@ public:
   }
   std::vector<partition_position> positions() override {
     return log_->positions;
+  }
+  std::vector<offset_gap> take_gaps() override {
+    ++log_->gap_calls;
+    return std::exchange(log_->gaps, {});
   }
 
 private:

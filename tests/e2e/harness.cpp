@@ -121,11 +121,16 @@ world::world(std::vector<std::string> ts, int partitions,
       // away with this process even if the destructor never runs.
       // message.max.bytes: as crm-produce's producer with --oversize, so
       // too_large records reach the sink (Kafka's default is 1 MiB).
-      auto out = run_kafka_sh({"start", kafka_dir_, "--topics", join(topics),
-                               "--partitions", std::to_string(partitions),
-                               "--config", "message.max.bytes=4194304",
-                               "--owner", std::to_string(getpid())},
-                              600s);
+      std::vector<std::string> args{
+        "start",  kafka_dir_, "--topics", join(topics),
+        "--partitions", std::to_string(partitions),
+        "--config", "message.max.bytes=4194304",
+        "--owner", std::to_string(getpid())};
+      for (auto& kv : options.kafka_config) {
+        args.emplace_back("--config");
+        args.push_back(kv);
+      }
+      auto out = run_kafka_sh(std::move(args), 600s);
       std::istringstream lines{out};
       for (std::string l; std::getline(lines, l);)
         if (!l.empty())

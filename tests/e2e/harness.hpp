@@ -56,6 +56,9 @@ struct world_options {
   /// (broker_command()). Mock broker only: a world asking for it on the real
   /// broker throws.
   bool broker_control = false;
+  /// Extra broker settings (`key=value`, kafka.sh --config) for the real
+  /// broker, e.g. log.retention.ms=10000; ignored by the mock.
+  std::vector<std::string> kafka_config;
 };
 
 class world {

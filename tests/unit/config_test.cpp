@@ -505,6 +505,22 @@ TEST_CASE("semantic validation", "[config]") {
   fails_with({"--kafka-topics=a,a"},
              "invalid setting kafka-topics (KAFKA_TOPICS): \"a\" is listed "
              "twice");
+  // A topic starting with '^' is a pattern (POSIX extended regex).
+  {
+    run r{{"--kafka-topics=^apexflow\\..*,crm.audit"}};
+    CHECK(r.result.proceed);
+    CHECK(r.values().kafka_topics
+          == std::vector<std::string>{"^apexflow\\..*", "crm.audit"});
+  }
+  fails_with({"--kafka-topics=^crm.(leads"},
+             "invalid setting kafka-topics (KAFKA_TOPICS): \"^crm.(leads\" "
+             "is not a valid regular expression");
+  fails_with({"--kafka-topics=^a.*,^a.*"},
+             "invalid setting kafka-topics (KAFKA_TOPICS): \"^a.*\" is "
+             "listed twice");
+  fails_with({"--kafka-bootstrap-servers=embedded", "--kafka-topics=^a.*"},
+             "invalid setting kafka-topics (KAFKA_TOPICS): \"^a.*\": the "
+             "embedded broker needs topic names, not patterns");
   fails_with({"--kafka-topics=,"}, "missing setting kafka-topics "
                                    "(KAFKA_TOPICS): at least one topic is "
                                    "required");

@@ -126,6 +126,7 @@ void fill(ces::metrics& m) {
   m.add_replay("apexflow.jobs.created", "replayed");
   m.add_replay_throttled("tenant-01");
   m.set_consumer_lag({{"apexflow.leads.created", 0, 12}});
+  m.add_offsets_lost("apexflow.leads.created", 2, 40);
   m.observe_event_lag({0.2, 1.5});
   m.add_job_finished("replay", "succeeded");
   m.set_jobs_running(1);
@@ -233,6 +234,7 @@ TEST_CASE("every family has a type and a help string", "[metrics]") {
     {"crm_replays_total", "counter"},
     {"crm_replays_throttled_total", "counter"},
     {"crm_consumer_lag_records", "gauge"},
+    {"crm_kafka_offsets_lost_total", "counter"},
     {"crm_event_lag_seconds", "histogram"},
     {"crm_jobs_finished_total", "counter"},
     {"crm_jobs_running", "gauge"},
@@ -262,6 +264,30 @@ TEST_CASE("every family has a type and a help string", "[metrics]") {
       CHECK(prev.size() > 8 + name.size());
     }
   CHECK(types == static_cast<int>(families.size()));
+}
+
+TEST_CASE("offsets lost count records per topic and partition",
+          "[metrics]") {
+  ces::metrics m;
+  m.add_offsets_lost("apexflow.leads.created", 2, 40);
+  m.add_offsets_lost("apexflow.leads.created", 2, 2);
+  m.add_offsets_lost("apexflow.deals.won", 0, 1);
+  auto text = m.text();
+  CHECK(sample(text, "crm_kafka_offsets_lost_total{partition=\"2\","
+                     "topic=\"apexflow.leads.created\"}")
+        == 42);
+  CHECK(sample(text, "crm_kafka_offsets_lost_total{partition=\"0\","
+                     "topic=\"apexflow.deals.won\"}")
+        == 1);
+}
+
+TEST_CASE("declared topics get zero series, patterns do not",
+          "[metrics]") {
+  ces::metrics m;
+  m.declare_topics({"^apexflow\\..*", "crm.audit"});
+  auto text = m.text();
+  CHECK(sample(text, "crm_events_ingested_total{topic=\"crm.audit\"}") == 0);
+  CHECK(text.find("topic=\"^") == std::string::npos);
 }
 
 TEST_CASE("operator API metrics", "[metrics]") {
