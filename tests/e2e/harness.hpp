@@ -56,6 +56,9 @@ struct world_options {
   /// (broker_command()). Mock broker only: a world asking for it on the real
   /// broker throws.
   bool broker_control = false;
+  /// Extra arguments of `scripts/kafka.sh start` (real broker only; the mock
+  /// ignores them), e.g. {"--sasl", "@users-file"}.
+  std::vector<std::string> kafka_args;
 };
 
 class world {
@@ -89,6 +92,11 @@ public:
 
   const std::string& bootstrap() const {
     return bootstrap_;
+  }
+  /// The real broker's SASL_PLAINTEXT listeners (kafka.sh --sasl:
+  /// DIR/bootstrap-sasl); "" without them.
+  const std::string& sasl_bootstrap() const {
+    return sasl_bootstrap_;
   }
   const std::string& db_url() const {
     return db_url_;
@@ -156,6 +164,7 @@ private:
   std::string kafka_dir_;                // the real broker's (kafka.sh) DIR
   int partitions_;
   std::string bootstrap_;
+  std::string sasl_bootstrap_;
   std::string db_url_;
   std::string dir_;
   uint16_t metrics_port_;
