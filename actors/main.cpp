@@ -2,6 +2,7 @@
 #include "actors/auth.hpp"
 #include "actors/interfaces.hpp"
 #include "actors/kafka/embedded_broker.hpp"
+#include "actors/kafka/properties.hpp"
 #include "actors/kafka_source.hpp"
 #include "actors/spawn.hpp"
 #include "actors/supervisor.hpp"
@@ -334,6 +335,12 @@ int main(int argc, char** argv) {
                     {{"reason", e.what()}});
     return 2;
   }
+  // A login this librdkafka is known to fail against current brokers (which
+  // call it "invalid credentials"): said once at start, not refused.
+  if (auto why = ces::sasl_compatibility_problem(s.kafka_properties);
+      !why.empty())
+    ces::log::event(spdlog::level::warn, "main", "kafka_scram_unsupported",
+                    {{"reason", why}});
   // The operator API's certificate and key, before anything starts (a file
   // that cannot serve is a configuration error: exit 2).
   if (!s.http_tls_cert_file.empty()) {

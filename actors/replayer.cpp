@@ -307,6 +307,7 @@ replayer(replayer_actor::stateful_pointer<replayer_state> self,
       return rp;
     },
     [=](atom::ping) -> caf::result<bool> {
+      self->state.producer->poll(0); // serve pending events: last_error
       std::string why;
       if (self->state.producer->reachable(cfg.ping_timeout_ms, why))
         return true;

@@ -3,6 +3,7 @@
 #
 #   scripts/kafka.sh start DIR [--nodes 1|3] [--topics t1,t2] [--partitions N]
 #                              [--config key=value]... [--owner PID]
+#                              [--sasl USER:PASSWORD|@FILE]...
 #       format and start a cluster in DIR; prints the bootstrap address
 #   scripts/kafka.sh stop DIR   stop every broker started in DIR
 #   scripts/kafka.sh fetch      only fetch the jars (into the cache)
@@ -18,6 +19,15 @@
 # a broker setting (e.g. log.retention.ms=1000) to every node. --owner PID:
 # the cluster is stopped when process PID ends (for test harnesses that may
 # be killed). `start` on a DIR whose cluster is running fails.
+# --sasl USER:PASSWORD (repeatable; @FILE: one USER:PASSWORD a line) adds a
+# SASL_PLAINTEXT listener on another free port of every node, with the
+# mechanisms PLAIN and SCRAM-SHA-512, and the user to both (SCRAM credentials
+# are written at format time). The PLAINTEXT listener stays (admin, kcat,
+# producers). Its bootstrap goes to DIR/bootstrap-sasl (stderr says so); a
+# user name is [A-Za-z0-9._-]+, a password has none of " ' \ , ; = [ ] or
+# blanks. No password is printed; DIR/sasl-*.properties (mode 600) are
+# librdkafka/kcat client settings for the first user (kcat -F FILE). Kafka 4
+# refuses SCRAM from librdkafka < 2.6.1 (Debian 12 has 2.0.2): librdkafka#4895.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,6 +71,77 @@ fetch() {
     touch "$cache/.complete"
   fi
   exec 8>&-
+}
+
+scrub() { # stdin to stdout, every --sasl password replaced by ***
+  local text u pw
+  text=$(cat)
+  for u in "${sasl_users[@]}"; do
+    pw=${u#*:}
+    text=${text//"$pw"/***}
+  done
+  printf '%s\n' "$text"
+}
+
+sasl_add() { # $1 = USER:PASSWORD or @FILE; the password is never shown
+  local line user pw
+  if [ "${1:0:1}" = @ ]; then
+    [ -r "${1:1}" ] || die "--sasl: cannot read ${1:1}"
+    while IFS= read -r line || [ -n "$line" ]; do
+      [ -z "$line" ] || sasl_add "$line"
+    done <"${1:1}"
+    return 0
+  fi
+  user=${1%%:*}
+  pw=${1#*:}
+  [ "$user" != "$1" ] || die "--sasl wants USER:PASSWORD (not shown)"
+  [[ "$user" =~ ^[A-Za-z0-9._-]+$ ]] ||
+    die "--sasl: a user name is [A-Za-z0-9._-]+ (not shown)"
+  local bad='["'"'"'\\,;=[:space:]]|\[|\]'
+  if [ -z "$pw" ] || [[ "$pw" =~ $bad ]]; then
+    die "--sasl: the password of $user is empty or has one of" \
+      "\" ' \\ , ; = [ ] or a blank (not shown)"
+  fi
+  sasl_users+=("$user:$pw")
+}
+
+sasl_config() { # the SASL_PLAINTEXT listener's settings (with passwords)
+  local u plain=""
+  for u in "${sasl_users[@]}"; do
+    plain+=" user_${u%%:*}=\"${u#*:}\""
+  done
+  cat <<EOF
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
+listener.name.sasl_plaintext.plain.sasl.jaas.config=\
+org.apache.kafka.common.security.plain.PlainLoginModule required$plain;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=\
+org.apache.kafka.common.security.scram.ScramLoginModule required;
+EOF
+}
+
+# DIR/sasl-MECHANISM.properties: client settings of the first --sasl user.
+write_sasl_clients() {
+  local mech file u=${sasl_users[0]}
+  for mech in PLAIN SCRAM-SHA-512; do
+    file=$dir/sasl-$(tr 'A-Z' 'a-z' <<<"$mech").properties
+    (umask 077 && cat >"$file" <<EOF
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=$mech
+sasl.username=${u%%:*}
+sasl.password=${u#*:}
+EOF
+    )
+  done
+}
+
+# $1 = bootstrap: the first user logs in with PLAIN. Not SCRAM: kcat's
+# librdkafka before 2.6.1 (Debian 12 has 2.0.2) sends a client-final nonce
+# that Kafka 4 refuses (librdkafka#4895); the credentials were written at
+# format time and the broker serves them once it is up (Java clients and
+# librdkafka >= 2.6.1 log in).
+sasl_up() {
+  kcat -F "$dir/sasl-plain.properties" -L -b "$1" -m 3 \
+    >"$dir/sasl-check.log" 2>&1
 }
 
 kjava() { # runs a class from the Kafka jars
@@ -127,14 +208,22 @@ write_config() { # $1 = node id
     voters+="${voters:+,}$i@127.0.0.1:${cport[$i]}"
   done
   local min_isr=$(( nodes > 1 ? 2 : 1 ))
+  local listeners="PLAINTEXT://127.0.0.1:${bport[$n]}"
+  local protocols=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+  if [ ${#sasl_users[@]} -gt 0 ]; then
+    listeners+=",SASL_PLAINTEXT://127.0.0.1:${sport[$n]}"
+    protocols+=,SASL_PLAINTEXT:SASL_PLAINTEXT
+  fi
   mkdir -p "$dir/node-$n"
+  # Mode 600: with --sasl it holds the PLAIN passwords.
+  (umask 077 && : >"$dir/node-$n/server.properties")
   cat >"$dir/node-$n/server.properties" <<EOF
 process.roles=broker,controller
 node.id=$n
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://127.0.0.1:${bport[$n]},CONTROLLER://127.0.0.1:${cport[$n]}
-advertised.listeners=PLAINTEXT://127.0.0.1:${bport[$n]}
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=$listeners,CONTROLLER://127.0.0.1:${cport[$n]}
+advertised.listeners=$listeners
+listener.security.protocol.map=$protocols
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 log.dirs=$dir/node-$n/data
@@ -156,6 +245,7 @@ num.replica.fetchers=1
 num.recovery.threads.per.data.dir=1
 log.cleaner.threads=1
 EOF
+  [ ${#sasl_users[@]} -eq 0 ] || sasl_config >>"$dir/node-$n/server.properties"
   local kv
   for kv in "${extra_config[@]}"; do
     echo "$kv" >>"$dir/node-$n/server.properties"
@@ -191,6 +281,9 @@ start_nodes() {
   for n in $(seq 1 "$nodes"); do
     bport[$n]=$(pick_port $taken); taken+=" ${bport[$n]}"
     cport[$n]=$(pick_port $taken); taken+=" ${cport[$n]}"
+    if [ ${#sasl_users[@]} -gt 0 ]; then
+      sport[$n]=$(pick_port $taken); taken+=" ${sport[$n]}"
+    fi
   done
   rm -rf "$dir"/node-*
   # A random 16-byte cluster id, base64url without padding, as Kafka's Uuid;
@@ -200,15 +293,19 @@ start_nodes() {
     cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
   done
   for n in $(seq 1 "$nodes"); do write_config "$n"; done
-  local pids=() p failed=0
+  local pids=() p failed=0 scram=() u
+  for u in "${sasl_users[@]}"; do
+    scram+=(--add-scram "SCRAM-SHA-512=[name=${u%%:*},password=${u#*:}]")
+  done
   for n in $(seq 1 "$nodes"); do
     kjava kafka.tools.StorageTool format -t "$cluster_id" \
-      -c "$dir/node-$n/server.properties" >"$dir/node-$n/format.log" 2>&1 &
+      -c "$dir/node-$n/server.properties" "${scram[@]}" \
+      >"$dir/node-$n/format.log" 2>&1 &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || failed=1; done
   if [ $failed -ne 0 ]; then
-    cat "$dir"/node-*/format.log >&2
+    cat "$dir"/node-*/format.log | scrub >&2
     return 1
   fi
   for n in $(seq 1 "$nodes"); do
@@ -226,16 +323,20 @@ start_nodes() {
         stop_nodes
         bind_failed && return 3
         echo "kafka.sh: node $n exited during start-up:" >&2
-        tail -n 30 "$dir/node-$n/stdout.log" "$dir/node-$n/server.log" >&2 ||
-          true
+        tail -n 30 "$dir/node-$n/stdout.log" "$dir/node-$n/server.log" |
+          scrub >&2 || true
         return 1
       fi
     done
-    brokers_up 1 && break
+    if brokers_up 1; then
+      [ ${#sasl_users[@]} -eq 0 ] && break
+      sasl_up "127.0.0.1:${sport[1]}" && break
+    fi
     if [ $SECONDS -ge $deadline ]; then
       stop_nodes
       echo "kafka.sh: no answer within ${START_TIMEOUT}s:" >&2
-      tail -n 30 "$dir"/node-1/server.log >&2 || true
+      tail -n 30 "$dir"/node-1/server.log "$dir"/sasl-check.log 2>/dev/null |
+        scrub >&2 || true
       return 1
     fi
     sleep 0.5
@@ -257,7 +358,7 @@ create_topics() {
       pids+=($!)
     done
     for t in "${pids[@]}"; do wait "$t" || status=1; done
-    [ $status -eq 0 ] || { cat "$dir/topics-admin.log" >&2; return 1; }
+    [ $status -eq 0 ] || { scrub <"$dir/topics-admin.log" >&2; return 1; }
   fi
   # Otherwise a metadata request that allows auto-creation creates each topic
   # with num.partitions and default.replication.factor (set above): no JVM.
@@ -274,7 +375,7 @@ create_topics() {
       fi
       if [ $SECONDS -ge $deadline ]; then
         echo "kafka.sh: topic $t not ready:" >&2
-        cat "$dir/topics.log" >&2
+        scrub <"$dir/topics.log" >&2
         return 1
       fi
       sleep 0.2
@@ -301,6 +402,7 @@ case "$cmd" in
     partitions=3
     owner=""
     extra_config=()
+    sasl_users=()
     while [ $# -gt 0 ]; do
       case "$1" in
         --nodes) nodes=$2; shift 2 ;;
@@ -308,6 +410,7 @@ case "$cmd" in
         --partitions) partitions=$2; shift 2 ;;
         --config) extra_config+=("$2"); shift 2 ;;
         --owner) owner=$2; shift 2 ;;
+        --sasl) sasl_add "$2"; shift 2 ;;
         *) usage ;;
       esac
     done
@@ -316,7 +419,9 @@ case "$cmd" in
     [ -z "$(pids_of)" ] || die "a cluster is already running in $dir"
     command -v kcat >/dev/null || die "kcat not found (scripts/install-deps.sh)"
     fetch
-    declare -a bport cport
+    declare -a bport cport sport
+    rm -f "$dir/bootstrap-sasl" "$dir"/sasl-*.properties
+    [ ${#sasl_users[@]} -eq 0 ] || write_sasl_clients
     if [ -n "$owner" ]; then
       # Stops the cluster when the owner ends, even if it never calls stop
       # (or this script is killed half-way).
@@ -340,6 +445,15 @@ case "$cmd" in
       bootstrap+="${bootstrap:+,}127.0.0.1:${bport[$n]}"
     done
     echo "$bootstrap" >"$dir/bootstrap"
+    if [ ${#sasl_users[@]} -gt 0 ]; then
+      sasl=""
+      for n in $(seq 1 "$nodes"); do
+        sasl+="${sasl:+,}127.0.0.1:${sport[$n]}"
+      done
+      echo "$sasl" >"$dir/bootstrap-sasl"
+      echo "kafka.sh: SASL_PLAINTEXT (PLAIN, SCRAM-SHA-512) at $sasl" \
+        "(DIR/bootstrap-sasl)" >&2
+    fi
     if ! create_topics "$bootstrap"; then
       stop_cluster
       die "creating topics failed"

@@ -93,6 +93,7 @@ struct replay_producer::impl : RdKafka::DeliveryReportCb, RdKafka::EventCb {
   std::atomic<bool> closing{false};
   mutable std::mutex err_mtx;
   std::string last_error;
+  std::vector<std::string> properties; // to scrub librdkafka's texts
 
   void dr_cb(RdKafka::Message& m) override {
     in_flight.fetch_sub(1);
@@ -117,8 +118,10 @@ struct replay_producer::impl : RdKafka::DeliveryReportCb, RdKafka::EventCb {
   void event_cb(RdKafka::Event& ev) override {
     if (ev.type() != RdKafka::Event::EVENT_ERROR)
       return;
+    auto text = scrub_properties(err_name(ev.err()) + ": " + ev.str(),
+                                 properties);
     std::lock_guard<std::mutex> guard{err_mtx};
-    last_error = err_name(ev.err()) + ": " + ev.str();
+    last_error = std::move(text);
   }
 };
 
@@ -126,6 +129,7 @@ replay_producer::replay_producer(const replay_producer_config& cfg,
                                  delivery_callback on_delivery)
   : impl_(std::make_unique<impl>()) {
   impl_->on_delivery = std::move(on_delivery);
+  impl_->properties = cfg.properties;
   std::unique_ptr<RdKafka::Conf> conf{
     RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL)};
   std::string err;
@@ -231,6 +235,10 @@ bool replay_producer::reachable(int timeout_ms, std::string& why) {
   if (err == RdKafka::ERR_NO_ERROR)
     return true;
   why = err_name(err) + ": " + RdKafka::err2str(err);
+  // Why the brokers do not answer (e.g. a refused SASL login), when
+  // librdkafka said so.
+  if (auto last = last_error(); !last.empty())
+    why += " (last error: " + last + ")";
   return false;
 }
 

@@ -143,12 +143,14 @@ public:
   std::string fatal_error() const;
 
   /// Asks a broker for cluster metadata, waiting up to `timeout_ms`: true
-  /// when one answered; otherwise false with librdkafka's reason in `why`.
-  /// Blocks the calling thread.
+  /// when one answered; otherwise false with librdkafka's reason in `why`,
+  /// followed by " (last error: <last_error()>)" when there is one (poll()
+  /// first to have it current). Blocks the calling thread.
   bool reachable(int timeout_ms, std::string& why);
 
   /// The last error librdkafka reported as an event (e.g. "1/1 brokers are
-  /// down"), "" when none since the last successful delivery.
+  /// down"), "" when none since the last successful delivery; a secret
+  /// property's value in it would be "***" (scrub_properties).
   std::string last_error() const;
 
 private:

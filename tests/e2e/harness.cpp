@@ -75,10 +75,13 @@ std::string join(const std::vector<std::string>& xs) {
   return list;
 }
 
-/// Runs scripts/kafka.sh to completion; its stdout, or throws.
+/// Runs scripts/kafka.sh to completion; its stdout, or throws. `extra`
+/// follows `args`.
 std::string run_kafka_sh(std::vector<std::string> args,
-                         std::chrono::milliseconds timeout) {
+                         std::chrono::milliseconds timeout,
+                         const std::vector<std::string>& extra = {}) {
   args.insert(args.begin(), CES_KAFKA_SH);
+  args.insert(args.end(), extra.begin(), extra.end());
   child_process p{args};
   auto st = p.wait_exit(timeout);
   if (!st || !st->success())
@@ -130,11 +133,13 @@ world::world(std::vector<std::string> ts, int partitions,
         args.emplace_back("--config");
         args.push_back(kv);
       }
-      auto out = run_kafka_sh(std::move(args), 600s);
+      auto out = run_kafka_sh(std::move(args), 600s, options.kafka_args);
       std::istringstream lines{out};
       for (std::string l; std::getline(lines, l);)
         if (!l.empty())
           bootstrap_ = l; // the last line
+      std::ifstream sasl{kafka_dir_ + "/bootstrap-sasl"};
+      std::getline(sasl, sasl_bootstrap_);
     } else {
       std::vector<std::string> argv{CES_MOCK_BROKER_BIN, "--topics",
                                     join(topics), "--partitions",

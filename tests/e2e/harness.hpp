@@ -59,6 +59,9 @@ struct world_options {
   /// Extra broker settings (`key=value`, kafka.sh --config) for the real
   /// broker, e.g. log.retention.ms=10000; ignored by the mock.
   std::vector<std::string> kafka_config;
+  /// Extra arguments of `scripts/kafka.sh start` (real broker only; the mock
+  /// ignores them), e.g. {"--sasl", "@users-file"}.
+  std::vector<std::string> kafka_args;
 };
 
 class world {
@@ -92,6 +95,11 @@ public:
 
   const std::string& bootstrap() const {
     return bootstrap_;
+  }
+  /// The real broker's SASL_PLAINTEXT listeners (kafka.sh --sasl:
+  /// DIR/bootstrap-sasl); "" without them.
+  const std::string& sasl_bootstrap() const {
+    return sasl_bootstrap_;
   }
   const std::string& db_url() const {
     return db_url_;
@@ -159,6 +167,7 @@ private:
   std::string kafka_dir_;                // the real broker's (kafka.sh) DIR
   int partitions_;
   std::string bootstrap_;
+  std::string sasl_bootstrap_;
   std::string db_url_;
   std::string dir_;
   uint16_t metrics_port_;
