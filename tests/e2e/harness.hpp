@@ -56,6 +56,10 @@ struct world_options {
   /// (broker_command()). Mock broker only: a world asking for it on the real
   /// broker throws.
   bool broker_control = false;
+  /// Nodes of the real broker (1 or 3; kafka.sh --nodes): 3 gives every
+  /// topic 3 replicas and min.insync.replicas 2. Real broker only: the mock
+  /// ignores it.
+  int nodes = 1;
 };
 
 class world {
@@ -90,6 +94,21 @@ public:
   const std::string& bootstrap() const {
     return bootstrap_;
   }
+
+  /// The real broker's kafka.sh DIR (DIR/node-N/{pid,server.log,...});
+  /// empty on the mock.
+  const std::string& kafka_dir() const {
+    return kafka_dir_;
+  }
+  /// Pid of real broker node `node` (1-based), -1 if it does not run.
+  int node_pid(int node) const;
+  /// Sends SIGTERM or SIGKILL (`signal` "TERM" or "KILL") to real broker
+  /// node `node` and waits until its process is gone (kafka.sh kill).
+  void kill_node(int node, const std::string& signal);
+  /// Starts node `node` again on its ports and data and waits until it
+  /// answers (kafka.sh start-node; up to several minutes on a loaded
+  /// machine).
+  void start_node(int node);
   const std::string& db_url() const {
     return db_url_;
   }
