@@ -6,6 +6,12 @@
 #                              [--sasl USER:PASSWORD|@FILE]...
 #       format and start a cluster in DIR; prints the bootstrap address
 #   scripts/kafka.sh stop DIR   stop every broker started in DIR
+#   scripts/kafka.sh kill DIR --node N [--signal TERM|KILL]
+#       signal one node of a running cluster (default TERM) and wait until
+#       its process is gone (a TERM not obeyed in 30 s gets a KILL)
+#   scripts/kafka.sh start-node DIR --node N
+#       start a node again (same ports, config and data) and wait until it
+#       answers; prints the bootstrap address
 #   scripts/kafka.sh fetch      only fetch the jars (into the cache)
 #
 # The broker is Apache Kafka's own (org.apache.kafka:kafka_2.13, the version
@@ -43,7 +49,7 @@ JVM_OPTS=${KAFKA_JVM_OPTS:--Xms64m -Xmx512m -XX:+UseSerialGC
   -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true}
 
 usage() {
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -383,6 +389,73 @@ create_topics() {
   done
 }
 
+node_args() { # --node N [--signal S] -> $node, $signal
+  node="" signal=TERM
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --node) node=$2; shift 2 ;;
+      --signal) signal=$2; shift 2 ;;
+      *) usage ;;
+    esac
+  done
+  [ -n "$node" ] || die "--node N is required"
+  [ -f "$dir/node-$node/server.properties" ] ||
+    die "no node $node in $dir"
+  case "$signal" in TERM|KILL) ;; *) die "--signal must be TERM or KILL" ;;
+  esac
+}
+
+node_pid() { # pid of node $1 if it runs
+  local p
+  [ -f "$dir/node-$1/pid" ] || return 1
+  p=$(cat "$dir/node-$1/pid")
+  [ -n "$p" ] && kill -0 "$p" 2>/dev/null && echo "$p"
+}
+
+kill_node() { # $node, $signal
+  local p deadline
+  p=$(node_pid "$node") || die "node $node is not running"
+  kill -"$signal" "$p" 2>/dev/null || true
+  deadline=$((SECONDS + STOP_TIMEOUT))
+  while kill -0 "$p" 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then
+      echo "kafka.sh: SIGKILL to node $node after ${STOP_TIMEOUT}s" >&2
+      kill -KILL "$p" 2>/dev/null || true
+      deadline=$((SECONDS + STOP_TIMEOUT))
+    fi
+    sleep 0.1
+  done
+  rm -f "$dir/node-$node/pid"
+}
+
+start_node() { # $node: same config, ports and data as before
+  local port deadline
+  [ -z "$(node_pid "$node")" ] || die "node $node is already running"
+  port=$(sed -n 's/^listeners=PLAINTEXT:\/\/[^:]*:\([0-9]*\),.*/\1/p' \
+    "$dir/node-$node/server.properties")
+  [ -n "$port" ] || die "no PLAINTEXT port in node $node's config"
+  setsid java $JVM_OPTS \
+    -Dlog4j2.configurationFile="$dir/node-$node/log4j2.properties" \
+    -cp "$cache/*" kafka.Kafka "$dir/node-$node/server.properties" \
+    </dev/null >>"$dir/node-$node/stdout.log" 2>&1 &
+  echo $! >"$dir/node-$node/pid"
+  deadline=$((SECONDS + START_TIMEOUT))
+  # Up when it answers a metadata request and lists itself as a broker.
+  until kcat -L -b "127.0.0.1:$port" -m 3 2>/dev/null |
+    grep -q "^  broker $node at "; do
+    if ! kill -0 "$(cat "$dir/node-$node/pid")" 2>/dev/null; then
+      rm -f "$dir/node-$node/pid"
+      tail -n 30 "$dir/node-$node/stdout.log" >&2 || true
+      die "node $node exited during start-up"
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      die "node $node: no answer within ${START_TIMEOUT}s"
+    fi
+    sleep 0.5
+  done
+  cat "$dir/bootstrap"
+}
+
 [ $# -ge 1 ] || usage
 cmd=$1
 shift
@@ -468,6 +541,15 @@ case "$cmd" in
     ;;
   stop)
     stop_cluster
+    ;;
+  kill)
+    node_args "$@"
+    kill_node
+    ;;
+  start-node)
+    node_args "$@"
+    command -v kcat >/dev/null || die "kcat not found (scripts/install-deps.sh)"
+    start_node
     ;;
   *) usage ;;
 esac

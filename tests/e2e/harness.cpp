@@ -5,6 +5,7 @@
 #include <librdkafka/rdkafka.h>
 #include <pqxx/pqxx>
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -127,7 +128,11 @@ world::world(std::vector<std::string> ts, int partitions,
       std::vector<std::string> args{
         "start",  kafka_dir_, "--topics", join(topics),
         "--partitions", std::to_string(partitions),
+        "--nodes", std::to_string(options.nodes),
         "--config", "message.max.bytes=4194304",
+        // group.min.session.timeout.ms: the fault suite's members use a 3 s
+        // session (Kafka's default floor is 6 s).
+        "--config", "group.min.session.timeout.ms=1000",
         "--owner", std::to_string(getpid())};
       for (auto& kv : options.kafka_config) {
         args.emplace_back("--config");
@@ -194,6 +199,31 @@ world::world(std::vector<std::string> ts, int partitions,
 
 world::~world() {
   release_world(kafka_dir_, dir_);
+}
+
+int world::node_pid(int node) const {
+  if (kafka_dir_.empty())
+    return -1;
+  std::ifstream in{kafka_dir_ + "/node-" + std::to_string(node) + "/pid"};
+  int pid = -1;
+  if (!(in >> pid) || pid <= 0 || ::kill(pid, 0) != 0)
+    return -1;
+  return pid;
+}
+
+void world::kill_node(int node, const std::string& signal) {
+  if (kafka_dir_.empty())
+    throw std::runtime_error("kill_node: needs the real broker");
+  run_kafka_sh({"kill", kafka_dir_, "--node", std::to_string(node),
+                "--signal", signal},
+               120s);
+}
+
+void world::start_node(int node) {
+  if (kafka_dir_.empty())
+    throw std::runtime_error("start_node: needs the real broker");
+  run_kafka_sh({"start-node", kafka_dir_, "--node", std::to_string(node)},
+               300s);
 }
 
 std::string world::temp_path(const std::string& name) const {

@@ -62,6 +62,10 @@ struct world_options {
   /// Extra arguments of `scripts/kafka.sh start` (real broker only; the mock
   /// ignores them), e.g. {"--sasl", "@users-file"}.
   std::vector<std::string> kafka_args;
+  /// Nodes of the real broker (1 or 3; kafka.sh --nodes): 3 gives every
+  /// topic 3 replicas and min.insync.replicas 2. Real broker only: the mock
+  /// ignores it.
+  int nodes = 1;
 };
 
 class world {
@@ -101,6 +105,21 @@ public:
   const std::string& sasl_bootstrap() const {
     return sasl_bootstrap_;
   }
+
+  /// The real broker's kafka.sh DIR (DIR/node-N/{pid,server.log,...});
+  /// empty on the mock.
+  const std::string& kafka_dir() const {
+    return kafka_dir_;
+  }
+  /// Pid of real broker node `node` (1-based), -1 if it does not run.
+  int node_pid(int node) const;
+  /// Sends SIGTERM or SIGKILL (`signal` "TERM" or "KILL") to real broker
+  /// node `node` and waits until its process is gone (kafka.sh kill).
+  void kill_node(int node, const std::string& signal);
+  /// Starts node `node` again on its ports and data and waits until it
+  /// answers (kafka.sh start-node; up to several minutes on a loaded
+  /// machine).
+  void start_node(int node);
   const std::string& db_url() const {
     return db_url_;
   }

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -181,20 +182,72 @@ double time_to_store(const world& w, long long target,
 // -- The broker ---------------------------------------------------------------
 
 std::map<partition_key, int64_t> broker_highs(world& w) {
-  std::vector<std::string> lines;
-  auto answer = w.broker_command("watermarks", &lines);
-  if (answer.rfind("ok", 0) != 0)
-    throw std::runtime_error("watermarks: " + answer);
-  std::map<partition_key, int64_t> result;
-  for (auto& l : lines) {
-    std::istringstream in{l};
-    std::string tag, topic;
-    int32_t partition = 0;
-    long long low = 0, high = 0;
-    if (in >> tag >> topic >> partition >> low >> high && tag == "watermark")
-      result[{topic, partition}] = high;
+  // The mock's control channel when the world has one, else ListOffsets.
+  return w.high_watermarks();
+}
+
+std::map<partition_key, int32_t> partition_leaders(const world& w) {
+  char err[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  if (rd_kafka_conf_set(conf, "bootstrap.servers", w.bootstrap().c_str(), err,
+                        sizeof err)
+        != RD_KAFKA_CONF_OK
+      || rd_kafka_conf_set(conf, "log_level", "3", err, sizeof err)
+           != RD_KAFKA_CONF_OK) {
+    rd_kafka_conf_destroy(conf);
+    throw std::runtime_error(std::string{"partition_leaders: "} + err);
+  }
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+  if (rk == nullptr) {
+    rd_kafka_conf_destroy(conf);
+    throw std::runtime_error(std::string{"partition_leaders: "} + err);
+  }
+  std::unique_ptr<rd_kafka_t, void (*)(rd_kafka_t*)> guard{rk,
+                                                           rd_kafka_destroy};
+  std::map<partition_key, int32_t> result;
+  for (auto& t : w.topics) {
+    rd_kafka_topic_t* topic = rd_kafka_topic_new(rk, t.c_str(), nullptr);
+    const rd_kafka_metadata_t* md = nullptr;
+    auto rc = rd_kafka_metadata(rk, 0, topic, &md, 10000);
+    rd_kafka_topic_destroy(topic);
+    if (rc != RD_KAFKA_RESP_ERR_NO_ERROR)
+      throw std::runtime_error("partition_leaders: "
+                               + std::string{rd_kafka_err2str(rc)});
+    for (int i = 0; i < md->topic_cnt; ++i)
+      for (int j = 0; j < md->topics[i].partition_cnt; ++j) {
+        auto& p = md->topics[i].partitions[j];
+        result[{md->topics[i].topic, p.id}]
+          = p.err == RD_KAFKA_RESP_ERR_NO_ERROR ? p.leader : -1;
+      }
+    rd_kafka_metadata_destroy(md);
   }
   return result;
+}
+
+tally check_against_broker(world& w) {
+  tally t;
+  auto highs = broker_highs(w);
+  std::map<coords, int> stored = w.journal_coords();
+  for (auto& [c, n] : w.dlq_coords())
+    stored[c] += n;
+  for (auto& [k, high] : highs)
+    for (int64_t o = 0; o < high; ++o) {
+      ++t.produced;
+      auto i = stored.find(coords{k.first, k.second, o});
+      if (i == stored.end()) {
+        ++t.missing;
+        continue;
+      }
+      if (i->second > 1)
+        ++t.duplicates;
+      stored.erase(i);
+    }
+  t.unexpected = stored.size();
+  t.journalled
+    = static_cast<size_t>(w.count("select count(*) from event_journal"));
+  t.dead_lettered
+    = static_cast<size_t>(w.count("select count(*) from event_dlq"));
+  return t;
 }
 
 std::map<partition_key, int64_t>

@@ -82,8 +82,18 @@ double time_to_store(const world& w, long long target,
 
 using partition_key = std::pair<std::string, int32_t>;
 
-/// High watermark of every partition (needs world_options::broker_control).
+/// High watermark of every partition: world::high_watermarks() (the mock's
+/// control channel if the world has one, else asked with librdkafka).
 std::map<partition_key, int64_t> broker_highs(world& w);
+
+/// The leader (broker node id) of every partition of the world's topics,
+/// from a metadata request (librdkafka); -1 while a partition has none.
+std::map<partition_key, int32_t> partition_leaders(const world& w);
+
+/// Every (topic, partition, offset) below the broker's high watermarks is
+/// stored exactly once (journal or DLQ), including the records the service
+/// itself published (replays); `produced` counts those coordinates.
+tally check_against_broker(world& w);
 
 /// The group's committed offsets in Kafka (OffsetFetch with librdkafka, no
 /// group join); partitions without a commit are left out.

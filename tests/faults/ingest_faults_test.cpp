@@ -165,7 +165,7 @@ void pg_outage_case(const pg_outage_options& o) {
   const double load_s = warm_s + outage_s + tail_s + 1;
   world_options wo;
   wo.own_cluster = true; // stopped and started by this case only
-  wo.broker_control = true;
+  wo.broker_control = !real_kafka(); // watermarks (mock)
   world w{crm_topics,
           partitions_for(std::llround(load_rate * load_s), 2, 4), wo};
   // The settings the checks below rely on, given explicitly.
@@ -356,7 +356,7 @@ TEST_CASE("PostgreSQL connections terminated repeatedly under load",
   const double warm_s = 3, every_s = 1.0, tail_s = 2;
   const double load_s = warm_s + rounds * (every_s + 0.5) + tail_s;
   world_options wo;
-  wo.broker_control = true;
+  wo.broker_control = !real_kafka(); // watermarks (mock)
   world w{crm_topics,
           partitions_for(std::llround(load_rate * load_s), 2, 4), wo};
   auto sink = w.start_sink({"--batch-linger-ms=300"});
@@ -443,6 +443,7 @@ TEST_CASE("PostgreSQL connections terminated repeatedly under load",
 // first_commit_s = first new commit after `up`.
 TEST_CASE("broker outage under load: the consumer reconnects by itself",
           "[faults][broker_outage]") {
+  CES_SKIP_IF(skip_on_real("the mock's down/up (real: broker_restart_*)"));
   auto t_case = clock_type::now();
   const int k = soak_factor();
   const double warm_s = 3, outage_s = 5.0 * k, tail_s = 2;
@@ -530,7 +531,7 @@ TEST_CASE("kill -9 at random moments under load, some during a COPY",
   // sized for the longest it may take.
   const double load_max_s = 8 + cycles * 7;
   world_options wo;
-  wo.broker_control = true;
+  wo.broker_control = !real_kafka(); // watermarks (mock)
   world w{crm_topics,
           partitions_for(std::llround(rate * load_max_s), 2, 4), wo};
   // Large batches: a COPY of thousands of rows, most of all while catching
@@ -632,7 +633,7 @@ TEST_CASE("SIGTERM under load: in-flight batches finish, offsets match the "
   const int shutdown_timeout_ms = 5000;
   const int partitions = partitions_for(std::llround(load_rate * load_s), 2, 4);
   world_options wo;
-  wo.broker_control = true;
+  wo.broker_control = !real_kafka(); // watermarks (mock)
   world w{crm_topics, partitions, wo};
   const auto extra = with(
     {"--shutdown-timeout-ms=" + std::to_string(shutdown_timeout_ms)},
@@ -759,7 +760,7 @@ TEST_CASE("SIGTERM while PostgreSQL is down: bounded exit, nothing "
   const int partitions = partitions_for(std::llround(load_rate * load_s), 2, 4);
   world_options wo;
   wo.own_cluster = true;
-  wo.broker_control = true;
+  wo.broker_control = !real_kafka(); // watermarks (mock)
   world w{crm_topics, partitions, wo};
   const auto extra = with(
     {"--shutdown-timeout-ms=" + std::to_string(shutdown_timeout_ms)},
@@ -900,7 +901,7 @@ TEST_CASE("scale-out: instances share the partitions; kill -9 one, SIGTERM "
   const int partitions
     = partitions_for(std::llround(load_rate * load_max_s), 2, 8);
   world_options wo;
-  wo.broker_control = true;
+  wo.broker_control = !real_kafka(); // watermarks (mock)
   world w{crm_topics, partitions, wo};
   const auto all = all_partitions(w, partitions);
   const auto extra = fast_group;
@@ -1052,7 +1053,7 @@ TEST_CASE("rebalance while PostgreSQL is down: the offset fence keeps "
     = partitions_for(std::llround(load_rate * load_max_s), 2, 8);
   world_options wo;
   wo.own_cluster = true;
-  wo.broker_control = true;
+  wo.broker_control = !real_kafka(); // watermarks (mock)
   world w{crm_topics, partitions, wo};
   const auto all = all_partitions(w, partitions);
   const auto extra = fast_group;
@@ -1162,6 +1163,7 @@ TEST_CASE("rebalance while PostgreSQL is down: the offset fence keeps "
 // then; first_commit_s = after `rtt all 0`, the first new commit.
 TEST_CASE("broker RTT and injected Fetch/OffsetCommit errors under load",
           "[faults][broker_errors]") {
+  CES_SKIP_IF(skip_on_real("the mock's rtt and error injection"));
   auto t_case = clock_type::now();
   const int k = soak_factor();
   const double warm_s = 3, rtt_s = 3.0 * k, errors_s = 2, tail_s = 2;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <csignal>
+#include <iostream>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -13,6 +14,31 @@
 #include <vector>
 
 namespace ces::faults {
+
+/// Cases that need one kind of broker: the reason they cannot run on this
+/// one, empty when they can. CES_SKIP_IF prints it (std::cout and a Catch2
+/// WARN, "SKIPPED: ...", which ctest's SKIP_REGULAR_EXPRESSION in
+/// tests/faults/CMakeLists.txt reports as a skip) and returns.
+/// A case that needs the mock's fault control (down/up, rtt, errors):
+inline std::string skip_on_real(const std::string& needs) {
+  return ces::e2e::real_kafka()
+           ? "needs " + needs + ": not on the real broker (CES_TEST_KAFKA=real)"
+           : "";
+}
+/// A case that needs Apache Kafka (broker restarts, leader elections):
+inline std::string skip_on_mock(const std::string& needs) {
+  return ces::e2e::real_kafka()
+           ? ""
+           : "needs the real broker (" + needs + "): CES_TEST_KAFKA=real";
+}
+#define CES_SKIP_IF(reason)                                                   \
+  do {                                                                        \
+    if (auto why_ = (reason); !why_.empty()) {                                \
+      std::cout << "SKIPPED: " << why_ << std::endl;                          \
+      WARN("SKIPPED: " << why_);                                              \
+      return;                                                                 \
+    }                                                                         \
+  } while (0)
 
 inline void pause_s(double s) {
   std::this_thread::sleep_for(std::chrono::duration<double>(s));
