@@ -5,13 +5,19 @@
 # scoped key), every check on: no 5xx, status codes, content types, headers
 # and bodies as documented, no request left unanswered.
 #
-#   scripts/fuzz-api.sh [--examples N] [--seed S] [--runs admin,scoped]
+#   scripts/fuzz-api.sh [--examples N] [--seed S]
+#                       [--runs admin,scoped,stateful] [--phases LIST]
 #                       [--keep] [--build-dir DIR]
 #
-#   --examples N   test cases per operation and phase (default $FUZZ_EXAMPLES
-#                  or 20: ctest's api.fuzz; before a release run 500)
+#   --examples N   test cases per operation and phase (default
+#                  $FUZZ_EXAMPLES or 20; ctest api.fuzz: 10; before a
+#                  release: 500)
 #   --seed S       schemathesis's random seed (to reproduce a run)
-#   --runs LIST    admin (all phases, stateful included), scoped, or both
+#   --runs LIST    admin (admin key), scoped (operator of 2 tenants),
+#                  stateful (admin key, linked calls; >= 30 examples);
+#                  default all three
+#   --phases LIST  only these schemathesis phases (examples, coverage,
+#                  fuzzing, stateful)
 #   --keep         keep the work directory (reports, sink.log) on success
 #   --build-dir    the build with crm-events-sink, crm-mock-broker and
 #                  crm-produce (default build/)
@@ -30,10 +36,10 @@ extra=()
 while [ $# -gt 0 ]; do
   case $1 in
     --examples) EXAMPLES=$2; shift 2 ;;
-    --seed|--runs) extra+=("$1" "$2"); shift 2 ;;
+    --seed|--runs|--phases) extra+=("$1" "$2"); shift 2 ;;
     --keep) extra+=("$1"); shift ;;
     --build-dir) BUILD_DIR=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "fuzz-api: unknown argument $1 (--help)" >&2; exit 2 ;;
   esac
 done

@@ -7,18 +7,21 @@ records among it, so there are events and dead letters), makes a replay job
 and a scoped key (role operator, tenants tenant-01 and tenant-02, made with
 POST /keys), then runs schemathesis (`st run`) against the live service's
 GET /openapi.json with every check on:
-  1. as the admin key (examples, coverage, fuzzing and stateful phases:
-     the stateful phase follows the document's OpenAPI links, create ->
-     read -> cancel for jobs and create -> revoke for keys);
-  2. as the scoped key (examples, coverage, fuzzing): its 403s and 404s
-     must be documented too.
+  1. `admin`: as the admin key (phases examples, coverage, fuzzing);
+  2. `scoped`: as the scoped key (the same phases): its 403s and 404s must
+     be documented too;
+  3. `stateful`: as the admin key, the stateful phase (at least 30
+     scenarios): chains that follow the document's OpenAPI links, create
+     -> read -> cancel for jobs and create -> list -> revoke for keys, and
+     the Location headers.
 Any failure of a check (a 5xx, a status, content type, header or body the
 document does not allow, a request left unanswered within
 --request-timeout, ...) fails the run; the reports (JUnit, NDJSON) and the
 service's log stay in the work directory, whose path is printed.
 
   fuzz_api.py --st PATH/TO/st --source SRC --build BUILD [--examples N]
-              [--seed S] [--keep] [--runs admin,scoped]
+              [--seed S] [--keep] [--runs admin,scoped,stateful]
+              [--phases LIST]
 
 Exit 0 when every run is clean, 1 when schemathesis found a failure, 2 on a
 setup error.
@@ -115,7 +118,7 @@ def new_key():
         .rstrip("=")
 
 
-def st_run(args, api, name, auth_header, phases, work):
+def st_run(args, api, name, auth_header, phases, examples, work):
     """One `st run`; returns its exit status."""
     report = os.path.join(work, f"st-{name}")
     argv = [
@@ -126,7 +129,7 @@ def st_run(args, api, name, auth_header, phases, work):
         "run", os.path.join(args.source, "api", "openapi.yaml"), "--url", api,
         "--checks", "all",
         "--phases", phases,
-        "--max-examples", str(args.examples),
+        "--max-examples", str(examples),
         "--header", f"Authorization: {auth_header}",
         "--request-timeout", str(args.request_timeout),
         "--workers", "1",
@@ -138,7 +141,7 @@ def st_run(args, api, name, auth_header, phases, work):
     ]
     if args.seed is not None:
         argv += ["--seed", str(args.seed)]
-    log(f"schemathesis run `{name}`: phases {phases}, {args.examples} "
+    log(f"schemathesis run `{name}`: phases {phases}, {examples} "
         f"examples per operation (reports in {report})")
     t0 = time.monotonic()
     rc = subprocess.call(argv, stdin=subprocess.DEVNULL, cwd=work)
@@ -155,7 +158,10 @@ def main():
     ap.add_argument("--examples", type=int, default=20)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--request-timeout", type=float, default=30)
-    ap.add_argument("--runs", default="admin,scoped")
+    ap.add_argument("--runs", default="admin,scoped,stateful")
+    ap.add_argument("--phases", help="only these schemathesis phases "
+                    "(default: examples,coverage,fuzzing for admin and "
+                    "scoped, stateful for stateful)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the work directory on success too")
     args = ap.parse_args()
@@ -265,16 +271,23 @@ def main():
         scoped_key = json.loads(body)["key"]
 
         runs = {
-            "admin": (f"Bearer {admin_key}",
-                      "examples,coverage,fuzzing,stateful"),
+            "admin": (f"Bearer {admin_key}", "examples,coverage,fuzzing"),
             "scoped": (f"Bearer {scoped_key}", "examples,coverage,fuzzing"),
+            "stateful": (f"Bearer {admin_key}", "stateful"),
         }
         failed = []
         for name in args.runs.split(","):
             if name not in runs:
-                raise SetupError(f"unknown run {name!r} (admin, scoped)")
+                raise SetupError(f"unknown run {name!r} (admin, scoped, "
+                                 "stateful)")
             header, phases = runs[name]
-            if st_run(args, api, name, header, phases, work) != 0:
+            phases = args.phases or phases
+            # A scenario is a chain of linked calls: a few dozen of them
+            # reach every link.
+            examples = max(args.examples, 30) if phases == "stateful" \
+                else args.examples
+            if st_run(args, api, name, header, phases, examples,
+                      work) != 0:
                 failed.append(name)
             if sink.poll() is not None:
                 raise SetupError(f"crm-events-sink exited "
