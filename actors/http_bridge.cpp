@@ -501,14 +501,15 @@ http_bridge(http_bridge_actor::stateful_pointer<http_bridge_state> self,
         for (auto [name, field] : {std::pair{"from", &f.from},
                                    std::pair{"to", &f.to}}) {
           if (auto v = r.param(name)) {
-            if (!api::looks_like_rfc3339(*v)) {
+            // In UTC: PostgreSQL refuses offsets beyond +-15:59.
+            *field = api::rfc3339_utc(*v);
+            if (field->empty()) {
               bad(req, "bad_time",
                   std::string{"'"} + name
                     + "' must be an RFC 3339 time such as "
                       "2024-05-01T12:00:00Z");
               return;
             }
-            *field = *v;
           }
         }
         int64_t before = 0;

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cctype>
+#include <cstdio>
 #include <limits>
 
 namespace ces::api {
@@ -186,6 +187,61 @@ bool looks_like_rfc3339(std::string_view t) noexcept {
            && digits(pos + 4, 2) && num(pos + 1, 2) <= 23
            && num(pos + 4, 2) <= 59;
   return false;
+}
+
+std::string rfc3339_utc(std::string_view t) {
+  if (!looks_like_rfc3339(t))
+    return {};
+  auto num = [&](size_t pos, size_t n) {
+    int64_t v = 0;
+    for (size_t i = pos; i < pos + n; ++i)
+      v = v * 10 + (t[i] - '0');
+    return v;
+  };
+  // The fraction (with its dot) ends where the offset starts.
+  size_t end = 19;
+  if (t[end] == '.')
+    while (++end < t.size() && t[end] >= '0' && t[end] <= '9') {
+    }
+  auto frac = t.substr(19, end - 19);
+  int64_t offset = 0;
+  if (t[end] == '+' || t[end] == '-')
+    offset = (t[end] == '+' ? 1 : -1)
+             * (num(end + 1, 2) * 3600 + num(end + 4, 2) * 60);
+  // Days from and to the civil date (H. Hinnant's algorithms).
+  int64_t y = num(0, 4), m = num(5, 2), d = num(8, 2);
+  y -= m <= 2 ? 1 : 0;
+  int64_t era = y / 400, yoe = y - era * 400;
+  int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  int64_t days = era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  int64_t secs = days * 86400 + num(11, 2) * 3600 + num(14, 2) * 60
+                 + num(17, 2) - offset;
+  days = secs / 86400;
+  secs -= days * 86400;
+  if (secs < 0) {
+    secs += 86400;
+    --days;
+  }
+  era = (days >= 0 ? days : days - 146096) / 146097;
+  int64_t doe = days - era * 146097;
+  yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  int64_t mp = (5 * doy + 2) / 153;
+  d = doy - (153 * mp + 2) / 5 + 1;
+  m = mp < 10 ? mp + 3 : mp - 9;
+  y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+  if (y < 1 || y > 9999)
+    return {};
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d",
+                static_cast<int>(y), static_cast<int>(m), static_cast<int>(d),
+                static_cast<int>(secs / 3600),
+                static_cast<int>(secs / 60 % 60),
+                static_cast<int>(secs % 60));
+  std::string out = buf;
+  out.append(frac.data(), frac.size());
+  out += 'Z';
+  return out;
 }
 
 } // namespace ces::api

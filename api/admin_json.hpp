@@ -50,4 +50,10 @@ bool parse_new_key(std::string_view body, storage::new_key& out,
 /// allowed), as the time filters take it.
 bool looks_like_rfc3339(std::string_view text) noexcept;
 
+/// `text` (looks_like_rfc3339) as the same instant in UTC
+/// ("...T12:00:00.5Z", fraction kept): PostgreSQL refuses offsets beyond
+/// +-15:59 that RFC 3339 allows. Empty when `text` is not such a time or
+/// the instant falls outside the years 0001..9999.
+std::string rfc3339_utc(std::string_view text);
+
 } // namespace ces::api

@@ -126,12 +126,13 @@ bool parse_dlq_purge(const query_params& params, std::string& status,
     return fail(err, "bad_filter",
                 "'status' is required: resolved or discarded (open entries "
                 "are never purged)");
-  if (b == nullptr || !looks_like_rfc3339(*b))
+  // In UTC: PostgreSQL refuses offsets beyond +-15:59.
+  before = b == nullptr ? std::string{} : rfc3339_utc(*b);
+  if (before.empty())
     return fail(err, "bad_time",
                 "'before' is required: an RFC 3339 time such as "
                 "2024-05-01T12:00:00Z");
   status = *s;
-  before = *b;
   return true;
 }
 

@@ -89,12 +89,13 @@ bool parse_times(const query_params& params, std::string& from,
   for (auto [name, field] :
        {std::pair{"from", &from}, std::pair{"to", &to}}) {
     if (auto v = find(params, name)) {
-      if (!looks_like_rfc3339(*v))
+      // In UTC: PostgreSQL refuses offsets beyond +-15:59.
+      *field = rfc3339_utc(*v);
+      if (field->empty())
         return fail(err, "bad_time",
                     std::string{"'"} + name
                       + "' must be an RFC 3339 time such as "
                         "2024-05-01T12:00:00Z");
-      *field = *v;
     }
   }
   if (!from.empty() && !to.empty() && utc_key(from) > utc_key(to))

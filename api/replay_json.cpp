@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 
 namespace ces::api {
 
@@ -22,8 +23,18 @@ std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-/// A positive integer in [1, max] (JSON integer, not a float or a string).
+/// A positive integer in [1, max]: a JSON number without a fraction (also
+/// written `5.0` or `5e3`, as JSON Schema's integer allows), not a string.
 bool positive(const json& v, int64_t max, int64_t& out) {
+  if (v.is_number_float()) {
+    auto d = v.get<double>();
+    // 2^63 and beyond do not fit an int64_t.
+    if (!(d >= 1) || d >= 9223372036854775808.0 || d != std::floor(d)
+        || static_cast<int64_t>(d) > max)
+      return false;
+    out = static_cast<int64_t>(d);
+    return true;
+  }
   if (!v.is_number_integer())
     return false;
   if (v.is_number_unsigned()) {
@@ -89,6 +100,9 @@ bool parse_filter(const json& f, event_filter& out, filter_error& err) {
       params.emplace_back(k, v.get<std::string>());
     else if (k == "replay_of" && v.is_number_integer())
       params.emplace_back(k, v.dump());
+    else if (int64_t id = 0; k == "replay_of" && v.is_number_float()
+                             && positive(v, INT64_MAX, id))
+      params.emplace_back(k, std::to_string(id));
     else
       return fail(err, "bad_filter", "filter '" + k + "' must be a string");
   }

@@ -40,6 +40,8 @@ PACKAGES=(
   "${BUILD_PACKAGES[@]}" git openssl
   # real components used by the local run and the tests
   postgresql kcat prometheus curl procps
+  # the API fuzzer's virtual environment (scripts/fuzz-api.sh)
+  python3-venv
   # the container image test (scripts/container-test.sh; see its header for
   # why runc and debootstrap) and the compose file's check
   podman runc debootstrap uidmap fuse-overlayfs slirp4netns podman-compose

@@ -335,7 +335,9 @@ std::vector<job_row> job_store::list(const job_filter& f, int limit,
   return impl_->run("jobs list", [&](pqxx::transaction_base& tx) {
     auto res = tx.exec_params(
       std::string{"SELECT "} + job_columns + " FROM jobs WHERE " + visible
-        + " AND ($3 = 0 OR id < $3) AND ($4 = '' OR status = $4)"
+        // $3 is a 64-bit cursor: `$3 = 0` alone would type it integer.
+        + " AND ($3::bigint = 0 OR id < $3::bigint)"
+          " AND ($4 = '' OR status = $4)"
           " AND ($5 = '' OR kind = $5) ORDER BY id DESC LIMIT $6",
       scope.all, tenants_param(scope), before, f.status, f.kind, limit);
     std::vector<job_row> out;

@@ -2,6 +2,8 @@
 // parameter, bad values and their stable codes, opaque cursors (round trip,
 // garbage), filter_in_scope; and the SQL conditions they become
 // (storage/event_query.cpp), as text with a fake quote function.
+#include "api/admin_json.hpp"
+#include "api/dlq_json.hpp"
 #include "api/filters.hpp"
 #include "storage/event_query.hpp"
 
@@ -75,7 +77,7 @@ TEST_CASE("event filters: every parameter", "[filters]") {
   CHECK(f.has_key);
   CHECK(f.key == "job 1/ü");
   CHECK(f.from == "2024-05-01T12:00:00Z");
-  CHECK(f.to == "2024-05-02T00:00:00.5+02:00");
+  CHECK(f.to == "2024-05-01T22:00:00.5Z"); // in UTC
   CHECK(f.replays == replays_mode::only);
   CHECK(f.replay_of == 42);
 
@@ -164,6 +166,35 @@ TEST_CASE("from later than to is bad_time, offsets counted", "[filters]") {
   CHECK(dlq_error({{"from", "2024-05-02T00:00:00Z"},
                    {"to", "2024-05-01T00:00:00Z"}})
         == "bad_time");
+}
+
+// Found by the API fuzzer: RFC 3339 allows offsets up to +-23:59,
+// PostgreSQL only up to +-15:59, so DELETE /dlq?before=...+23:40 was 400 and
+// the find routes handed PostgreSQL a time it refuses. Times are turned into
+// UTC before they reach SQL.
+TEST_CASE("times in any RFC 3339 offset are taken, in UTC", "[filters]") {
+  CHECK(api::rfc3339_utc("2024-05-01T12:00:00Z") == "2024-05-01T12:00:00Z");
+  CHECK(api::rfc3339_utc("2024-05-01t12:00:00z") == "2024-05-01T12:00:00Z");
+  CHECK(api::rfc3339_utc("3597-06-10T08:20:22.321+23:40")
+        == "3597-06-09T08:40:22.321Z");
+  CHECK(api::rfc3339_utc("2024-02-28T20:00:00-23:59")
+        == "2024-02-29T19:59:00Z");
+  CHECK(api::rfc3339_utc("2023-12-31T23:30:00.000001-00:45")
+        == "2024-01-01T00:15:00.000001Z");
+  // Outside 0001..9999 once in UTC, or not a time at all.
+  CHECK(api::rfc3339_utc("0001-01-01T00:00:00+00:01").empty());
+  CHECK(api::rfc3339_utc("9999-12-31T23:59:00-00:01").empty());
+  CHECK(api::rfc3339_utc("yesterday").empty());
+  event_filter f;
+  filter_error err;
+  REQUIRE(api::parse_event_filter({{"from", "2024-05-01T12:00:00+23:40"}}, f,
+                                  err));
+  CHECK(f.from == "2024-04-30T12:20:00Z");
+  std::string status, before;
+  REQUIRE(api::parse_dlq_purge({{"status", "resolved"},
+                                {"before", "2024-05-01T00:00:00-16:00"}},
+                               status, before, err));
+  CHECK(before == "2024-05-01T16:00:00Z");
 }
 
 TEST_CASE("DLQ filters: every parameter, bad values", "[filters]") {
