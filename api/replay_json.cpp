@@ -51,6 +51,21 @@ bool positive(const json& v, int64_t max, int64_t& out) {
   return true;
 }
 
+/// True when a string or member name anywhere in `j` holds a NUL
+/// (`\u0000`): PostgreSQL's jsonb refuses it, and the body is stored as
+/// the job's request.
+bool holds_nul(const json& j) {
+  if (j.is_string())
+    return j.get_ref<const std::string&>().find('\0') != std::string::npos;
+  if (j.is_array())
+    return std::any_of(j.begin(), j.end(), holds_nul);
+  if (j.is_object())
+    for (auto& [k, v] : j.items())
+      if (k.find('\0') != std::string::npos || holds_nul(v))
+        return true;
+  return false;
+}
+
 /// A Kafka topic name: [A-Za-z0-9._-]{1,249}.
 bool topic_name(const std::string& s) {
   if (s.empty() || s.size() > 249)
@@ -187,6 +202,9 @@ bool parse_replay_request(const std::string& body,
   }
   if (!doc.is_object())
     return fail(err, "bad_request", "the body must be a JSON object");
+  if (holds_nul(doc))
+    return fail(err, "bad_request",
+                "the body must not hold \\u0000 (PostgreSQL cannot store it)");
   out = replay_request{};
   out.max_events = defaults.max_events;
   bool has_filter = false;
@@ -248,6 +266,9 @@ bool parse_dlq_bulk_request(const std::string& body, const std::string& action,
   }
   if (!doc.is_object())
     return fail(err, "bad_request", "the body must be a JSON object");
+  if (holds_nul(doc))
+    return fail(err, "bad_request",
+                "the body must not hold \\u0000 (PostgreSQL cannot store it)");
   out = dlq_bulk_request{};
   out.action = action;
   out.max_events = defaults.max_events;

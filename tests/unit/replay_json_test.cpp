@@ -113,6 +113,29 @@ TEST_CASE("integers written with a zero fraction or an exponent",
   CHECK(refused(R"({"filter":{"ids":[1e300]}})") == "bad_filter");
 }
 
+// Found by the API fuzzer: a \u0000 in the body (here in a transform's
+// value) reached PostgreSQL's jsonb with the job's request: 503
+// db_unavailable instead of 400.
+TEST_CASE("a body holding \\u0000 is a bad request", "[replay_json]") {
+  CHECK(refused(R"({"filter":{},"transform":[{"op":"add","path":"/a",)"
+                R"("value":["x\u0000"]}]})")
+        == "bad_request");
+  CHECK(refused(R"({"filter":{},"transform":[{"op":"add","path":"/a",)"
+                R"("value":{"k\u0000":1}}]})")
+        == "bad_request");
+  // An escaped backslash before u0000 is no NUL.
+  CHECK(refused(R"({"filter":{},"transform":[{"op":"add","path":"/a",)"
+                R"("value":"\\u0000"}]})")
+        .empty());
+  dlq_bulk_request d;
+  filter_error err;
+  CHECK_FALSE(api::parse_dlq_bulk_request(
+    R"({"filter":{},"transform":[{"op":"add","path":"/a",)"
+    R"("value":"\u0000"}]})",
+    "retry", defaults(), d, err));
+  CHECK(err.code == "bad_request");
+}
+
 TEST_CASE("bad bodies are refused with a stable code", "[replay_json]") {
   CHECK(refused("") == "bad_request");
   CHECK(refused("[]") == "bad_request");
