@@ -125,9 +125,10 @@ void broker_restart_case(const std::string& name, const std::string& signal) {
   auto sink = w.start_sink(sink_extra);
   sampler smp;
   smp.watch(sink.pid(), w.metrics_port());
-  // Open-ended (stopped below); the producer's own retries ride the outage
-  // (message.timeout.ms 300 s).
-  auto ld = start_load(w, rate, 600,
+  // Stopped below; at most 60 s of events, so that a slow broker start on
+  // a loaded machine (up to a minute) does not pile up an endless backlog.
+  // The producer's own retries ride the outage (message.timeout.ms 300 s).
+  auto ld = start_load(w, rate, 60.0 * k,
                        {"--poison-every", "100", "-X",
                         "reconnect.backoff.max.ms=1000"});
   pause_s(warm_s);
@@ -222,7 +223,7 @@ TEST_CASE("three nodes, the leaders' node killed under load: leader "
   auto sink = w.start_sink(sink_extra);
   sampler smp;
   smp.watch(sink.pid(), w.metrics_port());
-  auto ld = start_load(w, rate, 600,
+  auto ld = start_load(w, rate, 60.0 * k, // stopped below, bounded
                        {"--poison-every", "100", "-X",
                         "reconnect.backoff.max.ms=1000"});
   pause_s(warm_s);
@@ -305,7 +306,7 @@ TEST_CASE("three nodes, the leaders' node killed during replays: every "
                         "null order by id"))
     ids.push_back(std::stoll(r[0]));
   REQUIRE(ids.size() == static_cast<size_t>(originals));
-  auto ld = start_load(w, 1000, 600,
+  auto ld = start_load(w, 1000, 120, // stopped below, bounded
                        {"--start-index", std::to_string(originals), "-X",
                         "reconnect.backoff.max.ms=1000"});
 
