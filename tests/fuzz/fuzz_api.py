@@ -151,6 +151,9 @@ def st_run(args, api, name, auth_header, phases, examples, work):
 
 
 def main():
+    # A SIGTERM (CI cancel, timeout) ends through the finally blocks below,
+    # which stop PostgreSQL, the broker and the service.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--st", required=True, help="schemathesis's st binary")
     ap.add_argument("--source", required=True)
