@@ -429,7 +429,7 @@ kill_node() { # $node, $signal
 }
 
 start_node() { # $node: same config, ports and data as before
-  local port deadline
+  local port deadline out
   [ -z "$(node_pid "$node")" ] || die "node $node is already running"
   port=$(sed -n 's/^listeners=PLAINTEXT:\/\/[^:]*:\([0-9]*\),.*/\1/p' \
     "$dir/node-$node/server.properties")
@@ -441,8 +441,10 @@ start_node() { # $node: same config, ports and data as before
   echo $! >"$dir/node-$node/pid"
   deadline=$((SECONDS + START_TIMEOUT))
   # Up when it answers a metadata request and lists itself as a broker.
-  until kcat -L -b "127.0.0.1:$port" -m 3 2>/dev/null |
-    grep -q "^  broker $node at "; do
+  # (Output captured first: grep -q ending the pipe early would SIGPIPE
+  # kcat, which pipefail turns into a failure.)
+  until out=$(kcat -L -b "127.0.0.1:$port" -m 3 2>/dev/null) &&
+    grep -q "^  broker $node at " <<<"$out"; do
     if ! kill -0 "$(cat "$dir/node-$node/pid")" 2>/dev/null; then
       rm -f "$dir/node-$node/pid"
       tail -n 30 "$dir/node-$node/stdout.log" >&2 || true

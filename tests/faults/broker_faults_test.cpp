@@ -335,6 +335,17 @@ TEST_CASE("three nodes, the leaders' node killed during replays: every "
       answers.push_back(a);
     }
   }};
+  // A failed REQUIRE below must not destroy a joinable thread (that would
+  // std::terminate the whole test process, leaving the sink running).
+  struct joiner {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~joiner() {
+      stop = true;
+      if (t.joinable())
+        t.join();
+    }
+  } join_client{stop, client};
   auto answered = [&] {
     std::lock_guard<std::mutex> guard{mtx};
     return answers.size();
