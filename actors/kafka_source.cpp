@@ -158,19 +158,25 @@ struct kafka_source::impl : RdKafka::RebalanceCb, RdKafka::EventCb {
   }
 
   void event_cb(RdKafka::Event& ev) override {
+    // librdkafka's texts are scrubbed of every secret property's value, as
+    // the replay producer's are (defence in depth: none is known to quote
+    // one).
     switch (ev.type()) {
-      case RdKafka::Event::EVENT_ERROR:
+      case RdKafka::Event::EVENT_ERROR: {
+        auto what = scrub_properties(
+          RdKafka::err2str(ev.err()) + ": " + ev.str(), cfg.properties);
         if (ev.fatal()) {
           fatal = true;
-          fatal_reason = RdKafka::err2str(ev.err()) + ": " + ev.str();
+          fatal_reason = what;
         }
-        log_error_throttled(static_cast<int>(ev.err()),
-                            RdKafka::err2str(ev.err()) + ": " + ev.str());
+        log_error_throttled(static_cast<int>(ev.err()), what);
         break;
+      }
       case RdKafka::Event::EVENT_LOG:
         if (ev.severity() <= RdKafka::Event::EVENT_SEVERITY_WARNING)
           log::event(spdlog::level::warn, "consumer", "librdkafka",
-                     {{"facility", ev.fac()}, {"message", ev.str()}});
+                     {{"facility", ev.fac()},
+                      {"message", scrub_properties(ev.str(), cfg.properties)}});
         break;
       default:
         break;
@@ -434,7 +440,9 @@ bool kafka_source::next(kafka_record& out, std::chrono::milliseconds timeout) {
     case RdKafka::ERR__PARTITION_EOF:
       return false;
     default:
-      impl_->log_error_throttled(static_cast<int>(m->err()), m->errstr());
+      impl_->log_error_throttled(
+        static_cast<int>(m->err()),
+        scrub_properties(m->errstr(), impl_->cfg.properties));
       return false;
   }
 }
