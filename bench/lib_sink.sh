@@ -6,12 +6,27 @@
 # JOURNAL_COLUMNS and CONTAINER_IMAGE first.
 # shellcheck shell=bash
 
-# ---- mock broker ------------------------------------------------------------
+# ---- broker -------------------------------------------------------------------
+# KAFKA_MODE (set by the caller, default mock): `mock` runs crm-mock-broker
+# (librdkafka's mock cluster), `real` a one-node Apache Kafka started by
+# scripts/kafka.sh (the version pinned in tests/kafka/pom.xml).
 # start_broker NAME TOPICS PARTITIONS: sets BROKER_DIR BROKER_PID BROKER_BS.
 start_broker() {
   local name=$1 topics=$2 parts=$3
   BROKER_DIR=$WORK/broker-$name
+  BROKER_TOPICS=$topics BROKER_PARTS=$parts
   mkdir -p "$BROKER_DIR"
+  if [ "${KAFKA_MODE:-mock}" = real ]; then
+    # --owner: the cluster goes with this script, however it ends.
+    BROKER_BS=$("$ROOT/scripts/kafka.sh" start "$BROKER_DIR/kafka" \
+      --topics "$topics" --partitions "$parts" --owner $$ \
+      2>"$BROKER_DIR/err") ||
+      die "scripts/kafka.sh start failed: $(tail -n 20 "$BROKER_DIR/err")"
+    BROKER_PID=$(cat "$BROKER_DIR/kafka/node-1/pid")
+    track "$BROKER_PID"
+    log "broker $name (Apache Kafka) at $BROKER_BS: $topics x $parts partitions"
+    return 0
+  fi
   mkfifo "$BROKER_DIR/ctl"
   "$BROKER" --topics "$topics" --partitions "$parts" \
     --bootstrap-file "$BROKER_DIR/bootstrap" --control "$BROKER_DIR/ctl" \
@@ -26,6 +41,26 @@ start_broker() {
   [ -s "$BROKER_DIR/bootstrap" ] || die "crm-mock-broker did not start"
   BROKER_BS=$(sed -n 's/^bootstrap=//p' "$BROKER_DIR/bootstrap")
   log "broker $name at $BROKER_BS: $topics x $parts partitions"
+}
+# broker_name: what the figures call the broker process.
+broker_name() {
+  if [ "${KAFKA_MODE:-mock}" = real ]; then echo "Apache Kafka (JVM)"; else echo "crm-mock-broker"; fi
+}
+# real_watermarks: the mock's `watermark TOPIC PARTITION LOW HIGH` lines for
+# the current Apache Kafka broker, asked with kcat (ListOffsets).
+real_watermarks() {
+  local t p low high
+  for t in ${BROKER_TOPICS//,/ }; do
+    for p in $(seq 0 $((BROKER_PARTS - 1))); do
+      low=$(kcat -Q -b "$BROKER_BS" -t "$t:$p:-2" 2>/dev/null | awk '{print $NF}')
+      high=$(kcat -Q -b "$BROKER_BS" -t "$t:$p:-1" 2>/dev/null | awk '{print $NF}')
+      if [[ $low =~ ^[0-9]+$ ]] && [[ $high =~ ^[0-9]+$ ]]; then
+        echo "watermark $t $p $low $high"
+      else
+        echo "watermark-error $t $p kcat -Q failed"
+      fi
+    done
+  done
 }
 # broker_cmd CMD: sends a control command, prints its answer lines.
 broker_cmd() {
@@ -44,7 +79,11 @@ broker_cmd() {
 # check_watermarks N: every partition starts at 0 and the highs add up to N.
 check_watermarks() {
   local want=$1 wm summary
-  wm=$(broker_cmd watermarks)
+  if [ "${KAFKA_MODE:-mock}" = real ]; then
+    wm=$(real_watermarks)
+  else
+    wm=$(broker_cmd watermarks)
+  fi
   echo "$wm" | grep '^watermark ' >"$BROKER_DIR/watermarks"
   summary=$(echo "$wm" | awk '
     $1 == "watermark" { parts++; high += $5; if ($4 != 0) low_nz++; if ($5 > max) max = $5 }
@@ -52,7 +91,7 @@ check_watermarks() {
     END { printf "partitions=%d high_sum=%d nonzero_lows=%d errors=%d max_per_partition=%d", parts, high, low_nz, errs, max }')
   log "watermarks: $summary"
   [[ $summary == *" high_sum=$want nonzero_lows=0 errors=0 "* ]] ||
-    die "the mock broker does not hold exactly $want events from offset 0 ($summary): it dropped data (retention ~5 MiB/partition) or the preload failed"
+    die "the broker does not hold exactly $want events from offset 0 ($summary): it dropped data (retention ~5 MiB/partition) or the preload failed"
   WM_SUMMARY=$summary
 }
 # preload N START_INDEX: crm-produce into the current broker, checked.

@@ -4,6 +4,9 @@
 #
 #   bench/run.sh [options]
 #     --events N              events preloaded for the drain (default 200000)
+#     --kafka mock|real       the broker: crm-mock-broker (librdkafka's mock
+#                             cluster, default) or Apache Kafka (one node,
+#                             scripts/kafka.sh: needs java, mvn and kcat)
 #     --sink-arg=ARG          extra flag for every crm-events-sink run, repeatable
 #                             (e.g. --sink-arg=--batch-max-records=10000)
 #     --copy-runs K           COPY ceiling repetitions, best is kept (default 3)
@@ -80,6 +83,7 @@ JOURNAL_INTERVAL=""
 INDEX_COST=0
 INDEX_RUNS=1
 J_MIN_ID=0
+KAFKA_MODE=mock
 
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit "${1:-0}"; }
 need_num() { [[ $2 =~ ^[0-9]+$ ]] || { echo "run.sh: $1 needs a number, got '$2'" >&2; exit 2; }; }
@@ -91,7 +95,7 @@ while [ $# -gt 0 ]; do
   esac
   SHIFT2=0
   case $arg in
-    --events|--copy-runs|--first-row-runs|--lat-rate|--lat-seconds|--lat-poll-ms|--backlog|--events-per-partition|--build-dir|--sink-arg|--sink-bin|--container|--journal-rows|--journal-interval|--index-runs)
+    --events|--copy-runs|--first-row-runs|--lat-rate|--lat-seconds|--lat-poll-ms|--backlog|--events-per-partition|--build-dir|--sink-arg|--sink-bin|--container|--journal-rows|--journal-interval|--index-runs|--kafka)
       if [ -z "$val" ]; then
         [ $# -ge 2 ] || { echo "run.sh: $arg needs a value" >&2; exit 2; }
         val=$2; SHIFT2=1
@@ -99,6 +103,11 @@ while [ $# -gt 0 ]; do
   esac
   case $arg in
     --events) need_num "$arg" "$val"; EVENTS=$val ;;
+    --kafka)
+      case $val in
+        mock|real) KAFKA_MODE=$val ;;
+        *) echo "run.sh: --kafka is mock or real, got '$val'" >&2; exit 2 ;;
+      esac ;;
     --sink-arg) SINK_ARGS+=("$val") ;;
     --copy-runs) need_num "$arg" "$val"; COPY_RUNS=$val ;;
     --first-row-runs) need_num "$arg" "$val"; FIRST_ROW_RUNS=$val ;;
@@ -319,7 +328,7 @@ if [ $DO_MAIN -eq 1 ]; then
   row "peak RSS of the sink" "$PEAK_RSS MiB" "VmHWM before SIGTERM (max sampled VmRSS $(f %.1f "$D_RSS_SAMPLED_KB / 1024") MiB)"
   row "sink CPU" "${SINK_CPU}s" "utime+stime, whole process life; $(f %.1f "$D_SINK_TICKS / $CLK_TCK * 1e6 / $EVENTS") us/event; threads: $D_THREADS"
   row "PostgreSQL CPU" "${PG_CPU}s" "whole cluster, sink start -> sink exit; $(f %.1f "($PG1 - $PG0) / $CLK_TCK * 1e6 / $EVENTS") us/event"
-  row "mock broker CPU" "${BROKER_CPU}s" "crm-mock-broker process, same interval"
+  row "broker CPU" "${BROKER_CPU}s" "$(broker_name) process, same interval"
   if [ -n "$D_PERSIST_S" ]; then
     row "persister busy" "$(f %.0f "100 * $D_PERSIST_S / ($T_SPAN + $D_PERSIST_S / $D_BATCHES)")%" "sum of crm_batch_persist_seconds $(f %.2f "$D_PERSIST_S")s over ${D_BATCHES} batches ($(f %.0f "$EVENTS / $D_BATCHES") rows, $(f %.0f "1000 * $D_PERSIST_S / $D_BATCHES") ms each) / (first-to-last commit + one mean batch)"
   fi
